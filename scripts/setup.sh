@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Creates .venv and installs mlsupcon with every extra. Idempotent: a second run only re-checks.
+# torch is installed first, pinned through constraints.txt, so that no dependency pulls a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+PIP=".venv/bin/python -m pip"
+$PIP install -q -c constraints.txt torch==2.13.0
+$PIP install -q -c constraints.txt -e ".[all,dev]"
+# Fashion-MNIST for the image demo set comes from Debian's package; optional (the other sets need nothing).
+if [ ! -d /usr/share/dataset-fashion-mnist ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+    || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) \
+    || echo "note: dataset-fashion-mnist not installed; the fashion-mosaic dataset will be unavailable" >&2
+fi
+.venv/bin/python -c "import mlsupcon, torch; print('mlsupcon', mlsupcon.__version__, '| torch', torch.__version__)"
