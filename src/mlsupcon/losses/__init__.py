@@ -1,0 +1,125 @@
+"""Every multi-label contrastive loss of ``docs/spec/LOSSES.md``, on one chunked engine.
+
+Example:
+    >>> import torch
+    >>> from mlsupcon.losses import build
+    >>> loss_fn = build("simdis", temperature=0.1)
+    >>> features = torch.randn(32, 2, 128)            # [B, V, D]
+    >>> labels = torch.randint(0, 2, (32, 20))        # [B, C] multi-hot
+    >>> loss = loss_fn(features, labels)
+    >>> loss.backward() if features.requires_grad else None
+
+This package needs torch only.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from mlsupcon.losses.asl import AsymmetricLoss, asymmetric_loss
+from mlsupcon.losses.flat import (
+    AllLoss,
+    AnyLoss,
+    FlatContrastiveLoss,
+    JaccardLoss,
+    MLCLLoss,
+    MulSupConLoss,
+    SimCLRLoss,
+    SimDisLoss,
+    SupConLoss,
+)
+from mlsupcon.losses.relations import relation_counts
+
+FLAT_LOSSES: dict[str, type[FlatContrastiveLoss]] = {
+    "all": AllLoss,
+    "any": AnyLoss,
+    "mulsupcon": MulSupConLoss,
+    "simdis": SimDisLoss,
+    "jaccard": JaccardLoss,
+    "mlcl": MLCLLoss,
+    "supcon": SupConLoss,
+    "simclr": SimCLRLoss,
+}
+
+from mlsupcon.losses.hierarchical import (  # noqa: E402  (needs FLAT_LOSSES)
+    HiConELoss,
+    HierarchicalLoss,
+    HiMulConELoss,
+    HiMulConLoss,
+)
+
+HIERARCHICAL_LOSSES = {"himulcon": HiMulConLoss, "hicone": HiConELoss, "himulcone": HiMulConELoss}
+
+LOSSES: dict[str, type[nn.Module]] = {**FLAT_LOSSES, **HIERARCHICAL_LOSSES, "asl": AsymmetricLoss}
+
+ASLLoss = AsymmetricLoss
+
+
+def _register_kmcl() -> None:
+    try:
+        from mlsupcon.losses.kmcl import KMCLLoss
+    except ImportError:  # pragma: no cover - kmcl.py is part of the package
+        return
+    LOSSES["kmcl"] = KMCLLoss
+
+
+_register_kmcl()
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`build`."""
+    return sorted(LOSSES)
+
+
+def build(name: str, **options) -> nn.Module:
+    """Builds a loss by name.
+
+    Args:
+        name: one of :func:`available` (``all``, ``any``, ``mulsupcon``, ``simdis``,
+            ``jaccard``, ``mlcl``, ``supcon``, ``simclr``, ``himulcon``, ``hicone``,
+            ``himulcone``, ``asl``, ``kmcl``).
+        **options: the loss's keyword options; unknown ones raise ValueError.
+
+    Example:
+        >>> from mlsupcon.losses import build
+        >>> build("jaccard", threshold=0.5).threshold
+        0.5
+    """
+    if not isinstance(name, str) or name.lower() not in LOSSES:
+        raise ValueError(f"name: unknown loss {name!r}; expected one of {available()}")
+    cls = LOSSES[name.lower()]
+    try:
+        return cls(**options)
+    except TypeError as exc:  # unknown keyword → a ValueError naming it
+        import inspect
+
+        params = inspect.signature(cls.__init__).parameters
+        accepted = [p for p in params if p not in ("self", "flat_options")]
+        if name.lower() in HIERARCHICAL_LOSSES:
+            accepted += ["temperature", "normalize", "chunk_size", "(options of the base loss)"]
+        raise ValueError(f"options: {exc}; {name} accepts {accepted}") from None
+
+
+__all__ = [
+    "build",
+    "available",
+    "relation_counts",
+    "asymmetric_loss",
+    "AsymmetricLoss",
+    "ASLLoss",
+    "FlatContrastiveLoss",
+    "AllLoss",
+    "AnyLoss",
+    "SimDisLoss",
+    "JaccardLoss",
+    "MulSupConLoss",
+    "MLCLLoss",
+    "SupConLoss",
+    "SimCLRLoss",
+    "HierarchicalLoss",
+    "HiMulConLoss",
+    "HiConELoss",
+    "HiMulConELoss",
+    "LOSSES",
+    "FLAT_LOSSES",
+]

@@ -1,0 +1,74 @@
+"""Argument checks shared by every loss: each failure is a ValueError that names the argument."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+
+def check_positive(value: float, name: str) -> None:
+    if not (isinstance(value, (int, float)) and value > 0):
+        raise ValueError(f"{name}: expected a number > 0, got {value!r}")
+
+
+def check_choice(value: str, name: str, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"{name}: contains {bad} non-finite value(s) (NaN or inf)")
+
+
+def check_multi_hot(t: torch.Tensor, name: str) -> None:
+    if t.dtype == torch.bool:
+        return
+    if t.is_complex():
+        raise ValueError(f"{name}: expected a real 0/1 tensor, got dtype {t.dtype}")
+    bad = (t != 0) & (t != 1)
+    if bool(bad.any()):
+        example = t[bad].flatten()[0].item()
+        raise ValueError(
+            f"{name}: expected multi-hot values in {{0, 1}}, found {int(bad.sum())} other value(s) "
+            f"(e.g. {example})"
+        )
+
+
+def flatten_features(features: torch.Tensor, name: str = "features") -> tuple[torch.Tensor, int, int]:
+    """[B, D] or [B, V, D] → ([V·B, D] view-major, B, V). View-major like SupCon: row = v·B + i."""
+    if not isinstance(features, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(features).__name__}")
+    if not features.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor, got dtype {features.dtype}")
+    if features.ndim == 2:
+        features = features.unsqueeze(1)
+    elif features.ndim != 3:
+        raise ValueError(f"{name}: expected shape [B, D] or [B, V, D], got {tuple(features.shape)}")
+    b, v, d = features.shape
+    if b == 0:
+        raise ValueError(f"{name}: empty batch (B = 0)")
+    if v == 0 or d == 0:
+        raise ValueError(f"{name}: expected V >= 1 views and D >= 1 dimensions, got shape {tuple(features.shape)}")
+    check_finite(features, name)
+    return features.transpose(0, 1).reshape(v * b, d), b, v
+
+
+def check_labels(labels: torch.Tensor, batch: int, name: str = "labels") -> torch.Tensor:
+    """Multi-hot [B, C] labels for a batch of B samples."""
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(labels).__name__}")
+    if labels.ndim != 2:
+        raise ValueError(f"{name}: expected a multi-hot [B, C] tensor, got shape {tuple(labels.shape)}")
+    if labels.shape[0] != batch:
+        raise ValueError(
+            f"{name}: has {labels.shape[0]} rows but features has B = {batch} samples"
+        )
+    if labels.layout == torch.strided:
+        check_multi_hot(labels, name)
+    else:
+        check_multi_hot(labels.coalesce().values() if labels.layout == torch.sparse_coo else labels.values(), name)
+    return labels

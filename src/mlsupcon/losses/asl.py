@@ -1,0 +1,114 @@
+"""Asymmetric loss (ASL; Ridnik et al. 2021, "Asymmetric Loss For Multi-Label Classification")."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mlsupcon.losses._validation import check_choice, check_finite, check_multi_hot, check_positive
+
+__all__ = ["asymmetric_loss", "AsymmetricLoss"]
+
+
+def asymmetric_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    gamma_pos: float = 0.0,
+    gamma_neg: float = 4.0,
+    clip: float = 0.05,
+    eps: float = 1e-8,
+    reduction: str = "sum",
+    detach_focal: bool = False,
+) -> torch.Tensor:
+    r"""Asymmetric loss on multi-label logits.
+
+    .. math::
+        p = \sigma(\text{logit}),\quad p_m = \max(p - m, 0),\\
+        L = -\sum_{i,k} y (1-p)^{\gamma_+}\log p + (1-y)\, p_m^{\gamma_-} \log(1-p_m)
+
+    Probabilities are clamped to ``[eps, 1 - eps]`` before the logs.
+
+    Args:
+        logits: ``[B, C]`` raw scores.
+        targets: ``[B, C]`` multi-hot (0/1) targets.
+        gamma_pos: focusing exponent γ+ of the positive term.
+        gamma_neg: focusing exponent γ− of the negative term.
+        clip: probability margin m shifted off the negatives (0 disables it).
+        eps: clamp for the probabilities inside the logarithms.
+        reduction: ``"sum"`` (the paper) or ``"mean"`` (over all B·C entries).
+        detach_focal: stop gradients through the focusing weights, as the ASL
+            authors' training script does (``disable_torch_grad_focal_loss``).
+
+    Returns:
+        A scalar tensor.
+
+    Example:
+        >>> import torch
+        >>> logits = torch.tensor([[2.0, -1.0]]); y = torch.tensor([[1.0, 0.0]])
+        >>> loss = asymmetric_loss(logits, y)
+        >>> bool(loss > 0)
+        True
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"logits: expected a [B, C] tensor, got shape {tuple(logits.shape)}")
+    if targets.shape != logits.shape:
+        raise ValueError(
+            f"targets: expected shape {tuple(logits.shape)} to match logits, got {tuple(targets.shape)}"
+        )
+    if logits.shape[0] == 0:
+        raise ValueError("logits: empty batch (B = 0)")
+    check_finite(logits, "logits")
+    check_multi_hot(targets, "targets")
+    check_choice(reduction, "reduction", ("sum", "mean"))
+    check_positive(eps, "eps")
+    if clip < 0:
+        raise ValueError(f"clip: expected >= 0, got {clip}")
+    if gamma_pos < 0 or gamma_neg < 0:
+        raise ValueError(f"gamma_pos/gamma_neg: expected >= 0, got {gamma_pos}, {gamma_neg}")
+
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    x = logits.to(dtype)
+    y = targets.to(dtype)
+    p = torch.sigmoid(x)
+    p_m = (p - clip).clamp(min=0) if clip > 0 else p
+    log_pos = torch.log(p.clamp(min=eps, max=1 - eps))
+    log_neg = torch.log((1 - p_m).clamp(min=eps, max=1 - eps))
+    w_pos = (1 - p) ** gamma_pos if gamma_pos else torch.ones_like(p)
+    w_neg = p_m**gamma_neg if gamma_neg else torch.ones_like(p)
+    if detach_focal:
+        w_pos, w_neg = w_pos.detach(), w_neg.detach()
+    loss = -(y * w_pos * log_pos + (1 - y) * w_neg * log_neg)
+    out = loss.sum() if reduction == "sum" else loss.mean()
+    return out.to(logits.dtype) if logits.dtype in (torch.float16, torch.bfloat16) else out
+
+
+class AsymmetricLoss(nn.Module):
+    """Module form of :func:`asymmetric_loss`; called as ``loss(logits, targets)``.
+
+    Example:
+        >>> import torch
+        >>> from mlsupcon.losses import build
+        >>> asl = build("asl", gamma_neg=4, clip=0.05)
+        >>> float(asl(torch.zeros(2, 3), torch.ones(2, 3))) > 0
+        True
+    """
+
+    def __init__(
+        self,
+        gamma_pos: float = 0.0,
+        gamma_neg: float = 4.0,
+        clip: float = 0.05,
+        eps: float = 1e-8,
+        reduction: str = "sum",
+        detach_focal: bool = False,
+    ) -> None:
+        super().__init__()
+        check_choice(reduction, "reduction", ("sum", "mean"))
+        self.gamma_pos, self.gamma_neg, self.clip = gamma_pos, gamma_neg, clip
+        self.eps, self.reduction, self.detach_focal = eps, reduction, detach_focal
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return asymmetric_loss(
+            logits, targets, self.gamma_pos, self.gamma_neg, self.clip, self.eps,
+            self.reduction, self.detach_focal,
+        )

@@ -1,0 +1,169 @@
+"""The one core every flat loss shares: a weighted log-softmax over similarities, chunked.
+
+For anchor a and candidates b ≠ a (the other N − 1 embeddings, then the M reference rows):
+
+    num_a = −Σ_b w_ab log p_ab = W_a · lse_a − Σ_b w_ab s_ab,   W_a = Σ_b w_ab,
+    lse_a = log Σ_{c ≠ a} exp(s_ac),  s_ab = z_a · z_b / τ.
+
+Gradient: ∂num_a/∂s_ab = W_a p_ab − w_ab =: G_ab, so one matrix G per block of anchors gives
+∂/∂z_a = Σ_b G_ab z_b / τ and ∂/∂z_b = Σ_a G_ab z_a / τ.
+
+Anchors are processed in blocks of ``chunk`` samples (× V views). In *chunked* mode nothing
+of size N × N is kept: backward recomputes each block's similarities and weights, as flash
+attention does, so at most O(chunk × N) similarity entries exist at once. In *dense* mode (small
+batches, when the engine chooses) G is kept from the forward pass and backward is two matmuls.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mlsupcon.losses.strategies import FlatStrategy, PairContext
+
+__all__ = ["weighted_log_softmax", "reduce_anchor_losses", "plan_chunks"]
+
+# Dense mode (G kept between forward and backward) up to this many anchor × candidate entries.
+DENSE_MAX_ENTRIES = 2**25
+# Chunked mode: about this many similarity entries per block.
+BLOCK_ENTRIES = 2**22
+
+
+def plan_chunks(batch: int, views: int, num_candidates: int, chunk_size: int | None) -> tuple[int, bool]:
+    """Returns (samples per block, keep G from forward)."""
+    if chunk_size is not None:
+        return max(1, min(int(chunk_size), batch)), False
+    if views * batch * num_candidates <= DENSE_MAX_ENTRIES:
+        return batch, True
+    return max(1, min(batch, BLOCK_ENTRIES // (views * num_candidates) or 1)), False
+
+
+def _expand_views(w_s: torch.Tensor, ctx: PairContext) -> torch.Tensor:
+    """Sample-level block [n, B + M] → view-level [n, V·B + M] (view-major columns)."""
+    if ctx.views == 1:
+        return w_s
+    b = ctx.batch
+    out = w_s.new_empty(w_s.shape[0], ctx.num_candidates)
+    for v in range(ctx.views):
+        out[:, v * b : (v + 1) * b] = w_s[:, :b]
+    if ctx.refs:
+        out[:, ctx.views * b :] = w_s[:, b:]
+    return out
+
+
+def _blocks(ctx: PairContext, chunk: int):
+    """Yields (s0, s1) sample ranges; each is processed for every view."""
+    for s0 in range(0, ctx.batch, chunk):
+        yield s0, min(ctx.batch, s0 + chunk)
+
+
+class _WeightedLogSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, strategy, pctx, temperature, chunk, keep):  # noqa: D401
+        b, v = pctx.batch, pctx.views
+        n_anchor = b * v
+        inv_t = 1.0 / temperature
+        num = z.new_zeros(n_anchor)
+        lse_all = z.new_zeros(n_anchor)
+        wsum_all = z.new_zeros(n_anchor)
+        norm = z.new_zeros(b)
+        kept = [] if keep else None
+        for s0, s1 in _blocks(pctx, chunk):
+            w_s, z_s = strategy.weights(pctx, s0, s1)
+            norm[s0:s1] = z_s
+            r = torch.arange(s1 - s0, device=z.device)
+            own = w_s[r, r + s0].clone()
+            wsum = pctx.view_row_sum(w_s, own)
+            w = _expand_views(w_s, pctx)
+            for view in range(v):
+                rows = slice(view * b + s0, view * b + s1)
+                self_cols = r + view * b + s0
+                w[r, self_cols] = 0  # the self pair is never a candidate
+                s = (z[rows] * inv_t) @ z.T
+                dot = torch.linalg.vecdot(w, s)
+                s[r, self_cols] = float("-inf")
+                lse = torch.logsumexp(s, dim=1)
+                # Only the anchor itself: no candidate at all (B = V = 1, no references).
+                lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
+                num[rows] = wsum * lse - dot
+                lse_all[rows], wsum_all[rows] = lse, wsum
+                if keep:
+                    kept.append(s.sub_(lse[:, None]).exp_().mul_(wsum[:, None]).sub_(w))
+                w[r, self_cols] = own
+        ctx.save_for_backward(z, lse_all, wsum_all)
+        ctx.strategy, ctx.pctx, ctx.temperature, ctx.chunk, ctx.kept = strategy, pctx, temperature, chunk, kept
+        ctx.mark_non_differentiable(norm)
+        return num, norm
+
+    @staticmethod
+    def backward(ctx, g_num, _g_norm):
+        z, lse_all, wsum_all = ctx.saved_tensors
+        pctx, b, v = ctx.pctx, ctx.pctx.batch, ctx.pctx.views
+        inv_t = 1.0 / ctx.temperature
+        grad = torch.zeros_like(z)
+        scale_all = g_num * inv_t
+        k = 0
+        for s0, s1 in _blocks(pctx, ctx.chunk):
+            if ctx.kept is None:
+                w_s, _ = ctx.strategy.weights(pctx, s0, s1)
+                w = _expand_views(w_s, pctx)
+                r = torch.arange(s1 - s0, device=z.device)
+                own = w_s[r, r + s0].clone()
+            for view in range(v):
+                rows = slice(view * b + s0, view * b + s1)
+                if ctx.kept is not None:
+                    g_mat = ctx.kept[k]
+                    k += 1
+                else:
+                    self_cols = r + view * b + s0
+                    w[r, self_cols] = 0
+                    g_mat = (z[rows] * inv_t) @ z.T
+                    g_mat[r, self_cols] = float("-inf")
+                    g_mat.sub_(lse_all[rows, None]).exp_().mul_(wsum_all[rows, None]).sub_(w)
+                    w[r, self_cols] = own
+                scale = scale_all[rows, None]
+                # Scaling the thin [n, D] operands instead of G avoids an N-wide temporary.
+                grad[rows] += scale * (g_mat @ z)
+                grad += g_mat.T @ (scale * z[rows])
+        ctx.kept = None
+        return grad, None, None, None, None, None
+
+
+def weighted_log_softmax(
+    z: torch.Tensor,
+    strategy: FlatStrategy,
+    pctx: PairContext,
+    temperature: float,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-anchor ``num_a = −Σ_b w_ab log p_ab`` and normalisers ``Z_a``.
+
+    Args:
+        z: ``[V·B + M, D]`` embeddings: the V·B anchors (view-major) then the M references.
+        strategy: the pair-weight strategy.
+        pctx: batch description and label statistics.
+        temperature: τ.
+        chunk_size: samples per block; None lets the engine choose (dense when small).
+
+    Returns:
+        ``num`` ``[V·B]`` (differentiable) and ``Z`` ``[B]`` (per sample; views share it).
+    """
+    chunk, keep = plan_chunks(pctx.batch, pctx.views, pctx.num_candidates, chunk_size)
+    return _WeightedLogSoftmax.apply(z, strategy, pctx, temperature, chunk, keep)
+
+
+def reduce_anchor_losses(num: torch.Tensor, norm: torch.Tensor, pooled: bool) -> torch.Tensor:
+    """Batch loss from per-anchor numerators and normalisers.
+
+    Default: mean over anchors with Z_a > 0 of num_a / Z_a. ``pooled``: Σ num / Σ Z (MulSupCon's
+    mean over label rows). With no valid anchor the result is an exact 0 that stays connected to
+    the graph, so ``backward()`` gives zero gradients rather than an error.
+    """
+    if pooled:
+        total = norm.sum()
+        if total <= 0:
+            return num.sum() * 0.0
+        return num.sum() / total
+    valid = norm > 0
+    if not bool(valid.any()):
+        return num.sum() * 0.0
+    return (num[valid] / norm[valid]).mean()

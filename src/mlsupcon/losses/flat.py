@@ -1,0 +1,396 @@
+"""The flat contrastive losses: thin modules over one engine.
+
+Every loss here is "pair weights from label relations → weighted log-softmax over similarities":
+the module validates its input, normalises the embeddings, builds the label statistics once,
+and hands a strategy (``strategies.py``) to the chunked core (``engine.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlsupcon.losses._validation import (
+    check_choice,
+    check_labels,
+    check_positive,
+    flatten_features,
+)
+from mlsupcon.losses.engine import reduce_anchor_losses, weighted_log_softmax
+from mlsupcon.losses.relations import LabelStatistics
+from mlsupcon.losses.strategies import (
+    AllStrategy,
+    AnyStrategy,
+    FlatStrategy,
+    JaccardStrategy,
+    MLCLStrategy,
+    MulSupConStrategy,
+    PairContext,
+    SimCLRStrategy,
+    SimDisStrategy,
+)
+
+__all__ = [
+    "FlatContrastiveLoss",
+    "AllLoss",
+    "AnyLoss",
+    "SimDisLoss",
+    "JaccardLoss",
+    "MulSupConLoss",
+    "MLCLLoss",
+    "SupConLoss",
+    "SimCLRLoss",
+]
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    # Half-precision inputs are computed in float32 (the log-sum-exp needs the range).
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _check_chunk(chunk_size) -> None:
+    if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"chunk_size: expected None or an int >= 1, got {chunk_size!r}")
+
+
+class FlatContrastiveLoss(nn.Module):
+    """Base class of the flat losses; subclasses choose the pair-weight strategy.
+
+    Call signature shared by every flat loss (and by the queue / distributed wrappers)::
+
+        loss = loss_fn(features, labels, ref_features=None, ref_labels=None)
+
+    Args:
+        temperature: τ > 0 of s_ab = z_a · z_b / τ.
+        normalize: L2-normalise the embeddings first.
+        chunk_size: anchor samples per block. ``None``: the engine keeps small batches dense
+            and chunks large ones; an int forces chunked mode with O(chunk_size · V · N) memory
+            in forward and backward.
+    """
+
+    strategy_cls: type[FlatStrategy] = FlatStrategy
+
+    def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None) -> None:
+        super().__init__()
+        check_positive(temperature, "temperature")
+        _check_chunk(chunk_size)
+        self.temperature = float(temperature)
+        self.normalize = bool(normalize)
+        self.chunk_size = chunk_size
+
+    # -- hooks -------------------------------------------------------------------------
+    def make_strategy(self) -> FlatStrategy:
+        return self.strategy_cls()
+
+    def prepare_labels(self, labels, ref_labels, batch: int, refs: int):
+        """Validated multi-hot label rows for the batch and the references."""
+        labels = check_labels(labels, batch, "labels")
+        if refs:
+            if ref_labels is None:
+                raise ValueError("ref_labels: required when ref_features is given")
+            ref_labels = check_labels(ref_labels, refs, "ref_labels")
+            if ref_labels.shape[1] != labels.shape[1]:
+                raise ValueError(
+                    f"ref_labels: has {ref_labels.shape[1]} label columns but labels has {labels.shape[1]}"
+                )
+        return labels, ref_labels
+
+    def extra_terms(self, flat_features: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    # -- forward -----------------------------------------------------------------------
+    def forward(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        ref_features: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        flat, batch, views = flatten_features(features, "features")
+        refs_flat = None
+        refs = 0
+        if ref_features is not None:
+            refs_flat, ref_b, ref_v = flatten_features(ref_features, "ref_features")
+            if refs_flat.shape[1] != flat.shape[1]:
+                raise ValueError(
+                    f"ref_features: has dimension {refs_flat.shape[1]} but features has {flat.shape[1]}"
+                )
+            refs = ref_b * ref_v
+        elif ref_labels is not None:
+            raise ValueError("ref_labels: given without ref_features")
+        strategy = self.make_strategy()
+        cdtype = _compute_dtype(flat.dtype)
+        stats = None
+        if strategy.needs_labels:
+            if labels is None:
+                raise ValueError("labels: required by this loss")
+            labels, ref_labels = self.prepare_labels(labels, ref_labels, batch, refs // max(1, ref_v) if refs else 0)
+            rows = labels.to_dense() if labels.layout != torch.strided else labels
+            if refs:
+                rl = ref_labels.to_dense() if ref_labels.layout != torch.strided else ref_labels
+                rl = rl.repeat(ref_v, 1) if ref_v > 1 else rl  # view-major, like the anchors
+                rows = torch.cat([rows.to(torch.float32), rl.to(torch.float32)])
+            stats = LabelStatistics(rows, cdtype)
+        z = flat.to(cdtype)
+        if refs:
+            z = torch.cat([z, refs_flat.to(cdtype)])
+        if self.normalize:
+            z = F.normalize(z, dim=1)
+        pctx = PairContext(batch, views, refs, stats, cdtype, z.device, extra={})
+        strategy.prepare(pctx)
+        num, norm = weighted_log_softmax(z, strategy, pctx, self.temperature, self.chunk_size)
+        loss = reduce_anchor_losses(num, norm.repeat(views), strategy.pooled)
+        extra = self.extra_terms(flat.to(cdtype))
+        return loss if extra is None else loss + extra
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, normalize={self.normalize}, chunk_size={self.chunk_size}"
+
+
+class AllLoss(FlatContrastiveLoss):
+    r"""ALL (Zhang & Wu 2024): positives are the samples with exactly the anchor's label set.
+
+    .. math:: w_{ab} = 1[y_b = y_a,\ n_a > 0],\quad Z_a = \sum_b w_{ab},\quad
+              L_a = -\frac{1}{Z_a}\sum_{b \ne a} w_{ab} \log p_{ab}
+
+    Source: Zhang & Wu, "Multi-Label Supervised Contrastive Learning", AAAI 2024.
+
+    Example:
+        >>> import torch
+        >>> from mlsupcon.losses import AllLoss
+        >>> feats = torch.randn(8, 2, 16)                  # 8 samples, 2 views
+        >>> labels = torch.randint(0, 2, (8, 5))
+        >>> loss = AllLoss(temperature=0.1)(feats, labels)
+        >>> loss.ndim
+        0
+    """
+
+    strategy_cls = AllStrategy
+
+
+class AnyLoss(FlatContrastiveLoss):
+    r"""ANY (Zhang & Wu 2024): positives share at least one label with the anchor.
+
+    .. math:: w_{ab} = 1[I_{ab} > 0],\quad Z_a = \sum_b w_{ab}
+
+    Source: Zhang & Wu, "Multi-Label Supervised Contrastive Learning", AAAI 2024.
+
+    Example:
+        >>> import torch
+        >>> from mlsupcon.losses import AnyLoss
+        >>> loss = AnyLoss()(torch.randn(8, 16), torch.randint(0, 2, (8, 5)))
+        >>> bool(torch.isfinite(loss))
+        True
+    """
+
+    strategy_cls = AnyStrategy
+
+
+class SimDisLoss(FlatContrastiveLoss):
+    r"""Similarity-Dissimilarity loss (Huang et al. 2024).
+
+    .. math:: w_{ab} = K^s_{ab} K^d_{ab}\,1[I_{ab} > 0],\quad K^s = \frac{I_{ab}}{n_a},\quad
+              K^d = \frac{1}{1 + n_b - I_{ab}}\ (\text{reciprocal})\ \text{or}\ \frac{I_{ab}}{n_b}\ (\text{ratio})
+
+    Z_a is the number of positives (``normalization="count"``) or Σ_b w_ab (``"weight"``). With
+    single labels it is exactly SupCon. The weights order the five relations
+    R2 (identical) = 1 > R4, R5 > R3 > R1 = 0.
+
+    Source: Huang et al., "Similarity-Dissimilarity Loss for Multi-label Supervised Contrastive
+    Learning", 2024.
+
+    Args:
+        dissimilarity: ``"reciprocal"`` (default) or ``"ratio"``.
+        normalization: ``"count"`` (default) or ``"weight"``.
+        temperature, normalize, chunk_size: see :class:`FlatContrastiveLoss`.
+
+    Example:
+        >>> import torch
+        >>> from mlsupcon.losses import build
+        >>> loss_fn = build("simdis", temperature=0.1)
+        >>> loss = loss_fn(torch.randn(16, 2, 32), torch.randint(0, 2, (16, 10)))
+        >>> bool(loss > 0)
+        True
+    """
+
+    def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None,
+                 dissimilarity: str = "reciprocal", normalization: str = "count") -> None:
+        super().__init__(temperature, normalize, chunk_size)
+        check_choice(dissimilarity, "dissimilarity", ("reciprocal", "ratio"))
+        check_choice(normalization, "normalization", ("count", "weight"))
+        self.dissimilarity, self.normalization = dissimilarity, normalization
+
+    def make_strategy(self):
+        return SimDisStrategy(self.dissimilarity, self.normalization)
+
+
+def _check_threshold(threshold: float) -> None:
+    if not (isinstance(threshold, (int, float)) and 0 <= threshold < 1):
+        raise ValueError(f"threshold: expected 0 <= threshold < 1, got {threshold!r}")
+
+
+class JaccardLoss(FlatContrastiveLoss):
+    r"""Jaccard MultiSupCon: positives have Jaccard similarity above ``threshold`` c.
+
+    .. math:: w_{ab} = \frac{J_{ab}}{c + \epsilon} 1[J_{ab} > c],\quad Z_a = |\{b: w_{ab} > 0\}|
+
+    Unlike the printed formula of its source, the sum is divided by the number of positives (as
+    its reference code does), so the loss does not grow with the batch.
+
+    Source: MultiSupConLoss of the supCLR-MultiLabel-Classification repository (Superb-Man).
+
+    Example:
+        >>> import torch
+        >>> from mlsupcon.losses import JaccardLoss
+        >>> loss = JaccardLoss(threshold=0.3)(torch.randn(8, 2, 16), torch.randint(0, 2, (8, 4)))
+        >>> bool(torch.isfinite(loss))
+        True
+    """
+
+    def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None,
+                 threshold: float = 0.3, eps: float = 1e-8) -> None:
+        super().__init__(temperature, normalize, chunk_size)
+        _check_threshold(threshold)
+        check_positive(eps, "eps")
+        self.threshold, self.eps = float(threshold), float(eps)
+
+    def make_strategy(self):
+        return JaccardStrategy(self.threshold, self.eps)
+
+
+class MulSupConLoss(FlatContrastiveLoss):
+    r"""MulSupCon (Zhang & Wu 2024): one contrastive row per (anchor, label).
+
+    Row (a, k) has positives P_k(a) = {b ≠ a : y_bk = 1} and loss
+    ℓ_{a,k} = −(1/|P_k(a)|) Σ_{b ∈ P_k(a)} log p_ab. Equivalently
+    w_ab = Σ_{k ∈ y_a ∩ y_b} 1/|P_k(a)|, computed as one label-weighted matrix product (no loop
+    over rows). An anchor without labels forms one row whose positives are its own other views.
+
+    Args:
+        reduction: ``"pair"`` (default, as the official code: mean over all rows) or
+            ``"anchor"`` (mean of each anchor's rows, then mean over anchors).
+
+    Source: Zhang & Wu, "Multi-Label Supervised Contrastive Learning", AAAI 2024.
+
+    Example:
+        >>> import torch
+        >>> from mlsupcon.losses import MulSupConLoss
+        >>> loss = MulSupConLoss()(torch.randn(8, 2, 16), torch.randint(0, 2, (8, 4)))
+        >>> bool(torch.isfinite(loss))
+        True
+    """
+
+    def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None,
+                 reduction: str = "pair") -> None:
+        super().__init__(temperature, normalize, chunk_size)
+        check_choice(reduction, "reduction", ("pair", "anchor"))
+        self.reduction = reduction
+
+    def make_strategy(self):
+        return MulSupConStrategy(self.reduction)
+
+
+class MLCLLoss(FlatContrastiveLoss):
+    r"""MLCL: Jaccard-weighted positives, an optional negative term and a norm regulariser.
+
+    .. math::
+        pos_a = \frac{\sum_b m^+_{ab} J_{ab}^\beta \log p_{ab}}{\sum_b m^+_{ab} + \epsilon},\quad
+        neg_a = \frac{\sum_b m^-_{ab} \log p_{ab}}{\sum_b m^-_{ab} + \epsilon},\\
+        L = -\frac{1}{N}\sum_a [\alpha\, pos_a + (1-\alpha)\, neg_a] + \lambda \frac{1}{N}\sum_a \|f_a\|_2
+
+    with m⁺ = 1[J > c]. All N anchors count. Note: with α < 1 the negative term *raises*
+    log p of the negatives, i.e. pulls negatives closer, exactly as the source repository
+    defines it; keep α = 1 (default) unless you want that.
+
+    Source: MLCL of the supCLR-MultiLabel-Classification repository (Superb-Man).
+
+    Example:
+        >>> import torch
+        >>> from mlsupcon.losses import MLCLLoss
+        >>> loss = MLCLLoss(reg_weight=0.01)(torch.randn(8, 16), torch.randint(0, 2, (8, 4)))
+        >>> bool(torch.isfinite(loss))
+        True
+    """
+
+    def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None,
+                 threshold: float = 0.0, beta: float = 1.0, alpha: float = 1.0, reg_weight: float = 0.0,
+                 eps: float = 1e-8) -> None:
+        super().__init__(temperature, normalize, chunk_size)
+        _check_threshold(threshold)
+        check_positive(eps, "eps")
+        if not (0 <= alpha <= 1):
+            raise ValueError(f"alpha: expected 0 <= alpha <= 1, got {alpha!r}")
+        if beta < 0:
+            raise ValueError(f"beta: expected >= 0, got {beta!r}")
+        if reg_weight < 0:
+            raise ValueError(f"reg_weight: expected >= 0, got {reg_weight!r}")
+        self.threshold, self.beta, self.alpha = float(threshold), float(beta), float(alpha)
+        self.reg_weight, self.eps = float(reg_weight), float(eps)
+
+    def make_strategy(self):
+        return MLCLStrategy(self.threshold, self.beta, self.alpha, self.eps)
+
+    def extra_terms(self, flat_features):
+        if not self.reg_weight:
+            return None
+        return self.reg_weight * flat_features.norm(dim=1).mean()
+
+
+class SupConLoss(FlatContrastiveLoss):
+    r"""SupCon (Khosla et al. 2020): single-label, positives share the anchor's class.
+
+    ``labels`` are ``[B]`` class ids (``ref_labels`` ``[M]``).
+
+    Source: Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
+
+    Example:
+        >>> import torch
+        >>> from mlsupcon.losses import SupConLoss
+        >>> loss = SupConLoss()(torch.randn(8, 2, 16), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]))
+        >>> bool(loss > 0)
+        True
+    """
+
+    strategy_cls = AnyStrategy  # on one-hot rows "share a label" is "same class"
+
+    def prepare_labels(self, labels, ref_labels, batch, refs):
+        def ids(t, n, name):
+            if not isinstance(t, torch.Tensor) or t.ndim != 1:
+                raise ValueError(f"{name}: expected [B] class ids, got {getattr(t, 'shape', t)!r}")
+            if t.shape[0] != n:
+                raise ValueError(f"{name}: has {t.shape[0]} entries, expected {n}")
+            if t.is_floating_point() and not bool((t == t.round()).all()):
+                raise ValueError(f"{name}: class ids must be integers")
+            return t.long()
+
+        labels = ids(labels, batch, "labels")
+        if refs:
+            if ref_labels is None:
+                raise ValueError("ref_labels: required when ref_features is given")
+            ref_labels = ids(ref_labels, refs, "ref_labels")
+            all_ids = torch.cat([labels, ref_labels])
+        else:
+            all_ids = labels
+        _, inverse = torch.unique(all_ids, return_inverse=True)
+        one_hot = F.one_hot(inverse).to(torch.float32)
+        return one_hot[:batch], (one_hot[batch:] if refs else None)
+
+
+class SimCLRLoss(FlatContrastiveLoss):
+    r"""SimCLR / NT-Xent (Chen et al. 2020): the only positives are the anchor's other views.
+
+    ``labels`` are ignored (may be None). With one view there are no positives and the loss is 0.
+
+    Source: Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations",
+    ICML 2020.
+
+    Example:
+        >>> import torch
+        >>> from mlsupcon.losses import SimCLRLoss
+        >>> loss = SimCLRLoss(temperature=0.5)(torch.randn(8, 2, 16))
+        >>> bool(loss > 0)
+        True
+    """
+
+    strategy_cls = SimCLRStrategy

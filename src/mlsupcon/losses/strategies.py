@@ -1,0 +1,235 @@
+"""Pair-weight strategies: from label relations to the weights w_ab and normalisers Z_a.
+
+Each strategy works on a block of anchor *samples* against every candidate sample (the B batch
+samples, then the M reference rows) and returns a sample-level weight matrix whose column for
+the anchor's own sample already holds the weight of the same-sample relation. The engine expands
+it to view pairs (V copies of the batch columns) and removes the self pair. Row statistics at
+view level follow from the sample level without expanding: see :meth:`PairContext.view_row_sum`.
+
+The definitions are those of ``docs/spec/LOSSES.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mlsupcon.losses.relations import LabelStatistics
+
+__all__ = [
+    "PairContext",
+    "FlatStrategy",
+    "AllStrategy",
+    "AnyStrategy",
+    "SimDisStrategy",
+    "JaccardStrategy",
+    "MulSupConStrategy",
+    "MLCLStrategy",
+    "SimCLRStrategy",
+]
+
+
+@dataclass
+class PairContext:
+    """What a strategy needs to know about one batch (and its reference rows)."""
+
+    batch: int  # B anchor samples
+    views: int  # V views per anchor sample
+    refs: int  # M reference rows (single view, never anchors)
+    stats: LabelStatistics | None  # None for label-free strategies (simclr)
+    dtype: torch.dtype
+    device: torch.device
+    # Batch-wide values a strategy derives in prepare(); kept here, not on the (reusable)
+    # strategy object, because backward recomputes weights after other forward calls may run.
+    extra: dict = None
+
+    @property
+    def num_candidates(self) -> int:
+        return self.views * self.batch + self.refs
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """Label count n of every candidate sample, ``[B + M]``."""
+        return self.stats.counts
+
+    def own_columns(self, s0: int, s1: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.arange(s1 - s0, device=self.device)
+        return idx, idx + s0
+
+    def view_row_sum(self, x: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        """Row sums of the view-level expansion of ``x`` with the self pair left out.
+
+        ``x`` is a sample-level ``[n, B + M]`` block; its batch columns stand for V view
+        columns each, and ``own`` (the value in the anchor's own-sample column) is counted
+        once too many, for the anchor itself.
+        """
+        b = self.batch
+        total = x[:, :b].sum(1) * self.views - own
+        if self.refs:
+            total = total + x[:, b:].sum(1)
+        return total
+
+    def view_row_count(self, x: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        return self.view_row_sum((x > 0).to(self.dtype), (own > 0).to(self.dtype))
+
+
+class FlatStrategy:
+    """Base class. ``pooled`` reduction divides Σ_a num_a by Σ_a Z_a instead of averaging."""
+
+    name = "flat"
+    pooled = False
+    needs_labels = True
+
+    def prepare(self, ctx: PairContext) -> None:
+        """Batch-wide statistics, once per forward call."""
+
+    def weights(self, ctx: PairContext, s0: int, s1: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (w ``[s1 - s0, B + M]`` with own-sample column set, Z ``[s1 - s0]``)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _set_own(w: torch.Tensor, ctx: PairContext, s0: int, s1: int, value) -> torch.Tensor:
+        r, c = ctx.own_columns(s0, s1)
+        w[r, c] = value
+        return w
+
+
+class AllStrategy(FlatStrategy):
+    """w = 1 iff the label sets are equal and non-empty; Z = Σ w."""
+
+    name = "all"
+
+    def weights(self, ctx, s0, s1):
+        inter = ctx.stats.row_dot(s0, s1)
+        na, nb = ctx.counts[s0:s1, None], ctx.counts[None, :]
+        w = ((inter == na) & (inter == nb) & (na > 0)).to(ctx.dtype)
+        w = self._set_own(w, ctx, s0, s1, 1.0)
+        return w, ctx.view_row_sum(w, torch.ones(s1 - s0, dtype=ctx.dtype, device=ctx.device))
+
+
+class AnyStrategy(FlatStrategy):
+    """w = 1 iff the label sets share a label; Z = Σ w. With one-hot labels this is SupCon."""
+
+    name = "any"
+
+    def weights(self, ctx, s0, s1):
+        w = (ctx.stats.row_dot(s0, s1) > 0).to(ctx.dtype)
+        w = self._set_own(w, ctx, s0, s1, 1.0)
+        return w, ctx.view_row_sum(w, torch.ones(s1 - s0, dtype=ctx.dtype, device=ctx.device))
+
+
+class SimDisStrategy(FlatStrategy):
+    """w = K^s · K^d where labels are shared: K^s = I/n_a, K^d = 1/(1 + n_b − I) or I/n_b."""
+
+    name = "simdis"
+
+    def __init__(self, dissimilarity: str = "reciprocal", normalization: str = "count") -> None:
+        self.dissimilarity = dissimilarity
+        self.normalization = normalization
+
+    def weights(self, ctx, s0, s1):
+        inter = ctx.stats.row_dot(s0, s1)
+        na, nb = ctx.counts[s0:s1, None], ctx.counts[None, :]
+        shared = inter > 0
+        # Where I > 0, n_a ≥ I > 0 and n_b ≥ I > 0: clamping only guards the masked entries.
+        w = inter / na.clamp(min=1)
+        if self.dissimilarity == "reciprocal":
+            w = w / (1 + nb - inter)
+        else:
+            w = w * inter / nb.clamp(min=1)
+        w = w * shared
+        w = self._set_own(w, ctx, s0, s1, 1.0)
+        own = torch.ones(s1 - s0, dtype=ctx.dtype, device=ctx.device)
+        if self.normalization == "count":
+            return w, ctx.view_row_count(w, own)
+        return w, ctx.view_row_sum(w, own)
+
+
+def _jaccard(ctx: PairContext, s0: int, s1: int) -> torch.Tensor:
+    inter = ctx.stats.row_dot(s0, s1)
+    union = ctx.counts[s0:s1, None] + ctx.counts[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
+
+
+class JaccardStrategy(FlatStrategy):
+    """w = J/(c + ε) where J > c (strict); Z = number of positives."""
+
+    name = "jaccard"
+
+    def __init__(self, threshold: float = 0.3, eps: float = 1e-8) -> None:
+        self.threshold, self.eps = threshold, eps
+
+    def weights(self, ctx, s0, s1):
+        jac = _jaccard(ctx, s0, s1)
+        jac = self._set_own(jac, ctx, s0, s1, 1.0)  # same-sample rule: J = 1
+        w = torch.where(jac > self.threshold, jac / (self.threshold + self.eps), torch.zeros_like(jac))
+        own = w[ctx.own_columns(s0, s1)]
+        return w, ctx.view_row_count(w, own)
+
+
+class MulSupConStrategy(FlatStrategy):
+    """w_ab = Σ_{k ∈ y_a ∩ y_b} 1/|P_k(a)|; Z_a = number of label rows of anchor a.
+
+    |P_k(a)| = (number of candidate embeddings with label k) − 1, the same for every anchor
+    holding k, so the weights are one label-weighted matrix product.
+    """
+
+    name = "mulsupcon"
+
+    def __init__(self, reduction: str = "pair") -> None:
+        self.reduction = reduction
+        self.pooled = reduction == "pair"
+
+    def prepare(self, ctx):
+        mult = torch.full((ctx.batch + ctx.refs,), float(ctx.views), dtype=ctx.dtype, device=ctx.device)
+        mult[ctx.batch :] = 1.0
+        cnt = ctx.stats.column_counts(mult)  # embeddings holding each label
+        others = cnt - 1
+        ctx.extra["inv"] = torch.where(others > 0, 1.0 / others.clamp(min=1), torch.zeros_like(others))
+        # rows per anchor sample = Σ_k y_ak · 1[|P_k| > 0]
+        ctx.extra["rows"] = ctx.stats.row_sums((others > 0).to(ctx.dtype))[: ctx.batch]
+
+    def weights(self, ctx, s0, s1):
+        w = ctx.stats.row_dot(s0, s1, ctx.extra["inv"])
+        na = ctx.counts[s0:s1]
+        empty = na == 0
+        if ctx.views > 1 and bool(empty.any()):
+            # An anchor without labels: one row whose positives are its own other views.
+            r, c = ctx.own_columns(s0, s1)
+            w[r[empty], c[empty]] = 1.0 / (ctx.views - 1)
+        z = torch.where(empty, torch.full_like(na, 1.0 if ctx.views > 1 else 0.0), ctx.extra["rows"][s0:s1])
+        return w, z
+
+
+class MLCLStrategy(FlatStrategy):
+    """α·m⁺·J^β/(Σm⁺ + ε) + (1 − α)·m⁻/(Σm⁻ + ε), every anchor counted (Z = 1)."""
+
+    name = "mlcl"
+
+    def __init__(self, threshold: float = 0.0, beta: float = 1.0, alpha: float = 1.0, eps: float = 1e-8) -> None:
+        self.threshold, self.beta, self.alpha, self.eps = threshold, beta, alpha, eps
+
+    def weights(self, ctx, s0, s1):
+        jac = _jaccard(ctx, s0, s1)
+        jac = self._set_own(jac, ctx, s0, s1, 1.0)  # same-sample rule: J = 1
+        pos = (jac > self.threshold).to(ctx.dtype)
+        own_pos = pos[ctx.own_columns(s0, s1)]
+        n_pos = ctx.view_row_sum(pos, own_pos)
+        w = pos * jac.pow(self.beta) * (self.alpha / (n_pos + self.eps))[:, None]
+        if self.alpha != 1.0:
+            n_neg = (ctx.num_candidates - 1) - n_pos
+            w = w + (1 - pos) * ((1 - self.alpha) / (n_neg + self.eps))[:, None]
+        return w, torch.ones(s1 - s0, dtype=ctx.dtype, device=ctx.device)
+
+
+class SimCLRStrategy(FlatStrategy):
+    """Only the other views of the anchor's own sample are positive."""
+
+    name = "simclr"
+    needs_labels = False
+
+    def weights(self, ctx, s0, s1):
+        w = torch.zeros(s1 - s0, ctx.batch + ctx.refs, dtype=ctx.dtype, device=ctx.device)
+        w = self._set_own(w, ctx, s0, s1, 1.0)
+        return w, torch.full((s1 - s0,), float(ctx.views - 1), dtype=ctx.dtype, device=ctx.device)
