@@ -1,0 +1,144 @@
+"""From dataset splits to batches: loaders, contrastive views, label formats for each loss."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from mlsupcon.data import MultiLabelDataset, Split, make_views
+from mlsupcon.models import Encoder
+
+Batch = dict[str, torch.Tensor]
+
+
+class _Indices(torch.utils.data.Dataset):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+def raw_inputs(split: Split, idx: np.ndarray) -> Any:
+    if isinstance(split.inputs, np.ndarray):
+        return split.inputs[idx]
+    return [split.inputs[int(i)] for i in idx]
+
+
+def make_loader(
+    split: Split,
+    preprocess: Callable[[Any], Batch],
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    drop_last: bool = False,
+    num_workers: int = 0,
+) -> torch.utils.data.DataLoader:
+    """Batches ``(inputs: dict, labels: float [b, C], indices: long [b])``.
+
+    Preprocessing (tokenisation, image decoding) runs per batch in the loader, so nothing of
+    size "whole split × sequence length" is ever held in memory (MIMIC notes are long).
+    """
+    labels = split.labels
+
+    def collate(indices: list[int]):
+        idx = np.asarray(indices, dtype=np.int64)
+        y = torch.from_numpy(np.asarray(labels[idx].todense(), dtype=np.float32))
+        return preprocess(raw_inputs(split, idx)), y, torch.from_numpy(idx)
+
+    # A seeded generator makes the shuffling order a function of the run's seed alone.
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    drop = drop_last and len(split) > batch_size
+    return torch.utils.data.DataLoader(
+        _Indices(len(split)), batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+        generator=generator, drop_last=drop, num_workers=num_workers,
+    )
+
+
+def tensor_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0):
+    """Loader over cached embeddings, in the same ``(inputs, labels, indices)`` format."""
+    idx = torch.arange(len(x))
+
+    def collate(items):
+        i = torch.as_tensor(items)
+        return {"x": x[i]}, y[i], idx[i]
+
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return torch.utils.data.DataLoader(
+        list(range(len(x))), batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=generator
+    )
+
+
+def build_view_fn(encoder: Encoder, options: dict[str, Any]) -> Callable[[Batch], Batch]:
+    """One random view of a preprocessed batch, for the encoder's modality."""
+    modality = encoder.modality
+    if modality == "text":
+        info = encoder.tokenizer_info
+        mask_id = info.get("mask_token_id")
+        if mask_id is None:
+            mask_id = info.get("unk_token_id")
+        if mask_id is None:
+            mask_id = info["pad_token_id"]  # masking then equals deleting
+        opts = {"mask_token_id": mask_id, "pad_token_id": info["pad_token_id"],
+                "special_ids": info.get("special_token_ids", ()), **options}
+        maker = make_views("text", **opts)
+
+        def text_view(batch: Batch) -> Batch:
+            ids, mask = maker(batch["input_ids"], batch["attention_mask"])
+            return {**batch, "input_ids": ids, "attention_mask": mask}
+
+        return text_view
+    if modality == "vector":
+        maker = make_views("vector", **options)
+        return lambda batch: {**batch, "x": maker(batch["x"])}
+    if modality == "image":
+        maker = make_views("image", **options)
+        return lambda batch: {**batch, "pixel_values": maker(batch["pixel_values"])}
+    raise ValueError(f"encoder: unknown modality {modality!r}")
+
+
+def concat_batches(batches: list[Batch]) -> Batch:
+    """Stack V views of one batch into one batch of V·B rows (view-major)."""
+    out = {}
+    for key in batches[0]:
+        parts = [b[key] for b in batches]
+        if parts[0].ndim == 2 and key in ("input_ids", "attention_mask") and len({p.shape[1] for p in parts}) > 1:
+            width = max(p.shape[1] for p in parts)
+            parts = [torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts]
+        out[key] = torch.cat(parts)
+    return out
+
+
+class LossLabels:
+    """Turns a batch's multi-hot labels into what a contrastive loss expects."""
+
+    def __init__(self, loss: str, dataset: MultiLabelDataset) -> None:
+        from mlsupcon.losses import HIERARCHICAL_LOSSES
+
+        self.loss = loss
+        self.hierarchy = dataset.hierarchy
+        self.hierarchical = loss in HIERARCHICAL_LOSSES
+        if self.hierarchical and self.hierarchy is None:
+            raise ValueError(
+                f"loss: '{loss}' needs a label hierarchy and dataset '{dataset.name}' has none; "
+                "use a flat loss (all, any, mulsupcon, simdis, jaccard, mlcl)"
+            )
+
+    def __call__(self, y: torch.Tensor):
+        if self.loss == "simclr":
+            return None
+        if self.loss == "supcon":
+            if not bool((y.sum(1) == 1).all()):
+                raise ValueError(
+                    "loss: 'supcon' needs exactly one label per example; this batch has rows with "
+                    f"{sorted(set(y.sum(1).long().tolist()))} labels. Use 'any' (SupCon's multi-label form) or 'simdis'"
+                )
+            return y.argmax(1)
+        if self.hierarchical:
+            return [t.to(y.dtype) for t in self.hierarchy.levels(y)]
+        return y

@@ -1,0 +1,140 @@
+"""The run configuration: defaults < YAML file < command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+METHODS = ("two-stage", "end-to-end", "bce", "asl", "kmcl")
+HEADS = ("linear", "attention")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; ``config.yaml`` in the output folder is this, resolved.
+
+    Attributes:
+        dataset: a :func:`mlsupcon.data.load_dataset` spec (``debtags``, ``yeast``, ``jsonl:PATH`` …).
+        dataset_options: options of that loader (``top_k_labels``, ``max_examples_per_split`` …).
+        encoder: ``mlp``, ``cnn``, ``transformer`` or ``resnet``.
+        encoder_options: options of :func:`mlsupcon.models.build_encoder`.
+        method: ``two-stage`` (contrastive pretraining, then a classifier on the frozen encoder),
+            ``end-to-end`` (classifier loss + λ·contrastive), ``bce`` / ``asl`` (classifier only),
+            ``kmcl`` (the KMCL head and its three losses, end to end).
+        loss: contrastive loss name for :func:`mlsupcon.losses.build`.
+        loss_options: its options (``temperature`` …).
+        epochs: contrastive (stage-1) epochs for two-stage; training epochs otherwise.
+        classifier_epochs: stage-2 epochs (early stopping on validation mAP).
+        views: views per sample in contrastive training.
+        view_options: options of the modality's view maker (:func:`mlsupcon.data.make_views`).
+        head: ``linear`` or ``attention`` (label-wise attention; text encoders).
+        threshold: ``"tune"`` (one global threshold maximising validation micro-F1) or a number.
+        contrastive_weight: λ of ``end-to-end``.
+    """
+
+    dataset: str = "debtags"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    encoder: str = "cnn"
+    encoder_options: dict[str, Any] = field(default_factory=dict)
+    method: str = "two-stage"
+    loss: str = "simdis"
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    classifier_loss_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    classifier_epochs: int = 30
+    batch_size: int = 256
+    eval_batch_size: int = 512
+    lr: float = 1e-3
+    classifier_lr: float = 1e-3
+    weight_decay: float = 1e-4
+    projection_dim: int = 128
+    projection_hidden: int | None = None
+    views: int = 2
+    view_options: dict[str, Any] = field(default_factory=dict)
+    head: str = "linear"
+    threshold: Any = "tune"
+    contrastive_weight: float = 1.0
+    patience: int = 5
+    seed: int = 0
+    output: str = "runs/latest"
+    ks: list[int] = field(default_factory=lambda: [1, 5, 8, 15])
+    accelerator: str = "auto"
+    devices: Any = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_workers: int = 0
+    progress: bool = True
+    save_embeddings: bool = True
+
+    def validate(self) -> "TrainConfig":
+        if self.method not in METHODS:
+            raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head: expected one of {HEADS}, got {self.head!r}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "views", "projection_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        if not isinstance(self.classifier_epochs, int) or self.classifier_epochs < 0:
+            raise ValueError(f"classifier_epochs: expected an integer >= 0, got {self.classifier_epochs!r}")
+        for name in ("lr", "classifier_lr"):
+            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
+                raise ValueError(f"{name}: expected a number > 0, got {getattr(self, name)!r}")
+        if self.threshold != "tune":
+            try:
+                t = float(self.threshold)
+            except (TypeError, ValueError):
+                raise ValueError(f"threshold: expected 'tune' or a number in (0, 1), got {self.threshold!r}") from None
+            if not 0 < t < 1:
+                raise ValueError(f"threshold: expected 'tune' or a number in (0, 1), got {self.threshold!r}")
+            self.threshold = t
+        if self.views < 1:
+            raise ValueError("views: expected >= 1")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file (``yaml.safe_load``), then ``overrides`` (e.g. CLI flags).
+
+    Unknown keys raise ValueError naming the key and the file.
+    """
+    import yaml
+
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config: file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config: {path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config: {path} must hold a mapping of option: value")
+        values.update(loaded)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    known = set(TrainConfig.fields())
+    unknown = sorted(set(values) - known)
+    if unknown:
+        where = f" in {path}" if path is not None else ""
+        raise ValueError(f"config: unknown key(s) {unknown}{where}; known keys: {sorted(known)}")
+    return TrainConfig(**values).validate()
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    import yaml
+
+    from mlsupcon.training.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,78 @@
+"""Crash-safe, code-free artefact I/O: atomic writes, safetensors weights, JSON/YAML metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A reader (or a resumed run) sees the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    return str(x)
+
+
+def save_weights(path: str | Path, modules: dict[str, torch.nn.Module]) -> None:
+    """All modules' weights in one safetensors file, keys prefixed ``<module>.``."""
+    from safetensors.torch import save
+
+    tensors = {}
+    for prefix, module in modules.items():
+        for key, value in module.state_dict().items():
+            tensors[f"{prefix}.{key}"] = value.detach().cpu().contiguous()
+    atomic_write_bytes(path, save(tensors))
+
+
+def load_weights(path: str | Path, modules: dict[str, torch.nn.Module]) -> None:
+    """Loads :func:`save_weights` output without executing any code (safetensors)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"weights: file not found: {path}")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"weights: {path} is not a readable safetensors file (truncated or tampered?): {exc}") from None
+    for prefix, module in modules.items():
+        own = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+        missing, unexpected = module.load_state_dict(own, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"weights: {path} does not match the model for '{prefix}': "
+                f"missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]}"
+            )

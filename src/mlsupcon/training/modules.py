@@ -1,0 +1,198 @@
+"""Lightning modules: contrastive pretraining and classifiers (optionally with a contrastive term)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlsupcon.evaluation import compute_metrics, mean_average_precision
+from mlsupcon.training.batches import LossLabels, concat_batches
+
+
+class _Base(L.LightningModule):
+    def __init__(self, lr: float, weight_decay: float) -> None:
+        super().__init__()
+        self.lr, self.weight_decay = lr, weight_decay
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+
+def embed_views(encoder: nn.Module, projection: nn.Module, view_fn, inputs, views: int) -> torch.Tensor:
+    """``[B, V, D]`` projections of V random views of a batch (one encoder pass over V·B rows)."""
+    batch = concat_batches([view_fn(inputs) for _ in range(views)])
+    z = projection(encoder(batch))
+    b = z.shape[0] // views
+    return z.view(views, b, -1).transpose(0, 1)
+
+
+class ContrastiveModule(_Base):
+    """Stage 1: encoder + projection head trained with a contrastive loss."""
+
+    def __init__(self, encoder, projection, loss_fn, loss_labels: LossLabels, view_fn: Callable,
+                 views: int, lr: float, weight_decay: float) -> None:
+        super().__init__(lr, weight_decay)
+        self.encoder, self.projection, self.loss_fn = encoder, projection, loss_fn
+        self.loss_labels, self.view_fn, self.views = loss_labels, view_fn, views
+
+    def _loss(self, batch):
+        inputs, y, _ = batch
+        feats = embed_views(self.encoder, self.projection, self.view_fn, inputs, self.views)
+        return self.loss_fn(feats, self.loss_labels(y)), y.shape[0]
+
+    def training_step(self, batch, _):
+        loss, b = self._loss(batch)
+        self.log("train/contrastive_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=b)
+        return loss
+
+    def validation_step(self, batch, _):
+        loss, b = self._loss(batch)
+        self.log("val/contrastive_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=b)
+
+
+class ClassifierModule(_Base):
+    """Encoder + classifier head; BCE or ASL; optionally + λ · contrastive loss (end-to-end).
+
+    Keeps the weights of the best validation epoch (by validation mAP) in memory and restores
+    them with :meth:`restore_best`, so early stopping returns the best model, not the last.
+    """
+
+    def __init__(self, encoder, head, head_kind: str, lr: float, weight_decay: float,
+                 classifier_loss: str = "bce", classifier_loss_options: dict | None = None,
+                 freeze_encoder: bool = False, contrastive: dict | None = None) -> None:
+        super().__init__(lr, weight_decay)
+        self.encoder, self.head, self.head_kind = encoder, head, head_kind
+        self.freeze_encoder = freeze_encoder
+        if freeze_encoder:
+            for p in self.encoder.parameters():
+                p.requires_grad_(False)
+        if classifier_loss == "asl":
+            from mlsupcon.losses import build
+
+            self._asl = build("asl", **(classifier_loss_options or {}))
+        elif classifier_loss != "bce":
+            raise ValueError(f"classifier_loss: expected 'bce' or 'asl', got {classifier_loss!r}")
+        self.classifier_loss = classifier_loss
+        self.contrastive = contrastive
+        if contrastive is not None:
+            self.projection = contrastive["projection"]
+            self.contrastive_fn = contrastive["loss_fn"]
+        self._val_scores: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
+        self.best_score = -float("inf")
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch = -1
+
+    def logits(self, inputs):
+        if self.head_kind == "attention":
+            seq, mask = self.encoder.encode_sequence(inputs)
+            return self.head(seq, mask)
+        return self.head(self.encoder(inputs))
+
+    def on_train_epoch_start(self) -> None:
+        if self.freeze_encoder:
+            self.encoder.eval()  # no dropout / batch-norm updates in a frozen encoder
+
+    def _cls_loss(self, logits, y):
+        if self.classifier_loss == "asl":
+            # The paper's sum over labels, averaged over the batch so the step size does not
+            # depend on the batch size.
+            return self._asl(logits, y) / y.shape[0]
+        return F.binary_cross_entropy_with_logits(logits, y)
+
+    def training_step(self, batch, _):
+        inputs, y, _ = batch
+        loss = self._cls_loss(self.logits(inputs), y)
+        self.log("train/classifier_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.shape[0])
+        if self.contrastive is not None:
+            c = self.contrastive
+            feats = embed_views(self.encoder, self.projection, c["view_fn"], inputs, c["views"])
+            con = self.contrastive_fn(feats, c["loss_labels"](y))
+            self.log("train/contrastive_loss", con, on_step=False, on_epoch=True, batch_size=y.shape[0])
+            loss = loss + c["weight"] * con
+        return loss
+
+    def validation_step(self, batch, _):
+        inputs, y, _ = batch
+        self._val_scores.append(torch.sigmoid(self.logits(inputs)).float().cpu())
+        self._val_labels.append(y.cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_scores:
+            return
+        scores = torch.cat(self._val_scores).numpy()
+        labels = torch.cat(self._val_labels).numpy()
+        self._val_scores.clear()
+        self._val_labels.clear()
+        value = mean_average_precision(labels, scores)
+        value = 0.0 if np.isnan(value) else value
+        self.log("val/map", value, prog_bar=True)
+        self.log("val/micro_f1@0.5", compute_metrics(labels, scores, 0.5, ks=(1,))["micro_f1"])
+        if value > self.best_score and not self.trainer.sanity_checking:
+            self.best_score, self.best_epoch = value, self.current_epoch
+            self.best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
+
+    def restore_best(self) -> None:
+        if self.best_state is not None:
+            self.load_state_dict(self.best_state)
+
+
+@torch.no_grad()
+def predict(encoder, head, head_kind: str, loader, want_embeddings: bool = False, device=None):
+    """Sigmoid scores, labels and (optionally) pooled embeddings for a whole loader."""
+    encoder.eval()
+    head.eval()
+    device = device or next((p.device for p in head.parameters()), torch.device("cpu"))
+    scores, labels, embs = [], [], []
+    for inputs, y, _ in loader:
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        if head_kind == "attention":
+            seq, mask = encoder.encode_sequence(inputs)
+            logits = head(seq, mask)
+            if want_embeddings:
+                embs.append(encoder(inputs).float().cpu())
+        else:
+            h = encoder(inputs)
+            logits = head(h)
+            if want_embeddings:
+                embs.append(h.float().cpu())
+        scores.append(torch.sigmoid(logits).float().cpu())
+        labels.append(y)
+    out = (torch.cat(scores).numpy(), torch.cat(labels).numpy())
+    return out + ((torch.cat(embs).numpy() if embs else None),) if want_embeddings else out
+
+
+@torch.no_grad()
+def embed_all(encoder, loader, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled encoder outputs (eval mode) and labels for a whole loader."""
+    encoder.eval()
+    device = device or encoder.device
+    feats, labels = [], []
+    for inputs, y, _ in loader:
+        feats.append(encoder({k: v.to(device) for k, v in inputs.items()}).float().cpu())
+        labels.append(y)
+    return torch.cat(feats), torch.cat(labels)
+
+
+class FeatureInput(nn.Module):
+    """The 'encoder' of a classifier trained on cached embeddings: returns ``batch['x']``."""
+
+    modality = "vector"
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        return batch["x"]
+
+    @property
+    def device(self):
+        return torch.device("cpu")
+
+
+def clone_module(m: nn.Module) -> nn.Module:
+    return copy.deepcopy(m)
