@@ -1,0 +1,48 @@
+"""Encoders, tokenisers and heads.
+
+``build_encoder(name, **opts)`` gives an :class:`Encoder` (an ``nn.Module``) with
+``preprocess`` (raw inputs -> dict of CPU tensors), ``forward`` (-> pooled features
+``[n, output_dim]``), ``encode_sequence`` (text: token states + mask) and ``config()``
+(``build_encoder(**enc.config())`` rebuilds it; weights go through ``state_dict``).
+
+Heavy dependencies (``transformers``, ``tokenizers``) are imported only when an encoder that
+needs them is built.
+
+Example:
+    >>> import numpy as np, torch
+    >>> from mlsupcon.models import build_encoder, ProjectionHead, LinearClassifier
+    >>> enc = build_encoder("mlp", in_dim=103)
+    >>> h = enc(enc.preprocess(np.random.rand(4, 103)))
+    >>> ProjectionHead(enc.output_dim)(h).shape, LinearClassifier(enc.output_dim, 14)(h).shape
+    (torch.Size([4, 128]), torch.Size([4, 14]))
+"""
+
+from .base import Encoder, pad_sequences, pad_text_batches
+from .cnn import CNNEncoder
+from .factory import ENCODERS, build_encoder, encoder_options
+from .heads import LabelWiseAttention, LinearClassifier, ProjectionHead
+from .mlp import MLPEncoder
+from .resnet import IMAGENET_MEAN, IMAGENET_STD, RESNET_PRESETS, ResNetEncoder
+from .tokenization import TextTokenizer
+from .transformer import TransformerEncoder, minilm_path
+
+__all__ = [
+    "Encoder",
+    "build_encoder",
+    "encoder_options",
+    "ENCODERS",
+    "MLPEncoder",
+    "CNNEncoder",
+    "TransformerEncoder",
+    "ResNetEncoder",
+    "ProjectionHead",
+    "LinearClassifier",
+    "LabelWiseAttention",
+    "TextTokenizer",
+    "minilm_path",
+    "pad_sequences",
+    "pad_text_batches",
+    "RESNET_PRESETS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]

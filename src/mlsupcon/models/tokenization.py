@@ -1,0 +1,290 @@
+"""Fast text tokenisation shared by the text encoders.
+
+Everything goes through the Rust ``tokenizers`` library (no ``transformers`` import), so
+tokenising tens of thousands of documents takes seconds and a trained tokenizer serialises
+to one JSON string that can live inside an encoder's ``config()``.
+
+Example:
+    >>> from mlsupcon.models.tokenization import TextTokenizer
+    >>> tok = TextTokenizer.train(["the cat sat", "the dog ran"], vocab_size=100)
+    >>> ids = tok.encode(["The cat ran"])[0]
+    >>> len(ids)
+    3
+    >>> tok.pad_token_id, tok.mask_token_id
+    (0, 2)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+__all__ = ["TextTokenizer", "SPECIAL_ROLES"]
+
+#: Token roles a text encoder cares about, in the order they are reported.
+SPECIAL_ROLES = ("pad", "unk", "cls", "sep", "mask", "bos", "eos")
+
+# Spellings used by the common tokenizer families (BERT, RoBERTa, XLNet, T5, GPT-2), used
+# when a tokenizer file says nothing about roles. Matching is on the exact token string.
+_ROLE_GUESSES = {
+    "pad": ("[PAD]", "<pad>", "<|pad|>"),
+    "unk": ("[UNK]", "<unk>", "<|unk|>"),
+    "cls": ("[CLS]", "<s>", "<cls>"),
+    "sep": ("[SEP]", "</s>", "<sep>"),
+    "mask": ("[MASK]", "<mask>"),
+    "bos": ("<s>", "<|startoftext|>", "[BOS]"),
+    "eos": ("</s>", "<|endoftext|>", "[EOS]"),
+}
+
+#: Special tokens of a tokenizer trained by :meth:`TextTokenizer.train`, in id order.
+_TRAINED_SPECIALS = ("[PAD]", "[UNK]", "[MASK]")
+
+
+def _token_content(value: Any) -> str | None:
+    """A special token as written in tokenizer_config.json: a string or {"content": ...}."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return value["content"]
+    return None
+
+
+class TextTokenizer:
+    """A ``tokenizers.Tokenizer`` plus the ids of its special tokens.
+
+    Encoding never adds special tokens and never truncates or pads: the encoders decide how
+    to lay documents out (segments for transformers, one long row for the CNN).
+
+    Args:
+        tokenizer: A ``tokenizers.Tokenizer``. Its own truncation/padding settings are
+            switched off (tokenizer.json files often ship with e.g. a fixed 128 truncation).
+        special_tokens: Optional mapping role -> token string overriding the guessed roles
+            (roles: pad, unk, cls, sep, mask, bos, eos).
+
+    Example:
+        >>> tok = TextTokenizer.train(["a b c", "a b"], vocab_size=50)
+        >>> tok.info()["special_token_ids"]
+        [0, 1, 2]
+    """
+
+    def __init__(self, tokenizer: Any, special_tokens: dict[str, str] | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        special = {
+            tid: tok.content
+            for tid, tok in tokenizer.get_added_tokens_decoder().items()
+            if getattr(tok, "special", True)
+        }
+        ids_by_text = {text: tid for tid, text in special.items()}
+        self._role_ids: dict[str, int | None] = {}
+        for role in SPECIAL_ROLES:
+            tid = None
+            if special_tokens and special_tokens.get(role) is not None:
+                tid = tokenizer.token_to_id(special_tokens[role])
+            if tid is None:
+                for guess in _ROLE_GUESSES[role]:
+                    if guess in ids_by_text:
+                        tid = ids_by_text[guess]
+                        break
+            self._role_ids[role] = tid
+        self._special_ids = sorted(special)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        *,
+        model: str = "wordlevel",
+        vocab_size: int = 30000,
+        min_frequency: int = 1,
+        lowercase: bool = True,
+    ) -> "TextTokenizer":
+        """Train a word-level or BPE tokenizer on ``texts``.
+
+        Normalisation is lowercasing (optional); pre-tokenisation splits on
+        whitespace and punctuation (``\\w+|[^\\w\\s]+``). Special tokens are ``[PAD]`` (id 0),
+        ``[UNK]`` (1) and ``[MASK]`` (2).
+
+        Args:
+            texts: Training documents.
+            model: ``"wordlevel"`` (CAML's word vocabulary) or ``"bpe"``.
+            vocab_size: Maximum vocabulary size, special tokens included.
+            min_frequency: Minimum count for a word/merge to enter the vocabulary.
+            lowercase: Lowercase before tokenising.
+
+        Returns:
+            The trained tokenizer.
+
+        Raises:
+            ValueError: For an unknown ``model`` or a non-positive ``vocab_size``.
+
+        Example:
+            >>> TextTokenizer.train(["x y", "y z"], model="bpe", vocab_size=60).vocab_size > 3
+            True
+        """
+        from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+        if model not in ("wordlevel", "bpe"):
+            raise ValueError(f"tokenizer_model must be 'wordlevel' or 'bpe', got {model!r}")
+        if int(vocab_size) <= len(_TRAINED_SPECIALS):
+            raise ValueError(f"vocab_size must be > {len(_TRAINED_SPECIALS)}, got {vocab_size}")
+        if int(min_frequency) < 1:
+            raise ValueError(f"min_frequency must be >= 1, got {min_frequency}")
+        unk = _TRAINED_SPECIALS[1]
+        if model == "wordlevel":
+            tok = Tokenizer(models.WordLevel(unk_token=unk))
+            trainer = trainers.WordLevelTrainer(
+                vocab_size=int(vocab_size),
+                min_frequency=int(min_frequency),
+                special_tokens=list(_TRAINED_SPECIALS),
+                show_progress=False,
+            )
+        else:
+            tok = Tokenizer(models.BPE(unk_token=unk))
+            trainer = trainers.BpeTrainer(
+                vocab_size=int(vocab_size),
+                min_frequency=int(min_frequency),
+                special_tokens=list(_TRAINED_SPECIALS),
+                show_progress=False,
+            )
+        # Lowercasing only (as CAML): unicode NFD/accent stripping doubles encoding time.
+        if lowercase:
+            tok.normalizer = normalizers.Lowercase()
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        tok.train_from_iterator((_as_text(t) for t in texts), trainer=trainer)
+        return cls(tok)
+
+    @classmethod
+    def from_json(cls, text: str, special_tokens: dict[str, str] | None = None) -> "TextTokenizer":
+        """Rebuild from the string produced by :meth:`to_json`."""
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_str(text), special_tokens)
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike) -> "TextTokenizer":
+        """Load a Hugging Face tokenizer directory (or a ``tokenizer.json`` file) offline.
+
+        Roles come from ``special_tokens_map.json`` / ``tokenizer_config.json`` when present.
+        A directory without ``tokenizer.json`` (e.g. only ``vocab.txt``) is converted through
+        ``transformers.AutoTokenizer(local_files_only=True)``.
+
+        Raises:
+            FileNotFoundError: If ``path`` does not exist.
+        """
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"tokenizer_path {str(path)!r} does not exist")
+        if p.is_file():
+            from tokenizers import Tokenizer
+
+            return cls(Tokenizer.from_file(str(p)))
+        roles: dict[str, str] = {}
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):
+            f = p / name
+            if f.is_file():
+                try:
+                    data = json.loads(f.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    continue
+                for role in SPECIAL_ROLES:
+                    content = _token_content(data.get(f"{role}_token"))
+                    if content is not None:
+                        roles[role] = content
+        if (p / "tokenizer.json").is_file():
+            from tokenizers import Tokenizer
+
+            return cls(Tokenizer.from_file(str(p / "tokenizer.json")), roles)
+        # Slow-format directory: let transformers convert it to a fast tokenizer.
+        from transformers import AutoTokenizer
+
+        hf = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+        backend = getattr(hf, "backend_tokenizer", None)
+        if backend is None:
+            raise ValueError(f"tokenizer_path {str(path)!r} has no fast (tokenizers) version")
+        for role in SPECIAL_ROLES:
+            content = getattr(hf, f"{role}_token", None)
+            if isinstance(content, str):
+                roles.setdefault(role, content)
+        return cls(backend, roles)
+
+    def to_json(self) -> str:
+        """Serialise the tokenizer (vocabulary, normaliser, ...) to a JSON string."""
+        return self.tokenizer.to_str()
+
+    # ------------------------------------------------------------------ use
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids (added tokens included)."""
+        return int(self.tokenizer.get_vocab_size(with_added_tokens=True))
+
+    def token_id(self, role: str) -> int | None:
+        """Id of the special token with ``role`` (pad, unk, cls, sep, mask, bos, eos) or None."""
+        return self._role_ids.get(role)
+
+    @property
+    def pad_token_id(self) -> int:
+        """Padding id; 0 when the tokenizer has no pad token (the mask hides it anyway)."""
+        pid = self._role_ids["pad"]
+        return 0 if pid is None else pid
+
+    @property
+    def mask_token_id(self) -> int | None:
+        """Id of the mask token (None if the tokenizer has none)."""
+        return self._role_ids["mask"]
+
+    @property
+    def unk_token_id(self) -> int | None:
+        """Id of the unknown token (None if the tokenizer has none)."""
+        return self._role_ids["unk"]
+
+    @property
+    def cls_token_id(self) -> int | None:
+        """Id of the classification/start token (None if the tokenizer has none)."""
+        return self._role_ids["cls"]
+
+    @property
+    def sep_token_id(self) -> int | None:
+        """Id of the separator/end token (None if the tokenizer has none)."""
+        return self._role_ids["sep"]
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        """Sorted ids of all special tokens (named like the Hugging Face attribute)."""
+        return list(self._special_ids)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, without special tokens, untruncated."""
+        texts = [_as_text(t) for t in texts]
+        if not texts:
+            return []
+        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+    def info(self) -> dict[str, Any]:
+        """Ids the data layer needs to build token-dropout views.
+
+        Returns:
+            ``{"pad_token_id", "mask_token_id", "unk_token_id", "cls_token_id",
+            "sep_token_id", "special_token_ids" (sorted list; also as "all_special_ids"),
+            "vocab_size"}``; missing roles are None. The tokenizer object itself has the same
+            attributes (``TokenViews.from_tokenizer(encoder.tokenizer)`` works).
+        """
+        out: dict[str, Any] = {f"{r}_token_id": self._role_ids[r] for r in ("pad", "mask", "unk", "cls", "sep")}
+        out["pad_token_id"] = self.pad_token_id
+        out["special_token_ids"] = list(self._special_ids)
+        out["all_special_ids"] = list(self._special_ids)
+        out["vocab_size"] = self.vocab_size
+        return out
+
+
+def _as_text(t: Any) -> str:
+    """Documents may arrive as None/NaN from data frames: treat them as empty."""
+    if t is None:
+        return ""
+    if isinstance(t, float) and t != t:  # NaN
+        return ""
+    return t if isinstance(t, str) else str(t)
