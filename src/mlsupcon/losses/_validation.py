@@ -57,15 +57,15 @@ def flatten_features(features: torch.Tensor, name: str = "features") -> tuple[to
     return features.transpose(0, 1).reshape(v * b, d), b, v
 
 
-def check_labels(labels: torch.Tensor, batch: int, name: str = "labels") -> torch.Tensor:
-    """Multi-hot [B, C] labels for a batch of B samples."""
+def check_labels(labels: torch.Tensor, batch: int, name: str = "labels", rows_of: str = "features") -> torch.Tensor:
+    """Multi-hot [B, C] labels for a batch of B samples (``rows_of`` names where B comes from)."""
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor, got {type(labels).__name__}")
     if labels.ndim != 2:
         raise ValueError(f"{name}: expected a multi-hot [B, C] tensor, got shape {tuple(labels.shape)}")
     if labels.shape[0] != batch:
         raise ValueError(
-            f"{name}: has {labels.shape[0]} rows but features has B = {batch} samples"
+            f"{name}: has {labels.shape[0]} rows but {rows_of} has {batch} samples"
         )
     if labels.layout == torch.strided:
         check_multi_hot(labels, name)

@@ -89,7 +89,7 @@ class FlatContrastiveLoss(nn.Module):
         if refs:
             if ref_labels is None:
                 raise ValueError("ref_labels: required when ref_features is given")
-            ref_labels = check_labels(ref_labels, refs, "ref_labels")
+            ref_labels = check_labels(ref_labels, refs, "ref_labels", rows_of="ref_features")
             if ref_labels.shape[1] != labels.shape[1]:
                 raise ValueError(
                     f"ref_labels: has {ref_labels.shape[1]} label columns but labels has {labels.shape[1]}"
