@@ -26,6 +26,9 @@ __all__ = ["weighted_log_softmax", "reduce_anchor_losses", "plan_chunks"]
 DENSE_MAX_ENTRIES = 2**25
 # Chunked mode: about this many similarity entries per block.
 BLOCK_ENTRIES = 2**22
+# Below this τ, exp(s − 1/τ) could underflow for every candidate (s ≥ −1/τ, float32 exp
+# underflows below about −87), so the row maximum is used as the shift instead.
+MIN_FIXED_SHIFT_TEMPERATURE = 0.025
 
 
 def plan_chunks(batch: int, views: int, num_candidates: int, chunk_size: int | None) -> tuple[int, bool]:
@@ -37,28 +40,47 @@ def plan_chunks(batch: int, views: int, num_candidates: int, chunk_size: int | N
     return max(1, min(batch, BLOCK_ENTRIES // (views * num_candidates) or 1)), False
 
 
-def _expand_views(w_s: torch.Tensor, ctx: PairContext) -> torch.Tensor:
-    """Sample-level block [n, B + M] → view-level [n, V·B + M] (view-major columns)."""
-    if ctx.views == 1:
-        return w_s
-    b = ctx.batch
-    out = w_s.new_empty(w_s.shape[0], ctx.num_candidates)
-    for v in range(ctx.views):
-        out[:, v * b : (v + 1) * b] = w_s[:, :b]
-    if ctx.refs:
-        out[:, ctx.views * b :] = w_s[:, b:]
-    return out
-
-
 def _blocks(ctx: PairContext, chunk: int):
     """Yields (s0, s1) sample ranges; each is processed for every view."""
     for s0 in range(0, ctx.batch, chunk):
         yield s0, min(ctx.batch, s0 + chunk)
 
 
+def _column_blocks(ctx: PairContext):
+    """(column slice of the view-level matrix, column slice of the sample-level weights)."""
+    b = ctx.batch
+    for v in range(ctx.views):
+        yield slice(v * b, (v + 1) * b), slice(0, b)
+    if ctx.refs:
+        yield slice(ctx.views * b, ctx.views * b + ctx.refs), slice(b, b + ctx.refs)
+
+
+def _similarities(z, rows, inv_t):
+    return (z[rows] * inv_t) @ z.T
+
+
+def _weighted_sum(w_s, s, ctx: PairContext) -> torch.Tensor:
+    """Σ_b w_ab s_ab over view-level columns, reading the sample-level weights V times
+    instead of materialising their view-level expansion."""
+    out = None
+    for cols, wcols in _column_blocks(ctx):
+        part = torch.linalg.vecdot(w_s[:, wcols], s[:, cols])
+        out = part if out is None else out + part
+    return out
+
+
+def _to_gradient_factor(e, scale, w_s, ctx: PairContext, r, self_cols) -> torch.Tensor:
+    """In place: e (= exp(s - shift), self entry 0) → G = W·p − w, with the self entry 0."""
+    e.mul_(scale[:, None])
+    for cols, wcols in _column_blocks(ctx):
+        e[:, cols].sub_(w_s[:, wcols])
+    e[r, self_cols] = 0  # p_aa = 0 and the self pair carries no weight
+    return e
+
+
 class _WeightedLogSoftmax(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, strategy, pctx, temperature, chunk, keep):  # noqa: D401
+    def forward(ctx, z, strategy, pctx, temperature, chunk, keep, fixed_shift):  # noqa: D401
         b, v = pctx.batch, pctx.views
         n_anchor = b * v
         inv_t = 1.0 / temperature
@@ -71,24 +93,31 @@ class _WeightedLogSoftmax(torch.autograd.Function):
             w_s, z_s = strategy.weights(pctx, s0, s1)
             norm[s0:s1] = z_s
             r = torch.arange(s1 - s0, device=z.device)
-            own = w_s[r, r + s0].clone()
+            own = w_s[r, r + s0]
             wsum = pctx.view_row_sum(w_s, own)
-            w = _expand_views(w_s, pctx)
             for view in range(v):
                 rows = slice(view * b + s0, view * b + s1)
                 self_cols = r + view * b + s0
-                w[r, self_cols] = 0  # the self pair is never a candidate
-                s = (z[rows] * inv_t) @ z.T
-                dot = torch.linalg.vecdot(w, s)
+                s = _similarities(z, rows, inv_t)
+                # Σ_{b≠a} w_ab s_ab: the sample-level weights also cover the self column.
+                dot = _weighted_sum(w_s, s, pctx) - own * s[r, self_cols]
                 s[r, self_cols] = float("-inf")
-                lse = torch.logsumexp(s, dim=1)
-                # Only the anchor itself: no candidate at all (B = V = 1, no references).
-                lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
+                # With unit-norm embeddings |s| ≤ 1/τ, so a constant shift is safe and saves
+                # a pass over the block; otherwise the row maximum.
+                shift = torch.full_like(dot, fixed_shift) if fixed_shift is not None else s.amax(1)
+                shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+                e = s.sub_(shift[:, None]).exp_()
+                sumexp = e.sum(1)
+                # sumexp = 0 only when the anchor has no candidate at all (B = V = 1, no refs).
+                safe = sumexp > 0
+                lse = torch.where(safe, shift + torch.log(torch.where(safe, sumexp, torch.ones_like(sumexp))),
+                                  torch.zeros_like(sumexp))
                 num[rows] = wsum * lse - dot
                 lse_all[rows], wsum_all[rows] = lse, wsum
                 if keep:
-                    kept.append(s.sub_(lse[:, None]).exp_().mul_(wsum[:, None]).sub_(w))
-                w[r, self_cols] = own
+                    scale = torch.where(safe, wsum / torch.where(safe, sumexp, torch.ones_like(sumexp)),
+                                        torch.zeros_like(sumexp))
+                    kept.append(_to_gradient_factor(e, scale, w_s, pctx, r, self_cols))
         ctx.save_for_backward(z, lse_all, wsum_all)
         ctx.strategy, ctx.pctx, ctx.temperature, ctx.chunk, ctx.kept = strategy, pctx, temperature, chunk, kept
         ctx.mark_non_differentiable(norm)
@@ -105,9 +134,7 @@ class _WeightedLogSoftmax(torch.autograd.Function):
         for s0, s1 in _blocks(pctx, ctx.chunk):
             if ctx.kept is None:
                 w_s, _ = ctx.strategy.weights(pctx, s0, s1)
-                w = _expand_views(w_s, pctx)
                 r = torch.arange(s1 - s0, device=z.device)
-                own = w_s[r, r + s0].clone()
             for view in range(v):
                 rows = slice(view * b + s0, view * b + s1)
                 if ctx.kept is not None:
@@ -115,17 +142,16 @@ class _WeightedLogSoftmax(torch.autograd.Function):
                     k += 1
                 else:
                     self_cols = r + view * b + s0
-                    w[r, self_cols] = 0
-                    g_mat = (z[rows] * inv_t) @ z.T
+                    g_mat = _similarities(z, rows, inv_t)
                     g_mat[r, self_cols] = float("-inf")
-                    g_mat.sub_(lse_all[rows, None]).exp_().mul_(wsum_all[rows, None]).sub_(w)
-                    w[r, self_cols] = own
+                    g_mat.sub_(lse_all[rows, None]).exp_()
+                    g_mat = _to_gradient_factor(g_mat, wsum_all[rows], w_s, pctx, r, self_cols)
                 scale = scale_all[rows, None]
                 # Scaling the thin [n, D] operands instead of G avoids an N-wide temporary.
                 grad[rows] += scale * (g_mat @ z)
                 grad += g_mat.T @ (scale * z[rows])
         ctx.kept = None
-        return grad, None, None, None, None, None
+        return grad, None, None, None, None, None, None
 
 
 def weighted_log_softmax(
@@ -134,6 +160,7 @@ def weighted_log_softmax(
     pctx: PairContext,
     temperature: float,
     chunk_size: int | None = None,
+    unit_norm: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-anchor ``num_a = −Σ_b w_ab log p_ab`` and normalisers ``Z_a``.
 
@@ -143,12 +170,15 @@ def weighted_log_softmax(
         pctx: batch description and label statistics.
         temperature: τ.
         chunk_size: samples per block; None lets the engine choose (dense when small).
+        unit_norm: the rows of ``z`` have norm ≤ 1, so every s_ab ≤ 1/τ: the log-sum-exp then
+            shifts by the constant 1/τ instead of each row's maximum.
 
     Returns:
         ``num`` ``[V·B]`` (differentiable) and ``Z`` ``[B]`` (per sample; views share it).
     """
     chunk, keep = plan_chunks(pctx.batch, pctx.views, pctx.num_candidates, chunk_size)
-    return _WeightedLogSoftmax.apply(z, strategy, pctx, temperature, chunk, keep)
+    fixed_shift = 1.0 / temperature if unit_norm and temperature >= MIN_FIXED_SHIFT_TEMPERATURE else None
+    return _WeightedLogSoftmax.apply(z, strategy, pctx, temperature, chunk, keep, fixed_shift)
 
 
 def reduce_anchor_losses(num: torch.Tensor, norm: torch.Tensor, pooled: bool) -> torch.Tensor:

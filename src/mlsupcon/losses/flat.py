@@ -139,7 +139,7 @@ class FlatContrastiveLoss(nn.Module):
             z = F.normalize(z, dim=1)
         pctx = PairContext(batch, views, refs, stats, cdtype, z.device, extra={})
         strategy.prepare(pctx)
-        num, norm = weighted_log_softmax(z, strategy, pctx, self.temperature, self.chunk_size)
+        num, norm = weighted_log_softmax(z, strategy, pctx, self.temperature, self.chunk_size, unit_norm=self.normalize)
         loss = reduce_anchor_losses(num, norm.repeat(views), strategy.pooled)
         extra = self.extra_terms(flat.to(cdtype))
         return loss if extra is None else loss + extra

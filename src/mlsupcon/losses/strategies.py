@@ -131,14 +131,14 @@ class SimDisStrategy(FlatStrategy):
     def weights(self, ctx, s0, s1):
         inter = ctx.stats.row_dot(s0, s1)
         na, nb = ctx.counts[s0:s1, None], ctx.counts[None, :]
-        shared = inter > 0
-        # Where I > 0, n_a ≥ I > 0 and n_b ≥ I > 0: clamping only guards the masked entries.
-        w = inter / na.clamp(min=1)
+        # K^s = I/n_a is already 0 wherever I = 0, so no mask is needed; where I > 0,
+        # n_a ≥ I > 0 and n_b ≥ I > 0, and the clamps only guard the I = 0 entries.
         if self.dissimilarity == "reciprocal":
-            w = w / (1 + nb - inter)
+            w = inter / na.clamp(min=1)
+            w.div_((nb + 1) - inter)
         else:
-            w = w * inter / nb.clamp(min=1)
-        w = w * shared
+            w = inter * inter
+            w.div_(na.clamp(min=1)).div_(nb.clamp(min=1))
         w = self._set_own(w, ctx, s0, s1, 1.0)
         own = torch.ones(s1 - s0, dtype=ctx.dtype, device=ctx.device)
         if self.normalization == "count":

@@ -27,8 +27,11 @@ class TrainConfig:
         loss_options: its options (``temperature`` …).
         epochs: contrastive (stage-1) epochs for two-stage; training epochs otherwise.
         classifier_epochs: stage-2 epochs (early stopping on validation mAP).
+        finetune_encoder: stage 2 trains the encoder with the classifier (the MulSupCon
+            authors' protocol) instead of a probe on the frozen encoder (the SimDis paper's).
         views: views per sample in contrastive training.
         view_options: options of the modality's view maker (:func:`mlsupcon.data.make_views`).
+        probe_batch_size: batch size of the linear probe on cached embeddings (two-stage).
         head: ``linear`` or ``attention`` (label-wise attention; text encoders).
         threshold: ``"tune"`` (one global threshold maximising validation micro-F1) or a number.
         contrastive_weight: λ of ``end-to-end``.
@@ -44,7 +47,9 @@ class TrainConfig:
     classifier_loss_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 10
     classifier_epochs: int = 30
+    finetune_encoder: bool = False
     batch_size: int = 256
+    probe_batch_size: int = 2048
     eval_batch_size: int = 512
     lr: float = 1e-3
     classifier_lr: float = 1e-3
@@ -73,7 +78,7 @@ class TrainConfig:
             raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
         if self.head not in HEADS:
             raise ValueError(f"head: expected one of {HEADS}, got {self.head!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "views", "projection_dim"):
+        for name in ("epochs", "batch_size", "probe_batch_size", "eval_batch_size", "views", "projection_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
@@ -117,7 +122,11 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ValueError(f"config: {path} is not valid YAML: {exc}") from None
+            # One line (the CLI prints one): the problem and where, not PyYAML's multi-line excerpt.
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+            raise ValueError(f"config: {path} is not valid YAML{where}: {problem}") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"config: {path} must hold a mapping of option: value")
         values.update(loaded)

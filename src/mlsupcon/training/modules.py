@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlsupcon.evaluation import compute_metrics, mean_average_precision
+from mlsupcon.evaluation import mean_average_precision, micro_f1
 from mlsupcon.training.batches import LossLabels, concat_batches
 
 
@@ -134,7 +134,7 @@ class ClassifierModule(_Base):
         value = mean_average_precision(labels, scores)
         value = 0.0 if np.isnan(value) else value
         self.log("val/map", value, prog_bar=True)
-        self.log("val/micro_f1@0.5", compute_metrics(labels, scores, 0.5, ks=(1,))["micro_f1"])
+        self.log("val/micro_f1@0.5", micro_f1(labels, scores, 0.5))
         if value > self.best_score and not self.trainer.sanity_checking:
             self.best_score, self.best_epoch = value, self.current_epoch
             self.best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}

@@ -83,12 +83,24 @@ def make_encoder(cfg: TrainConfig, ds: MultiLabelDataset):
     return encoder
 
 
-def make_head(cfg: TrainConfig, encoder, num_labels: int):
+def make_head(cfg: TrainConfig, encoder, ds: MultiLabelDataset):
+    num_labels = ds.num_labels
     if cfg.head == "attention":
         if encoder.sequence_dim is None:
             raise ValueError(f"head: 'attention' needs a text encoder (cnn, transformer), not '{cfg.encoder}'")
-        return LabelWiseAttention(encoder.sequence_dim, num_labels)
-    return LinearClassifier(encoder.output_dim, num_labels)
+        head = LabelWiseAttention(encoder.sequence_dim, num_labels)
+        bias = head.bias
+    else:
+        head = LinearClassifier(encoder.output_dim, num_labels)
+        bias = head.linear.bias
+    # Start every label at its training prior, log(p / (1 - p)): with hundreds of rare labels,
+    # a zero bias spends the first epochs only learning that most labels are absent.
+    train = ds.splits["train"]
+    p = np.asarray(train.labels.sum(0)).ravel() / max(1, len(train))
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        bias.copy_(torch.from_numpy(np.log(p / (1 - p))).to(bias.dtype))
+    return head
 
 
 def _trainer(cfg: TrainConfig, out: Path, stage: str, max_epochs: int, checkpoints: bool, early_stop: bool):
@@ -101,21 +113,31 @@ def _trainer(cfg: TrainConfig, out: Path, stage: str, max_epochs: int, checkpoin
         callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints" / stage, save_last=True, save_top_k=0))
     if early_stop:
         callbacks.append(EarlyStopping(monitor="val/map", mode="max", patience=cfg.patience))
-    return L.Trainer(
-        max_epochs=max_epochs,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        strategy=cfg.strategy,
-        precision=cfg.precision,
-        logger=CSVLogger(str(out), name="logs", version=stage),
-        callbacks=callbacks,
-        enable_progress_bar=cfg.progress,
-        enable_model_summary=False,
-        enable_checkpointing=checkpoints,
-        num_sanity_val_steps=0,
-        log_every_n_steps=10,
-        deterministic=False,
-    )
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(
+            max_epochs=max_epochs,
+            accelerator=cfg.accelerator,
+            devices=cfg.devices,
+            strategy=cfg.strategy,
+            precision=cfg.precision,
+            logger=CSVLogger(str(out), name="logs", version=stage),
+            callbacks=callbacks,
+            enable_progress_bar=cfg.progress,
+            enable_model_summary=False,
+            enable_checkpointing=checkpoints,
+            num_sanity_val_steps=0,
+            log_every_n_steps=10,
+            deterministic=False,
+        )
+    except (MisconfigurationException, TypeError, ValueError, ImportError) as exc:
+        # Bad accelerator / devices / strategy / precision values (or a backend that is not
+        # installed): a user mistake, reported in one line rather than as a Lightning traceback.
+        raise ValueError(
+            f"trainer: accelerator={cfg.accelerator!r}, devices={cfg.devices!r}, strategy={cfg.strategy!r}, "
+            f"precision={cfg.precision!r}: {' '.join(str(exc).split())}"
+        ) from None
 
 
 def _loaders(cfg, ds, preprocess):
@@ -134,9 +156,6 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
     _quiet_lightning()
     cfg.validate()
     out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    write_json(out / "environment.json", environment_info())
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     t_start = time.perf_counter()
 
@@ -158,6 +177,12 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
             "weight": cfg.contrastive_weight,
         }
 
+    # Written once the data, encoder and loss are known to be valid, so that a user mistake
+    # (unknown dataset, bad option…) never overwrites the config.yaml of a finished run there.
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    write_json(out / "environment.json", environment_info())
+
     if cfg.method == "kmcl":
         from mlsupcon.training.kmcl import run_kmcl
 
@@ -171,16 +196,19 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
             stage1, loaders["train"], loaders["validation"])
         timings["contrastive_s"] = time.perf_counter() - t0
         encoder.to("cpu")
-        for p in encoder.parameters():
-            p.requires_grad_(False)
         t0 = time.perf_counter()
-        head = make_head(cfg, encoder, num_labels)
-        if cfg.head == "linear":
+        head = make_head(cfg, encoder, ds)
+        if cfg.finetune_encoder:
+            stage2 = ClassifierModule(encoder, head, cfg.head, cfg.classifier_lr, cfg.weight_decay)
+            train_l, val_l = loaders["train"], loaders["validation"]
+        elif cfg.head == "linear":
+            for p in encoder.parameters():
+                p.requires_grad_(False)
             # The encoder is frozen: embed every split once and train the linear probe on the
-            # cached embeddings (the protocol of the SimDis and MulSupCon papers).
+            # cached embeddings (the protocol of the SimDis paper).
             feats = {s: embed_all(encoder, _eval_loader(cfg, ds, s, encoder)) for s in ("train", "validation")}
             stage2 = ClassifierModule(FeatureInput(), head, "linear", cfg.classifier_lr, cfg.weight_decay)
-            train_l = tensor_loader(*feats["train"], cfg.batch_size, shuffle=True, seed=cfg.seed)
+            train_l = tensor_loader(*feats["train"], cfg.probe_batch_size, shuffle=True, seed=cfg.seed)
             val_l = tensor_loader(*feats["validation"], cfg.eval_batch_size, shuffle=False)
         else:
             stage2 = ClassifierModule(encoder, head, "attention", cfg.classifier_lr, cfg.weight_decay,
@@ -193,7 +221,7 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
         head_kind, final_encoder = cfg.head, encoder
     else:  # end-to-end, bce, asl
         t0 = time.perf_counter()
-        head = make_head(cfg, encoder, num_labels)
+        head = make_head(cfg, encoder, ds)
         module = ClassifierModule(
             encoder, head, cfg.head, cfg.lr, cfg.weight_decay,
             classifier_loss="asl" if cfg.method == "asl" else "bce",
