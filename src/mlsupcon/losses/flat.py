@@ -126,11 +126,13 @@ class FlatContrastiveLoss(nn.Module):
             if labels is None:
                 raise ValueError("labels: required by this loss")
             labels, ref_labels = self.prepare_labels(labels, ref_labels, batch, refs // max(1, ref_v) if refs else 0)
-            rows = labels.to_dense() if labels.layout != torch.strided else labels
+            rows = labels
             if refs:
-                rl = ref_labels.to_dense() if ref_labels.layout != torch.strided else ref_labels
-                rl = rl.repeat(ref_v, 1) if ref_v > 1 else rl  # view-major, like the anchors
-                rows = torch.cat([rows.to(torch.float32), rl.to(torch.float32)])
+                # Sparse label matrices stay sparse (a 25,000-code space must not be densified).
+                sparse = labels.layout != torch.strided or ref_labels.layout != torch.strided
+                parts = [labels, ref_labels.repeat(ref_v, 1) if ref_v > 1 else ref_labels]  # view-major
+                parts = [p.to_sparse_coo().float() if sparse else p.float() for p in parts]
+                rows = torch.cat(parts)
             stats = LabelStatistics(rows, cdtype)
         z = flat.to(cdtype)
         if refs:

@@ -7,6 +7,8 @@ expands them to view pairs, which saves a factor V² of label work.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from mlsupcon.losses._validation import check_labels
@@ -107,7 +109,9 @@ class LabelStatistics:
             else col_weight[cols].to(self._sp_dtype)
         )
         if self._dense_t is not None:
-            block = torch.sparse_csr_tensor(crow, cols, vals, (s1 - s0, self.num_present))
+            with warnings.catch_warnings():  # torch flags CSR as beta; these indices are valid by construction
+                warnings.simplefilter("ignore", UserWarning)
+                block = torch.sparse_csr_tensor(crow, cols, vals, (s1 - s0, self.num_present), check_invariants=False)
             return (block @ self._dense_t).to(self.dtype)
         # Very large label spaces × very many rows: sparse @ sparse, memory ∝ non-zeros.
         rows = torch.repeat_interleave(torch.arange(s1 - s0, device=cols.device), crow.diff())

@@ -256,6 +256,8 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
         "split": "test",
         "method": cfg.method,
         "loss": cfg.loss if cfg.method in ("two-stage", "end-to-end") else cfg.method,
+        "params": {"encoder": sum(p.numel() for p in final_encoder.parameters()),
+                   "head": sum(p.numel() for p in head.parameters())},
         "seed": cfg.seed,
         "dataset": ds.name,
         "num_test": int(len(test_y)),
@@ -318,10 +320,11 @@ def load_model(model_dir: str | Path):
         head = LinearClassifier(h["in_dim"], h["num_labels"])
     elif h["class"] == "LabelWiseAttention":
         head = LabelWiseAttention(h["hidden_dim"], h["num_labels"])
-    elif h["class"] == "KMCLHead":
+    elif h["class"] == "KMCLClassifier":
         from mlsupcon.models.kmcl import KMCLHead
+        from mlsupcon.training.kmcl import KMCLClassifier
 
-        head = KMCLHead(**{k: v for k, v in h.items() if k not in ("kind", "class")})
+        head = KMCLClassifier(KMCLHead(**{k: v for k, v in h.items() if k not in ("kind", "class")}))
     else:
         raise ValueError(f"model: unknown head class {h['class']!r} in {meta_path}")
     load_weights(model_dir / "weights.safetensors", {"encoder": encoder, "head": head})
