@@ -52,15 +52,19 @@ Writing :math:`\mu_{ikm}` and :math:`\sigma^2_{ikm}` for the parameters broadcas
   :math:`\sum_{j\ne i} y_{ik}y_{jk} = y_{ik}(\sum_j y_{jk} - 1)`; nothing loops in Python over
   anchors, pairs or classes.
 
-Memory and chunking. Unchunked, the contrastive term holds ``O(B²·K)`` entries (isotropic) or
-``O(B²·K·M)`` (anisotropic). With ``chunk_size=c`` the anchors are processed ``c`` at a time and each
-block is wrapped in :func:`torch.utils.checkpoint.checkpoint` (non-reentrant) when gradients are
-needed: plain autograd would keep every block's intermediates (``B²·K·M`` in all again), whereas a
-checkpointed block keeps only its inputs and its scalar output and is recomputed, one block at a
-time, in the backward pass. Peak memory is then ``O(c·B·K)`` (isotropic) or ``O(c·B·K·M)``
-(anisotropic), at the price of one extra forward pass of the contrastive term. ``chunk_size=None``
-means: isotropic — unchunked; anisotropic — unchunked if ``B²·K·M`` is at most
-:data:`AUTO_BLOCK_ELEMENTS`, else blocks of ``max(1, AUTO_BLOCK_ELEMENTS // (B·K·M))`` anchors.
+Gradient and memory. The contrastive term is a fused :class:`torch.autograd.Function`: the loss is a
+scalar, so while each block of ``c`` anchors computes its share of :math:`L_{con}` it also computes
+its share of :math:`\partial L_{con}/\partial\mu` and :math:`\partial L_{con}/\partial\sigma^2` in
+closed form (the derivation is written next to the code in ``_fused_block``); backward only scales
+those by the incoming gradient. So nothing pairwise is kept for backward, chunked or not, there is
+no recomputation, and the block buffers are allocated once per call and reused by every block.
+Peak memory is ``O(c·B·K)`` (isotropic) or ``O(c·B·K·M)`` (anisotropic) plus the gradient buffers
+(the size of ``mu`` and ``sigma2``). The price: the gradient work is done whenever an input requires
+grad, even if backward is never called, and the term is not twice differentiable.
+``chunk_size=None`` picks ``c = max(1, AUTO_BLOCK_PAIRS // (B·K))`` (isotropic) or
+``max(1, AUTO_BLOCK_ELEMENTS // (B·K·M))`` (anisotropic), capped at ``B``: small blocks measured
+fastest on CPU, where first-touching large buffers dominates; on a GPU a larger explicit
+``chunk_size`` (or ``B``) launches fewer kernels.
 
 Float16/bfloat16 inputs are computed in float32 (the result is float32); float64 stays float64.
 """
@@ -72,13 +76,14 @@ from typing import Optional
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+from torch.autograd.function import once_differentiable
 
 from mlsupcon.losses._validation import check_choice, check_finite, check_multi_hot
 from mlsupcon.losses.asl import asymmetric_loss
 
 __all__ = [
     "AUTO_BLOCK_ELEMENTS",
+    "AUTO_BLOCK_PAIRS",
     "bhattacharyya_distance",
     "kmcl_log_kernel",
     "kmcl_reconstruction_loss",
@@ -88,11 +93,17 @@ __all__ = [
     "KMCLLoss",
 ]
 
-#: Largest number of ``[anchors, B, K, M]`` entries one anisotropic block may hold when
-#: ``chunk_size=None`` (2**24 entries: 64 MiB per intermediate in float32).
+#: Largest number of ``[anchors, B, K, M]`` entries of one anisotropic block buffer when
+#: ``chunk_size=None`` (2**24 entries: 64 MiB per buffer in float32, five buffers).
 AUTO_BLOCK_ELEMENTS = 2**24
+#: Largest number of ``[anchors, B, K]`` entries of one isotropic block buffer when
+#: ``chunk_size=None`` (2**20 entries: 4 MiB per buffer in float32, six buffers).
+AUTO_BLOCK_PAIRS = 2**20
 
 _LOG2 = math.log(2.0)
+# up to this 1/τ the denominators Σ exp(log s) are summed directly (no max shift): log s ∈ (0, 1/τ],
+# so each term lies in [1, e^{1/τ}] and B·e^{50} is far from the float32 limit
+_DIRECT_EXP_MAX = 50.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,6 +197,16 @@ def _check_labels(labels, batch: int, classes: Optional[int]) -> int:
     return labels.shape[1]
 
 
+def _check_pi(pi, batch: int, classes: int) -> None:
+    _check_float(pi, "pi")
+    if tuple(pi.shape) != (batch, classes):
+        raise ValueError(
+            f"pi: expected logits of shape {(batch, classes)} to match labels [B, K], "
+            f"got {tuple(pi.shape)}"
+        )
+    check_finite(pi, "pi")
+
+
 def _check_x(x, batch: Optional[int] = None) -> tuple[int, int]:
     _check_float(x, "x")
     if x.ndim != 2:
@@ -262,34 +283,230 @@ def _pair_distance(
     return d * dim if scale_anisotropic_by_dim else d
 
 
-def _contrastive_block(
-    start: int,
-    mu_blk: torch.Tensor,
-    s2_blk: torch.Tensor,
-    mu: torch.Tensor,
-    sigma2: torch.Tensor,
-    y_blk: torch.Tensor,
-    y: torch.Tensor,
-    pos_count_blk: torch.Tensor,
-    log_jac_blk: torch.Tensor,
-    inv_card_blk: torch.Tensor,
-    dim: int,
-    temperature: float,
-    scale_anisotropic_by_dim: bool,
-) -> torch.Tensor:
-    """Σ over anchors start..start+c of L_i (without the 1/B)."""
-    c, b = mu_blk.shape[0], mu.shape[0]
-    dist = _pair_distance(mu_blk, s2_blk, mu, sigma2, dim, scale_anisotropic_by_dim)  # [c, B, K]
-    log_s = torch.exp(-dist) / temperature  # log s_iak, in (0, 1/τ]
-    rows = torch.arange(start, start + c, device=mu.device)
-    self_mask = (rows.unsqueeze(1) == torch.arange(b, device=mu.device).unsqueeze(0)).unsqueeze(-1)
-    log_den = torch.logsumexp(log_s.masked_fill(self_mask, float("-inf")), dim=1)  # [c, K]
-    # Σ_{j≠i} Σ_k y_ik y_jk log s_ijk
-    pos = (log_s.masked_fill(self_mask, 0.0) * y.unsqueeze(0)).sum(dim=1)  # [c, K]
-    num = (pos * y_blk).sum(dim=1)  # [c]
-    den = (pos_count_blk * log_den).sum(dim=1)  # [c]
-    per_anchor = -(num + log_jac_blk - den) * inv_card_blk
-    return per_anchor.sum()
+class _Ctx:
+    """Per-call state of the fused contrastive pass: inputs, per-sample terms computed once,
+    reusable block buffers and gradient accumulators."""
+
+    def __init__(self, mu, sigma2, y, log_jac, inv_card, pos_count, dim, temperature, scale, chunk,
+                 need):
+        self.mu, self.sigma2, self.y = mu, sigma2, y
+        self.log_jac, self.inv_card, self.pos_count = log_jac, inv_card, pos_count
+        self.dim, self.temperature, self.scale, self.need = dim, temperature, scale, need
+        self.aniso = sigma2.ndim == 3
+        self.vector_mean = mu.ndim == 3
+        self.direct = 1.0 / temperature <= _DIRECT_EXP_MAX
+        b, k = mu.shape[:2]
+        self.grad_mu = torch.zeros_like(mu) if need else None
+        self.grad_s2 = torch.zeros_like(sigma2) if need else None
+        # Σ over the blocks of Σ_a G_iak (anchor side) + Σ_i G_iak (sample side): the separable
+        # −¼/σ² part of ∂D/∂σ², applied once at the end
+        self.g_sep = sigma2.new_zeros(b, k) if need else None
+        pair = chunk * b * k  # entries of one [chunk, B, K] block
+        self._bufs: dict[str, torch.Tensor] = {}
+        self._pair = pair
+        if not self.aniso:
+            self.log_s2 = sigma2.log()
+            if self.vector_mean:
+                # translation invariance: centre the means so ||a||² + ||b||² − 2a·b keeps precision
+                self.centred = (mu - mu.mean(dim=0, keepdim=True)).transpose(0, 1).contiguous()  # [K,B,M]
+                self.sq_norm = self.centred.square().sum(-1)  # [K, B]
+                if need:
+                    self.v_sum = sigma2.new_zeros(b, k)  # Σ_i V_iak
+                    self.v_mu = mu.new_zeros(k, b, mu.shape[2])  # Σ_i V_iak (μ_ik − centre)
+        else:
+            m = sigma2.shape[2]
+            self.sep = 0.25 * sigma2.log().sum(dim=-1)  # ¼ Σ_m log σ²   [B, K]
+            # block buffers, allocated once and reused by every block (no allocator churn)
+            shape = (chunk, b, k, m)
+            self.buf_s = sigma2.new_empty(shape)
+            self.buf_r = sigma2.new_empty(shape)
+            self.buf_d = mu.new_empty(shape if self.vector_mean else (chunk, b, k, 1))
+            if need:
+                self.buf_t = sigma2.new_empty(shape)
+                self.buf_acc = sigma2.new_empty((b, k, m))
+
+    def buf(self, name: str, shape) -> torch.Tensor:
+        """A contiguous ``shape`` view of the reusable flat buffer ``name`` (allocated once per call)."""
+        n = math.prod(shape)
+        flat = self._bufs.get(name)
+        if flat is None or flat.numel() < n:
+            flat = self.sigma2.new_empty(max(n, self._pair))
+            self._bufs[name] = flat
+        return flat[:n].view(shape)
+
+    def finish(self):
+        """Apply the terms accumulated over the blocks to the gradients."""
+        b = self.mu.shape[0]
+        if self.aniso:
+            self.grad_s2.sub_(0.25 * self.g_sep.unsqueeze(-1) / self.sigma2)
+        else:
+            self.grad_s2.sub_((0.25 * self.dim) * self.g_sep / self.sigma2)
+            if self.vector_mean:
+                centred = self.centred.transpose(0, 1)  # [B, K, M]
+                self.grad_mu.add_(centred * self.v_sum.unsqueeze(-1)).sub_(self.v_mu.transpose(0, 1))
+        return b
+
+
+def _fused_block(start: int, stop: int, st: _Ctx) -> torch.Tensor:
+    """Σ_{i in start..stop} L_i, and (when ``st.need``) its gradient / B accumulated into ``st``.
+
+    With G_iak = ∂(Σ_i L_i / B)/∂D_iak = (1/(B|A(i)|)) · log s_iak · (y_ik y_ak [a≠i] − c_ik P_iak),
+    where P_iak = softmax over a ≠ i of log s_iak and c_ik = y_ik (Σ_j y_jk − 1), the gradients with
+    respect to the means and variances follow from the closed-form derivatives of D (written next
+    to each step below).
+    """
+    mu, sigma2, y, dim, need = st.mu, st.sigma2, st.y, st.dim, st.need
+    b = mu.shape[0]
+    c = stop - start
+    mu_i, s2_i = mu[start:stop], sigma2[start:stop]
+
+    # ---- D_iak for this block of anchors: [c, B, K] ----
+    k = mu.shape[1]
+    pair = (c, b, k)
+    if not st.aniso:
+        s = torch.add(s2_i.unsqueeze(1), sigma2.unsqueeze(0), out=st.buf("s", pair))  # S = σ²_i + σ²_a
+        if st.vector_mean:
+            ca = st.centred[:, start:stop]  # [K, c, M]
+            gram = torch.bmm(ca, st.centred.transpose(1, 2), out=st.buf("sq", (k, c, b)))  # [K, c, B]
+            sq = gram.mul_(-2).add_(st.sq_norm[:, start:stop].unsqueeze(2)).add_(st.sq_norm.unsqueeze(1))
+            sq = sq.clamp_min_(0).permute(1, 2, 0)  # ||μ_i − μ_a||²   [c, B, K]
+        else:
+            delta = torch.sub(mu_i.unsqueeze(1), mu.unsqueeze(0), out=st.buf("d", pair))  # Δ
+            sq = torch.mul(delta, delta, out=st.buf("sq", pair)).mul_(dim)  # Σ_m of M identical terms
+        r = torch.reciprocal(s, out=st.buf("r", pair))
+        # M·½ log((σ²_i + σ²_a) / (2 σ_i σ_a)) + ¼ sq / S
+        dist = s.log_().sub_(_LOG2).sub_(0.5 * st.log_s2[start:stop].unsqueeze(1)) \
+            .sub_(0.5 * st.log_s2.unsqueeze(0)).mul_(0.5 * dim)
+        dist.addcmul_(sq, r, value=0.25)
+    else:
+        mu_i3 = mu_i if st.vector_mean else mu_i.unsqueeze(-1)
+        mu3 = mu if st.vector_mean else mu.unsqueeze(-1)
+        s = torch.add(s2_i.unsqueeze(1), sigma2.unsqueeze(0), out=st.buf_s[:c])  # [c, B, K, M]
+        delta = torch.sub(mu_i3.unsqueeze(1), mu3.unsqueeze(0), out=st.buf_d[:c])  # Δ (M or 1 wide)
+        r = torch.reciprocal(s, out=st.buf_r[:c])  # R = 1/S
+        if need:
+            t = torch.mul(delta, r, out=st.buf_t[:c])  # T = Δ/S
+        if st.vector_mean:  # Σ_m Δ²/S
+            q_sum = (delta.mul_(t) if need else delta.square_().mul_(r)).sum(dim=-1)
+        else:
+            q_sum = delta.squeeze(-1).square() * r.sum(dim=-1)
+        l_sum = s.log_().sum(dim=-1)  # Σ_m log S
+        dist = (0.5 * l_sum).add_(q_sum, alpha=0.25).sub_(0.5 * _LOG2 * dim) \
+            .sub_(st.sep[start:stop].unsqueeze(1)).sub_(st.sep.unsqueeze(0))
+        if st.scale:
+            dist.mul_(dim)
+
+    # ---- the loss of the block ----
+    log_s = dist.neg_().exp_().div_(st.temperature)  # log s_iak = exp(−D)/τ ∈ (0, 1/τ]   [c, B, K]
+    rows = torch.arange(c, device=mu.device)
+    diag = (rows, rows + start)  # the entries a = i of the block
+    if st.direct:
+        # 1 ≤ s_iak ≤ e^{1/τ}: the plain sum neither underflows nor overflows
+        e = torch.exp(log_s, out=st.buf("e", pair))
+        e[diag] = 0.0
+        den = e.sum(dim=1)  # Σ_{a≠i} s_iak ≥ B − 1 ≥ 1   [c, K]
+        log_den = den.log()
+    else:
+        masked = st.buf("e", pair).copy_(log_s)
+        masked[diag] = float("-inf")
+        log_den = torch.logsumexp(masked, dim=1)
+    y_i = y[start:stop]
+    wl = torch.mul(y_i.unsqueeze(1), y.unsqueeze(0), out=st.buf("w", pair))
+    wl[diag] = 0.0
+    wl.mul_(log_s)  # y_ik y_jk log s_ijk, j ≠ i
+    num = wl.sum(dim=(1, 2))  # [c]
+    pc_i = st.pos_count[start:stop]
+    inv_i = st.inv_card[start:stop]
+    per_anchor = -(num + st.log_jac[start:stop] - (pc_i * log_den).sum(dim=1)) * inv_i
+    total = per_anchor.sum()
+    if not need:
+        return total
+
+    # ---- gradient: G = ∂(block loss / B)/∂D ----
+    if st.direct:  # softmax over a ≠ i (0 at a = i)
+        p = e.div_(den.unsqueeze(1))
+    else:
+        p = masked.sub_(log_den.unsqueeze(1)).exp_()
+    g = wl.sub_(p.mul_(log_s).mul_(pc_i.unsqueeze(1))).mul_((inv_i / b).view(c, 1, 1))
+    del p, log_s
+    grad_mu, grad_s2 = st.grad_mu, st.grad_s2
+    if not st.aniso:
+        # ∂D/∂σ²_i = M(½/S − ¼/σ²_i) − ¼ sq/S²  (the same for a, with σ²_a); −M/(4σ²) is separable
+        q = sq.mul_(r).mul_(r).mul_(-0.25).add_(r, alpha=0.5 * dim).mul_(g)
+        grad_s2[start:stop] += q.sum(dim=1)
+        grad_s2 += q.sum(dim=0)
+        del q
+        st.g_sep[start:stop] += g.sum(dim=1)
+        st.g_sep += g.sum(dim=0)
+        v = r.mul_(g).mul_(0.5)  # ½ G / S
+        if st.vector_mean:
+            # ∂D/∂μ_i = ½(μ_i − μ_a)/S: anchor side Σ_a V (μ_i − μ_a) now, sample side
+            # Σ_i V (μ_a − μ_i) accumulated (Σ_i V and Σ_i V μ_i) and applied at the end
+            grad_mu[start:stop] += ca.transpose(0, 1) * v.sum(dim=1).unsqueeze(-1) \
+                - torch.bmm(v.permute(2, 0, 1), st.centred).transpose(0, 1)
+            st.v_sum += v.sum(dim=0)
+            st.v_mu.baddbmm_(v.permute(2, 1, 0), ca)
+        else:
+            u = v.mul_(delta).mul_(dim)  # ∂D/∂μ_i = ½ M Δ / S
+            grad_mu[start:stop] += u.sum(dim=1)
+            grad_mu -= u.sum(dim=0)
+        return total
+    if st.scale:
+        g.mul_(dim)
+    st.g_sep[start:stop] += g.sum(dim=1)
+    st.g_sep += g.sum(dim=0)
+    half_g4 = (0.5 * g).unsqueeze(-1)
+    acc = st.buf_acc
+    # ∂D/∂σ²_im = λ(½/S − ¼ Δ²/S² − ¼/σ²_im) = ½λ(R − ½T²) − ¼λ/σ²_im (the last term separable)
+    a = r.addcmul_(t, t, value=-0.5).mul_(half_g4)
+    grad_s2[start:stop] += a.sum(dim=1)
+    grad_s2 += torch.sum(a, dim=0, out=acc)
+    # ∂D/∂μ_im = ½λ Δ/S = ½λ T (a scalar mean collects all M dimensions)
+    t.mul_(half_g4)
+    if st.vector_mean:
+        grad_mu[start:stop] += t.sum(dim=1)
+        grad_mu -= torch.sum(t, dim=0, out=acc)
+    else:
+        grad_mu[start:stop] += t.sum(dim=(1, 3))
+        grad_mu -= t.sum(dim=(0, 3))
+    return total
+
+
+def _run_blocks(st: _Ctx, chunk: int) -> torch.Tensor:
+    """L_con = (1/B) Σ over blocks of anchors (a loop over blocks, not over single anchors)."""
+    b = st.mu.shape[0]
+    total = st.mu.new_zeros(())
+    for start in range(0, b, chunk):
+        total += _fused_block(start, min(start + chunk, b), st)
+    if st.need:
+        st.finish()
+    return total / b
+
+
+class _FusedContrastive(torch.autograd.Function):
+    """L_con with its gradient computed in the forward pass, one block of anchors at a time.
+
+    The loss is a scalar, so ∂L/∂μ and ∂L/∂σ² (closed form) are accumulated block by block while
+    the loss is computed; backward only scales them by the incoming gradient. Nothing of size
+    ``B·B·K(·M)`` is kept between blocks, and the block buffers are allocated once per
+    call and reused. Not twice differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, mu, sigma2, y, log_jac, inv_card, pos_count, dim, temperature, scale, chunk):
+        # (ctx.needs_input_grad ignores torch.no_grad(): this Function is only used when grad is on)
+        st = _Ctx(mu, sigma2, y, log_jac, inv_card, pos_count, dim, temperature, scale, chunk, True)
+        total = _run_blocks(st, chunk)
+        ctx.save_for_backward(st.grad_mu, st.grad_s2)
+        return total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        grad_mu, grad_s2 = ctx.saved_tensors
+        g_mu = grad_mu * grad_out if ctx.needs_input_grad[0] else None
+        g_s2 = grad_s2 * grad_out if ctx.needs_input_grad[1] else None
+        return g_mu, g_s2, None, None, None, None, None, None, None, None
 
 
 def bhattacharyya_distance(
@@ -363,8 +580,9 @@ def kmcl_reconstruction_loss(
 ) -> torch.Tensor:
     r"""KMCL reconstruction loss :math:`L_{rec}` (see the module docstring for shapes).
 
-    :math:`L_{rec} = -\frac1B\sum_i \log\frac{\sum_k y_{ik}\,p_{ik}\,\kappa_k(x_i)}{\sum_k p_{ik}\,\kappa_k(x_i)}`
-    with :math:`p = \sigma(\pi)`, computed in log space. Samples with no labels add 0.
+    :math:`L_{rec} = -\frac1B\sum_i
+    \log\frac{\sum_k y_{ik}\,p_{ik}\,\kappa_k(x_i)}{\sum_k p_{ik}\,\kappa_k(x_i)}` with
+    :math:`p = \sigma(\pi)`, computed in log space. Samples with no labels add 0.
 
     Args:
         x: ``[B, M]`` features the kernels are evaluated at.
@@ -385,22 +603,29 @@ def kmcl_reconstruction_loss(
         tensor(0.3466)
     """
     b, m = _check_x(x)
-    _check_float(pi, "pi")
-    if pi.ndim != 2 or pi.shape[0] != b:
-        raise ValueError(f"pi: expected a [B, K] tensor with B = {b}, got shape {tuple(pi.shape)}")
-    k = pi.shape[1]
-    check_finite(pi, "pi")
-    _check_labels(labels, b, k)
+    k = _check_labels(labels, b, None)
+    _check_pi(pi, b, k)
     _check_params(mu, sigma2, b, k, m)
+    return _reconstruction(x, pi, mu, sigma2, labels)
+
+
+def _reconstruction(x, pi, mu, sigma2, labels) -> torch.Tensor:
+    """:func:`kmcl_reconstruction_loss` on validated inputs."""
+    b = x.shape[0]
     dtype = _compute_dtype(x, pi, mu, sigma2)
     x, pi, mu, sigma2 = x.to(dtype), pi.to(dtype), mu.to(dtype), sigma2.to(dtype)
-    y = labels.to(torch.bool)
+    y = labels.to(device=x.device, dtype=torch.bool)
     a = torch.nn.functional.logsigmoid(pi) + _log_kernel(x, mu, sigma2)  # log p_ik κ_k(x_i)
-    has = y.any(dim=1, keepdim=True)  # [B, 1]
-    # rows without labels use the full row (finite, discarded below) so no -inf reaches autograd
-    log_num = torch.logsumexp(a.masked_fill(~y & has, float("-inf")), dim=1)
-    log_den = torch.logsumexp(a, dim=1)
-    per_sample = torch.where(has.squeeze(1), log_den - log_num, torch.zeros_like(log_den))
+    # −log(Σ_pos / Σ_all) = log(1 + Σ_neg / Σ_pos) = softplus(lse_neg − lse_pos): keeps full relative
+    # precision when the loss is tiny. Rows without labels add 0 (see the module docstring); rows
+    # where every class is a label give exactly 0.
+    valid = (y.any(dim=1) & (~y).any(dim=1)).unsqueeze(1)  # [B, 1]
+    # invalid rows use the full row (finite, discarded below) so no −inf reaches autograd
+    lse_pos = torch.logsumexp(a.masked_fill(~y & valid, float("-inf")), dim=1)
+    lse_neg = torch.logsumexp(a.masked_fill(y & valid, float("-inf")), dim=1)
+    z = lse_neg - lse_pos
+    softplus = z.clamp_min(0) + torch.log1p(torch.exp(-z.abs()))
+    per_sample = torch.where(valid.squeeze(1), softplus, torch.zeros_like(z))
     return per_sample.sum() / b
 
 
@@ -421,8 +646,9 @@ def kmcl_contrastive_loss(
         sigma2: ``[B, K]`` (isotropic) or ``[B, K, M]`` (anisotropic) variances, all > 0.
         labels: ``[B, K]`` multi-hot.
         temperature: τ > 0 (default 0.17, the paper's).
-        chunk_size: anchors per block; ``None`` = automatic (see the module docstring). Blocks are
-            checkpointed when gradients are needed, so peak memory is O(chunk·B·K(·M)).
+        chunk_size: anchors per block; ``None`` = automatic (see the module docstring). Peak
+            memory is O(chunk·B·K) (isotropic) or O(chunk·B·K·M) (anisotropic); the result does
+            not depend on it beyond rounding.
         dim: the feature dimension M; required when ``mu`` and ``sigma2`` are both ``[B, K]``.
         scale_anisotropic_by_dim: keep the spec's factor M in the anisotropic distance (default);
             ``False`` uses the exact Bhattacharyya distance of the diagonal Gaussians.
@@ -444,13 +670,19 @@ def kmcl_contrastive_loss(
     _check_labels(labels, b, k)
     if m is None:
         raise ValueError("dim: the feature dimension M is required when mu and sigma2 are both [B, K]")
+    return _contrastive(mu, sigma2, labels, temperature, chunk_size, m, scale_anisotropic_by_dim)
+
+
+def _contrastive(mu, sigma2, labels, temperature, chunk_size, m, scale_anisotropic_by_dim):
+    """:func:`kmcl_contrastive_loss` on validated inputs (``m`` = M)."""
+    b, k = mu.shape[:2]
     dtype = _compute_dtype(mu, sigma2)
     mu, sigma2 = mu.to(dtype), sigma2.to(dtype)
     zero = (mu.sum() + sigma2.sum()) * 0.0
     if b == 1:
         return zero
 
-    y = labels.to(dtype)
+    y = labels.to(device=mu.device, dtype=dtype)
     inter = y @ y.T  # I_ij
     n = y.sum(dim=1)
     union = n.unsqueeze(1) + n.unsqueeze(0) - inter
@@ -466,29 +698,18 @@ def kmcl_contrastive_loss(
     # Σ_{j≠i} y_ik y_jk = y_ik (Σ_j y_jk - 1): the multiplicity of the denominator of class k
     pos_count = y * (y.sum(dim=0, keepdim=True) - 1)  # [B, K]
 
-    per_entry = k * (m if sigma2.ndim == 3 else 1)
     if chunk_size is None:
-        if sigma2.ndim == 3 and b * b * per_entry > AUTO_BLOCK_ELEMENTS:
-            chunk_size = max(1, AUTO_BLOCK_ELEMENTS // (b * per_entry))
+        if sigma2.ndim == 3:
+            chunk_size = max(1, AUTO_BLOCK_ELEMENTS // (b * k * m))
         else:
-            chunk_size = b
+            chunk_size = max(1, AUTO_BLOCK_PAIRS // (b * k))
     chunk_size = min(chunk_size, b)
-    use_ckpt = chunk_size < b and torch.is_grad_enabled() and (mu.requires_grad or sigma2.requires_grad)
-
-    total = zero
-    for start in range(0, b, chunk_size):  # loop over blocks of anchors, not over anchors
-        stop = min(start + chunk_size, b)
-        args = (
-            start, mu[start:stop], sigma2[start:stop], mu, sigma2, y[start:stop], y,
-            pos_count[start:stop], log_jac[start:stop], inv_card[start:stop],
-            m, float(temperature), scale_anisotropic_by_dim,
-        )
-        if use_ckpt:
-            part = checkpoint(_contrastive_block, *args, use_reentrant=False)
-        else:
-            part = _contrastive_block(*args)
-        total = total + part
-    return total / b
+    args = (mu, sigma2, y, log_jac, inv_card, pos_count, m, float(temperature),
+            bool(scale_anisotropic_by_dim), chunk_size)
+    if torch.is_grad_enabled() and (mu.requires_grad or sigma2.requires_grad):
+        return _FusedContrastive.apply(*args)
+    with torch.no_grad():
+        return _run_blocks(_Ctx(*args, False), chunk_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -588,19 +809,19 @@ class KMCLLoss(nn.Module):
 
     def forward(self, x, pi, mu, sigma2, labels, return_terms: bool = False):  # noqa: D102
         b, m = _check_x(x)
-        _, k, _ = _check_params(mu, sigma2, b, None, m)
-        _check_labels(labels, b, k)
-        l_asl = asymmetric_loss(
-            pi, labels, gamma_pos=self.gamma_pos, gamma_neg=self.gamma_neg, clip=self.clip,
+        k = _check_labels(labels, b, None)
+        _check_pi(pi, b, k)
+        _check_params(mu, sigma2, b, k, m)
+        labels = labels.to(device=pi.device)
+        dtype = _compute_dtype(x, pi, mu, sigma2)
+        l_asl = asymmetric_loss(  # on π in the compute dtype: a float32 sum for half inputs
+            pi.to(dtype), labels, gamma_pos=self.gamma_pos, gamma_neg=self.gamma_neg, clip=self.clip,
             eps=self.eps, reduction=self.asl_reduction, detach_focal=self.detach_focal,
         )
-        l_rec = kmcl_reconstruction_loss(x, pi, mu, sigma2, labels)
-        l_con = kmcl_contrastive_loss(
-            mu, sigma2, labels, self.temperature, self.chunk_size, dim=m,
-            scale_anisotropic_by_dim=self.scale_anisotropic_by_dim,
+        l_rec = _reconstruction(x, pi, mu, sigma2, labels)
+        l_con = _contrastive(
+            mu, sigma2, labels, self.temperature, self.chunk_size, m, self.scale_anisotropic_by_dim,
         )
-        dtype = _compute_dtype(x, pi, mu, sigma2)
-        l_asl = l_asl.to(dtype)
         total = self.weight_asl * l_asl + self.weight_rec * l_rec + self.weight_con * l_con
         terms = {"asl": l_asl, "rec": l_rec, "con": l_con}
         self.last_terms = {name: t.detach() for name, t in terms.items()}
