@@ -78,11 +78,15 @@ def _print_metrics(m: dict[str, Any], keys=("micro_f1", "macro_f1", "micro_auc",
 
 def cmd_train(args) -> int:
     from mlsupcon.training.config import load_config
-    from mlsupcon.training.runner import run_training
 
     cfg = load_config(args.config, _overrides(args))
     _merge_nested(cfg, args)
-    m = run_training(cfg.validate())
+    cfg.validate()
+    # Imported after the config is checked: torch + Lightning take seconds to import, and a
+    # mistake in the config should be reported at once.
+    from mlsupcon.training.runner import run_training
+
+    m = run_training(cfg)
     _print_metrics(m)
     print(f"wrote {cfg.output}/metrics.json")
     return 0
@@ -99,7 +103,6 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from mlsupcon.training.compare import run_compare
     from mlsupcon.training.config import load_config
 
     overrides = _overrides(args)
@@ -107,12 +110,18 @@ def cmd_compare(args) -> int:
     cfg = load_config(args.config, overrides)
     _merge_nested(cfg, args)
     losses = [s.strip() for s in args.losses.split(",") if s.strip()]
+    if not losses:
+        raise ValueError(f"losses: expected a comma-separated list of names, got {args.losses!r}")
+    if args.seeds < 1:
+        raise ValueError(f"seeds: expected an integer >= 1, got {args.seeds}")
     from mlsupcon.losses import available
 
     for loss in losses:
         if loss not in available() and loss not in ("bce",):
             raise ValueError(f"losses: unknown name {loss!r}; expected bce or one of {available()}")
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+    from mlsupcon.training.compare import run_compare  # after the checks: torch + Lightning import slowly
+
     res = run_compare(cfg, losses, seeds, args.output, plots=not args.no_plots)
     print()
     print(res["table"])

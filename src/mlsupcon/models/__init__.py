@@ -21,6 +21,7 @@ from .base import Encoder, pad_sequences, pad_text_batches
 from .cnn import CNNEncoder
 from .factory import ENCODERS, build_encoder, encoder_options
 from .heads import LabelWiseAttention, LinearClassifier, ProjectionHead
+from .kmcl import KMCLHead, KMCLHeadOutput
 from .mlp import MLPEncoder
 from .resnet import IMAGENET_MEAN, IMAGENET_STD, RESNET_PRESETS, ResNetEncoder
 from .tokenization import TextTokenizer
@@ -38,6 +39,8 @@ __all__ = [
     "ProjectionHead",
     "LinearClassifier",
     "LabelWiseAttention",
+    "KMCLHead",
+    "KMCLHeadOutput",
     "TextTokenizer",
     "minilm_path",
     "pad_sequences",

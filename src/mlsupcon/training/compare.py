@@ -22,7 +22,10 @@ CLASSIFIER_ONLY = {"bce": "bce", "asl": "asl", "kmcl": "kmcl"}
 def run_config_for(base: TrainConfig, loss: str, seed: int, output: Path) -> TrainConfig:
     """The config of one cell: classifier-only names become methods, others use base.method."""
     if loss in CLASSIFIER_ONLY:
-        return dataclasses.replace(base, method=CLASSIFIER_ONLY[loss], seed=seed, output=str(output))
+        # The contrastive loss options (e.g. its temperature) do not apply to these methods;
+        # KMCL keeps its own defaults (τ = 0.17) unless kmcl_options are given.
+        return dataclasses.replace(base, method=CLASSIFIER_ONLY[loss], seed=seed, output=str(output),
+                                   loss_options=dict(base.kmcl_options) if loss == "kmcl" else {})
     method = base.method if base.method in ("two-stage", "end-to-end") else "two-stage"
     return dataclasses.replace(base, method=method, loss=loss, seed=seed, output=str(output))
 

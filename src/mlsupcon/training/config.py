@@ -33,6 +33,8 @@ class TrainConfig:
         view_options: options of the modality's view maker (:func:`mlsupcon.data.make_views`).
         probe_batch_size: batch size of the linear probe on cached embeddings (two-stage).
         head: ``linear`` or ``attention`` (label-wise attention; text encoders).
+        kmcl_options: KMCLLoss options used when ``compare`` runs ``kmcl`` (``train --method kmcl``
+            takes them from ``loss_options``).
         head_options: options of the KMCL head (``mode``: isotropic/anisotropic, ``reduce_dim``).
         threshold: ``"tune"`` (one global threshold maximising validation micro-F1) or a number.
         contrastive_weight: λ of ``end-to-end``.
@@ -61,6 +63,7 @@ class TrainConfig:
     view_options: dict[str, Any] = field(default_factory=dict)
     head: str = "linear"
     head_options: dict[str, Any] = field(default_factory=dict)
+    kmcl_options: dict[str, Any] = field(default_factory=dict)
     threshold: Any = "tune"
     contrastive_weight: float = 1.0
     patience: int = 5
