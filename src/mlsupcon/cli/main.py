@@ -129,6 +129,19 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from mlsupcon.training.compare import TABLE_METRICS, read_results, results_table
+
+    rows = read_results(args.paths)
+    losses = list(dict.fromkeys(r["loss"] for r in rows))
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else TABLE_METRICS
+    missing = [m for m in metrics if m not in rows[0]] if rows else []
+    if missing:
+        raise ValueError(f"metrics: {missing} not in results.csv (columns: {sorted(rows[0])})")
+    print(results_table(rows, losses, metrics))
+    return 0
+
+
 def cmd_losses(_args) -> int:
     from mlsupcon.losses import LOSSES
 
@@ -172,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", default="runs/compare")
     c.add_argument("--no-plots", action="store_true")
     c.set_defaults(func=cmd_compare)
+
+    r = sub.add_parser("report", help="one mean ± std table from one or more compare folders")
+    r.add_argument("paths", nargs="+", help="compare output folders (or their results.csv)")
+    r.add_argument("--metrics", help="comma-separated metric columns (default: the compare table's)")
+    r.set_defaults(func=cmd_report)
 
     sub.add_parser("losses", help="list the losses").set_defaults(func=cmd_losses)
     sub.add_parser("datasets", help="list the dataset specs").set_defaults(func=cmd_datasets)

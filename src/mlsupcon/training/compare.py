@@ -54,6 +54,26 @@ def results_table(rows: list[dict[str, Any]], losses: Sequence[str], metrics=TAB
     return "\n".join(lines)
 
 
+def read_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Rows of one or more compare folders' results.csv (numbers parsed), in file order."""
+    rows = []
+    for p in paths:
+        p = Path(p)
+        f = p / "results.csv" if p.is_dir() else p
+        if not f.is_file():
+            raise ValueError(f"results: {f} not found (expected a compare output folder or its results.csv)")
+        with open(f) as fh:
+            for r in csv.DictReader(fh):
+                row: dict[str, Any] = {}
+                for k, v in r.items():
+                    try:
+                        row[k] = int(v) if k == "seed" else float(v)
+                    except (TypeError, ValueError):
+                        row[k] = v
+                rows.append(row)
+    return rows
+
+
 def run_compare(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], output: str | Path,
                 plots: bool = True) -> dict[str, Any]:
     out = Path(output)
