@@ -28,6 +28,7 @@ from mlsupcon.losses.flat import (
     SimDisLoss,
     SupConLoss,
 )
+from mlsupcon.losses.queue import MemoryQueue, MomentumEncoder, QueueLoss
 from mlsupcon.losses.relations import relation_counts
 
 FLAT_LOSSES: dict[str, type[FlatContrastiveLoss]] = {
@@ -122,4 +123,7 @@ __all__ = [
     "HiMulConELoss",
     "LOSSES",
     "FLAT_LOSSES",
+    "MemoryQueue",
+    "QueueLoss",
+    "MomentumEncoder",
 ]

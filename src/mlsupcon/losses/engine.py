@@ -55,6 +55,16 @@ def _column_blocks(ctx: PairContext):
         yield slice(ctx.views * b, ctx.views * b + ctx.refs), slice(b, b + ctx.refs)
 
 
+def _drop_lone_self(w_s, ctx: PairContext, r, s0: int) -> None:
+    """With one view the own-sample column holds only the self pair: zero it.
+
+    Its weight never counts, but adding and then subtracting it costs precision when it is
+    large (MLCL gives α/ε to an anchor without positives).
+    """
+    if ctx.views == 1:
+        w_s[r, r + s0] = 0
+
+
 def _similarities(z, rows, inv_t):
     return (z[rows] * inv_t) @ z.T
 
@@ -93,6 +103,7 @@ class _WeightedLogSoftmax(torch.autograd.Function):
             w_s, z_s = strategy.weights(pctx, s0, s1)
             norm[s0:s1] = z_s
             r = torch.arange(s1 - s0, device=z.device)
+            _drop_lone_self(w_s, pctx, r, s0)
             own = w_s[r, r + s0]
             wsum = pctx.view_row_sum(w_s, own)
             for view in range(v):
@@ -135,6 +146,7 @@ class _WeightedLogSoftmax(torch.autograd.Function):
             if ctx.kept is None:
                 w_s, _ = ctx.strategy.weights(pctx, s0, s1)
                 r = torch.arange(s1 - s0, device=z.device)
+                _drop_lone_self(w_s, pctx, r, s0)
             for view in range(v):
                 rows = slice(view * b + s0, view * b + s1)
                 if ctx.kept is not None:

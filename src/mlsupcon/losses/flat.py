@@ -17,6 +17,7 @@ from mlsupcon.losses._validation import (
     check_positive,
     flatten_features,
 )
+from mlsupcon.losses import distributed as _distributed
 from mlsupcon.losses.engine import reduce_anchor_losses, weighted_log_softmax
 from mlsupcon.losses.relations import LabelStatistics
 from mlsupcon.losses.strategies import (
@@ -54,6 +55,11 @@ def _check_chunk(chunk_size) -> None:
         raise ValueError(f"chunk_size: expected None or an int >= 1, got {chunk_size!r}")
 
 
+def _check_gather(gather_distributed) -> None:
+    if not isinstance(gather_distributed, bool):
+        raise ValueError(f"gather_distributed: expected a bool, got {gather_distributed!r}")
+
+
 class FlatContrastiveLoss(nn.Module):
     """Base class of the flat losses; subclasses choose the pair-weight strategy.
 
@@ -67,17 +73,26 @@ class FlatContrastiveLoss(nn.Module):
         chunk_size: anchor samples per block. ``None``: the engine keeps small batches dense
             and chunks large ones; an int forces chunked mode with O(chunk_size · V · N) memory
             in forward and backward.
+        gather_distributed: under ``torch.distributed`` with world size W > 1, contrast this
+            rank's anchors against the embeddings of every rank, normalised over the whole
+            batch. Every rank then returns the single-process loss of the concatenated batch,
+            and its gradient is W × this rank's share, so that DDP's gradient average equals
+            the single-process gradient exactly (see :mod:`mlsupcon.losses.distributed`).
+            Without an initialised process group (or with W = 1) it changes nothing.
     """
 
     strategy_cls: type[FlatStrategy] = FlatStrategy
 
-    def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None) -> None:
+    def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None,
+                 gather_distributed: bool = False) -> None:
         super().__init__()
         check_positive(temperature, "temperature")
         _check_chunk(chunk_size)
+        _check_gather(gather_distributed)
         self.temperature = float(temperature)
         self.normalize = bool(normalize)
         self.chunk_size = chunk_size
+        self.gather_distributed = gather_distributed
 
     # -- hooks -------------------------------------------------------------------------
     def make_strategy(self) -> FlatStrategy:
@@ -107,6 +122,27 @@ class FlatContrastiveLoss(nn.Module):
         ref_features: torch.Tensor | None = None,
         ref_labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if self.gather_distributed and _distributed.world_size() > 1:
+            return _distributed.distributed_flat_loss(self, features, labels, ref_features, ref_labels)
+        num, norm, pooled, extra = self.anchor_terms(features, labels, ref_features, ref_labels)
+        loss = reduce_anchor_losses(num, norm, pooled)
+        return loss if extra is None else loss + extra
+
+    def anchor_terms(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        ref_features: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, bool, torch.Tensor | None]:
+        """The per-anchor terms that :meth:`forward` reduces (used by the distributed path).
+
+        Returns:
+            ``num`` ``[V·B]`` (differentiable numerators, view-major), ``norm`` ``[V·B]`` (the
+            normalisers Z_a), ``pooled`` (reduce as Σ num / Σ Z instead of the mean of num/Z over
+            anchors with Z > 0), and the extra term added to the loss (a mean over the V·B
+            anchors, e.g. MLCL's norm regulariser) or None.
+        """
         flat, batch, views = flatten_features(features, "features")
         refs_flat = None
         refs = 0
@@ -142,12 +178,11 @@ class FlatContrastiveLoss(nn.Module):
         pctx = PairContext(batch, views, refs, stats, cdtype, z.device, extra={})
         strategy.prepare(pctx)
         num, norm = weighted_log_softmax(z, strategy, pctx, self.temperature, self.chunk_size, unit_norm=self.normalize)
-        loss = reduce_anchor_losses(num, norm.repeat(views), strategy.pooled)
-        extra = self.extra_terms(flat.to(cdtype))
-        return loss if extra is None else loss + extra
+        return num, norm.repeat(views), strategy.pooled, self.extra_terms(flat.to(cdtype))
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, normalize={self.normalize}, chunk_size={self.chunk_size}"
+        text = f"temperature={self.temperature}, normalize={self.normalize}, chunk_size={self.chunk_size}"
+        return text + (", gather_distributed=True" if self.gather_distributed else "")
 
 
 class AllLoss(FlatContrastiveLoss):
@@ -205,7 +240,7 @@ class SimDisLoss(FlatContrastiveLoss):
     Args:
         dissimilarity: ``"reciprocal"`` (default) or ``"ratio"``.
         normalization: ``"count"`` (default) or ``"weight"``.
-        temperature, normalize, chunk_size: see :class:`FlatContrastiveLoss`.
+        temperature, normalize, chunk_size, gather_distributed: see :class:`FlatContrastiveLoss`.
 
     Example:
         >>> import torch
@@ -217,8 +252,9 @@ class SimDisLoss(FlatContrastiveLoss):
     """
 
     def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None,
-                 dissimilarity: str = "reciprocal", normalization: str = "count") -> None:
-        super().__init__(temperature, normalize, chunk_size)
+                 dissimilarity: str = "reciprocal", normalization: str = "count",
+                 gather_distributed: bool = False) -> None:
+        super().__init__(temperature, normalize, chunk_size, gather_distributed)
         check_choice(dissimilarity, "dissimilarity", ("reciprocal", "ratio"))
         check_choice(normalization, "normalization", ("count", "weight"))
         self.dissimilarity, self.normalization = dissimilarity, normalization
@@ -251,8 +287,8 @@ class JaccardLoss(FlatContrastiveLoss):
     """
 
     def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None,
-                 threshold: float = 0.3, eps: float = 1e-8) -> None:
-        super().__init__(temperature, normalize, chunk_size)
+                 threshold: float = 0.3, eps: float = 1e-8, gather_distributed: bool = False) -> None:
+        super().__init__(temperature, normalize, chunk_size, gather_distributed)
         _check_threshold(threshold)
         check_positive(eps, "eps")
         self.threshold, self.eps = float(threshold), float(eps)
@@ -284,8 +320,8 @@ class MulSupConLoss(FlatContrastiveLoss):
     """
 
     def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None,
-                 reduction: str = "pair") -> None:
-        super().__init__(temperature, normalize, chunk_size)
+                 reduction: str = "pair", gather_distributed: bool = False) -> None:
+        super().__init__(temperature, normalize, chunk_size, gather_distributed)
         check_choice(reduction, "reduction", ("pair", "anchor"))
         self.reduction = reduction
 
@@ -317,8 +353,8 @@ class MLCLLoss(FlatContrastiveLoss):
 
     def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None,
                  threshold: float = 0.0, beta: float = 1.0, alpha: float = 1.0, reg_weight: float = 0.0,
-                 eps: float = 1e-8) -> None:
-        super().__init__(temperature, normalize, chunk_size)
+                 eps: float = 1e-8, gather_distributed: bool = False) -> None:
+        super().__init__(temperature, normalize, chunk_size, gather_distributed)
         _check_threshold(threshold)
         check_positive(eps, "eps")
         if not (0 <= alpha <= 1):
