@@ -133,13 +133,14 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
     seed = seeds[0]
     # Training curves (from each run's Lightning CSV logs).
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colour_of = {loss: plt.cm.tab10(i % 10) for i, loss in enumerate(losses)}  # same colour in both panels
     for loss in losses:
         run = out / loss / f"seed{seed}" / "logs"
         for stage, key, ax in (("contrastive", "train/contrastive_loss", axes[0]),
                                ("classifier", "val/map", axes[1]), ("end_to_end", "val/map", axes[1])):
             series = _read_curve(run / stage / "metrics.csv", key)
             if series:
-                ax.plot(*zip(*series), marker=".", label=loss)
+                ax.plot(*zip(*series), marker=".", label=loss, color=colour_of[loss])
     axes[0].set(title="stage 1: contrastive loss (train)", xlabel="epoch")
     axes[1].set(title="validation mAP of the classifier", xlabel="epoch")
     for ax in axes:
@@ -149,7 +150,8 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
     plt.close(fig)
     figures["Training curves"] = "training_curves.png"
 
-    # Embeddings of the test split (t-SNE), coloured by the most frequent label present.
+    # Embeddings of the test split (t-SNE), coloured by each point's rarest label among the 8
+    # most frequent (the most frequent label is on most points and would colour everything).
     emb_runs = [(l, out / l / f"seed{seed}" / "embeddings_test.npz") for l in losses]
     emb_runs = [(l, p) for l, p in emb_runs if p.is_file()]
     if emb_runs:
@@ -165,7 +167,7 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
             x, y = data["embeddings"][:1000], data["labels"][:1000]
             xy = TSNE(n_components=2, init="pca", random_state=0, perplexity=30).fit_transform(x)
             colour = np.full(len(y), -1)
-            for rank in range(len(top) - 1, -1, -1):  # most frequent label wins
+            for rank in range(len(top)):  # later (rarer) labels overwrite earlier ones
                 colour[y[:, top[rank]] > 0] = rank
             ax.scatter(xy[colour < 0, 0], xy[colour < 0, 1], s=3, c="lightgrey")
             sc = ax.scatter(xy[colour >= 0, 0], xy[colour >= 0, 1], s=3, c=colour[colour >= 0], cmap="tab10", vmin=0, vmax=9)
@@ -180,7 +182,8 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
         fig.tight_layout(rect=(0, 0.08, 1, 1))
         fig.savefig(out / "embeddings_tsne.png", dpi=110)
         plt.close(fig)
-        figures["Test embeddings (t-SNE, encoder output, seed %d)" % seed] = "embeddings_tsne.png"
+        figures["Test embeddings (t-SNE of the encoder output, seed %d; colour: rarest of the 8 most "
+                "frequent labels present, grey: none of them)" % seed] = "embeddings_tsne.png"
 
     # Relations R1..R5 among training pairs: why each strategy finds the positives it does.
     import torch
