@@ -144,7 +144,10 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
     axes[0].set(title="stage 1: contrastive loss (train)", xlabel="epoch")
     axes[1].set(title="validation mAP of the classifier", xlabel="epoch")
     for ax in axes:
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no run of this kind", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(out / "training_curves.png", dpi=110)
     plt.close(fig)
