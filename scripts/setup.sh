@@ -8,8 +8,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 PIP=".venv/bin/python -m pip"
-$PIP install -q -c constraints.txt torch==2.13.0
-$PIP install -q -c constraints.txt -e ".[all,dev]"
+# Some machines' pip configuration names local index folders that do not exist; pip warns about
+# each one on every install. Only those lines are filtered.
+quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+quiet $PIP install -q -c constraints.txt torch==2.13.0
+quiet $PIP install -q -c constraints.txt -e ".[all,dev]"
 # Fashion-MNIST for the image demo set comes from Debian's package; optional (the other sets need nothing).
 if [ ! -d /usr/share/dataset-fashion-mnist ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \

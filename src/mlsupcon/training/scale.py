@@ -1,0 +1,66 @@
+"""Scale-out glue for the training layer: memory queue, momentum keys, distributed gathering.
+
+The maths lives in :mod:`mlsupcon.losses.queue` and :mod:`mlsupcon.losses.distributed`; this
+module only decides, from a run's config, how the contrastive criterion is wrapped and how the
+Lightning strategy is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mlsupcon.losses import FLAT_LOSSES, MomentumEncoder, QueueLoss
+
+
+def wrap_criterion(cfg, loss_fn: nn.Module, loss_name: str, num_labels: int) -> nn.Module:
+    """The contrastive criterion of a run: the loss, or the loss inside a memory queue."""
+    if not cfg.queue_size:
+        return loss_fn
+    if loss_name not in FLAT_LOSSES:
+        raise ValueError(
+            f"queue_size: memory queues work with the flat losses {sorted(FLAT_LOSSES)}, not '{loss_name}'"
+        )
+    return QueueLoss(loss_fn, size=cfg.queue_size, dim=cfg.projection_dim,
+                     num_labels=None if loss_name in ("supcon", "simclr") else num_labels)
+
+
+def enable_distributed_gather(criterion: nn.Module, world_size: int) -> None:
+    """Under DDP (world size > 1) every rank contrasts its anchors against all ranks' rows."""
+    if world_size <= 1:
+        return
+    inner = criterion.loss_fn if isinstance(criterion, QueueLoss) else criterion
+    inner = getattr(inner, "base", inner)  # a hierarchical loss applies a flat base per level
+    if hasattr(inner, "gather_distributed"):
+        inner.gather_distributed = True
+
+
+class KeyEncoder(nn.Module):
+    """encoder → projection, as one module so a :class:`MomentumEncoder` can copy both."""
+
+    def __init__(self, encoder: nn.Module, projection: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.projection = encoder, projection
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.projection(self.encoder(batch))
+
+
+def make_momentum(cfg, encoder: nn.Module, projection: nn.Module) -> MomentumEncoder | None:
+    if cfg.momentum is None:
+        return None
+    if not cfg.queue_size:
+        raise ValueError("momentum: a momentum (key) encoder fills a memory queue; set queue_size > 0 too")
+    return MomentumEncoder(KeyEncoder(encoder, projection), momentum=cfg.momentum)
+
+
+def lightning_strategy(cfg) -> Any:
+    """``ddp`` without buffer broadcasting when a queue lives in the module (it would be re-sent
+    every step; every rank already enqueues the same gathered rows)."""
+    if cfg.strategy == "ddp" and cfg.queue_size:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(broadcast_buffers=False)
+    return cfg.strategy
