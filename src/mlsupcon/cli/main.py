@@ -37,6 +37,13 @@ def _add_run_flags(p: argparse.ArgumentParser, with_output: bool = True) -> None
     p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
     p.add_argument("--accelerator", help="cpu | gpu | auto")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last checkpoints (same configuration; "
+                        "with --output DIR alone, DIR/config.yaml is the configuration)")
+    p.add_argument("--checkpoint-every-n-steps", type=int,
+                   help="checkpoint every N training steps as well as every epoch (0: epochs only)")
+    p.add_argument("--max-nonfinite-steps", type=int,
+                   help="stop after N consecutive steps with a NaN/inf loss (0: never)")
     if with_output:
         p.add_argument("--output", help="output folder")
 
@@ -44,13 +51,16 @@ def _add_run_flags(p: argparse.ArgumentParser, with_output: bool = True) -> None
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {}
     for key in ("dataset", "encoder", "method", "epochs", "classifier_epochs", "batch_size", "lr", "head",
-                "strategy", "accelerator", "output", "seed", "loss"):
+                "strategy", "accelerator", "output", "seed", "loss", "checkpoint_every_n_steps",
+                "max_nonfinite_steps"):
         if getattr(args, key, None) is not None:
             o[key] = getattr(args, key)
     if getattr(args, "devices", None) is not None:
         o["devices"] = int(args.devices) if str(args.devices).isdigit() else args.devices
     if getattr(args, "no_progress", False):
         o["progress"] = False
+    if getattr(args, "resume", False):
+        o["resume"] = True
     return o
 
 
@@ -76,10 +86,22 @@ def _print_metrics(m: dict[str, Any], keys=("micro_f1", "macro_f1", "micro_auc",
     Console().print(t)
 
 
+def _resume_config_path(args) -> str | None:
+    """``train --resume --output DIR`` without ``--config``: DIR/config.yaml, if there is one."""
+    if args.config is not None or not getattr(args, "resume", False):
+        return args.config
+    from pathlib import Path
+
+    from mlsupcon.training.config import TrainConfig
+
+    saved = Path(args.output or TrainConfig().output) / "config.yaml"
+    return str(saved) if saved.is_file() else None
+
+
 def cmd_train(args) -> int:
     from mlsupcon.training.config import load_config
 
-    cfg = load_config(args.config, _overrides(args))
+    cfg = load_config(_resume_config_path(args), _overrides(args))
     _merge_nested(cfg, args)
     cfg.validate()
     # Imported after the config is checked: torch + Lightning take seconds to import, and a
@@ -216,8 +238,15 @@ def main(argv: list[str] | None = None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"mlsupcon: error: {msg}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - only the SIGTERM stop is handled here
+        from mlsupcon.training.errors import TrainingInterrupted
+
+        if not isinstance(exc, TrainingInterrupted):
+            raise
+        print(f"mlsupcon: {exc}", file=sys.stderr)
+        return 143  # 128 + SIGTERM, as if the signal had ended the process
     except KeyboardInterrupt:
-        print("mlsupcon: interrupted", file=sys.stderr)
+        print("mlsupcon: interrupted (rerun with --resume to continue from the last checkpoint)", file=sys.stderr)
         return 130
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -22,6 +22,53 @@ class _Indices(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> int:
         return i
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed derived from ``(seed, epoch)`` (independent streams per epoch)."""
+    state = np.random.SeedSequence([int(seed) % 2**32, int(epoch)]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Indices ``0..n-1`` in an order that depends only on ``(seed, epoch)``.
+
+    ``set_epoch`` is called by Lightning at the start of every epoch. After
+    :meth:`resume_at`, the next iteration of that epoch skips the items already consumed,
+    so a run resumed mid-epoch sees exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True) -> None:
+        self.n, self.seed, self.shuffle = int(n), int(seed), bool(shuffle)
+        self.epoch = 0
+        self._skip_epoch: int | None = None
+        self._skip_items = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.n)
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        return torch.randperm(self.n, generator=g)
+
+    def resume_at(self, epoch: int, items_done: int) -> None:
+        """The next iteration of ``epoch`` starts after its first ``items_done`` items."""
+        self.epoch = int(epoch)
+        self._skip_epoch, self._skip_items = int(epoch), int(items_done)
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.order(self.epoch).tolist()
+        skip = 0
+        if self._skip_epoch is not None:
+            if self._skip_epoch == self.epoch:
+                skip = self._skip_items
+            self._skip_epoch, self._skip_items = None, 0
+        yield from order[skip:]
+
+    def __len__(self) -> int:
+        return self.n
 
 
 def raw_inputs(split: Split, idx: np.ndarray) -> Any:
@@ -51,12 +98,14 @@ def make_loader(
         y = torch.from_numpy(np.asarray(labels[idx].todense(), dtype=np.float32))
         return preprocess(raw_inputs(split, idx)), y, torch.from_numpy(idx)
 
-    # A seeded generator makes the shuffling order a function of the run's seed alone.
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    # The order of epoch e is a function of (seed, e) alone (resumable mid-epoch), and the
+    # loader's own generator keeps creating an iterator from drawing on the global torch RNG
+    # (which the views and dropout use).
     drop = drop_last and len(split) > batch_size
     return torch.utils.data.DataLoader(
-        _Indices(len(split)), batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-        generator=generator, drop_last=drop, num_workers=num_workers,
+        _Indices(len(split)), batch_size=batch_size, sampler=EpochSampler(len(split), seed, shuffle),
+        collate_fn=collate, generator=torch.Generator().manual_seed(seed), drop_last=drop,
+        num_workers=num_workers,
     )
 
 
@@ -68,9 +117,9 @@ def tensor_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bo
         i = torch.as_tensor(items)
         return {"x": x[i]}, y[i], idx[i]
 
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
     return torch.utils.data.DataLoader(
-        list(range(len(x))), batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=generator
+        _Indices(len(x)), batch_size=batch_size, sampler=EpochSampler(len(x), seed, shuffle), collate_fn=collate,
+        generator=torch.Generator().manual_seed(seed),
     )
 
 

@@ -38,6 +38,12 @@ class TrainConfig:
         head_options: options of the KMCL head (``mode``: isotropic/anisotropic, ``reduce_dim``).
         threshold: ``"tune"`` (one global threshold maximising validation micro-F1) or a number.
         contrastive_weight: λ of ``end-to-end``.
+        resume: continue the interrupted run in ``output`` from its last checkpoints (finished
+            stages are not trained again); needs the same configuration (docs/failures.md).
+        checkpoint_every_n_steps: also checkpoint every that many training steps, not only at the
+            end of every epoch (0: epochs only); a killed run loses at most this many steps.
+        max_nonfinite_steps: stop after that many consecutive steps with a NaN/inf loss (each
+            is skipped and counted); 0: never stop.
     """
 
     dataset: str = "debtags"
@@ -77,6 +83,9 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True
     save_embeddings: bool = True
+    resume: bool = False
+    checkpoint_every_n_steps: int = 100
+    max_nonfinite_steps: int = 10
 
     def validate(self) -> "TrainConfig":
         if self.method not in METHODS:
@@ -102,6 +111,12 @@ class TrainConfig:
             self.threshold = t
         if self.views < 1:
             raise ValueError("views: expected >= 1")
+        for name in ("checkpoint_every_n_steps", "max_nonfinite_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
+        if not isinstance(self.resume, bool):
+            raise ValueError(f"resume: expected true or false, got {self.resume!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -47,21 +47,26 @@ class KMCLModule(ClassifierModule):
         # independent of the batch size (Adam is nearly scale-free, the logs are comparable).
         total = total / y.shape[0]
         b = y.shape[0]
+        if self._finite_or_skip(total) is None:
+            return None
         self.log("train/kmcl_loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=b)
         for name, value in terms.items():
             self.log(f"train/kmcl_{name}", value, on_step=False, on_epoch=True, batch_size=b)
         return total
 
 
-def run_kmcl(cfg, ds, encoder, loaders, out, make_trainer, timings):
-    """Trains encoder + KMCL head; returns (classifier head, head kind, encoder)."""
+def run_kmcl(cfg, ds, encoder, loaders, fit_stage, timings):
+    """Trains encoder + KMCL head; returns (classifier head, head kind, encoder).
+
+    ``fit_stage(stage, module, train_loader, val_loader, max_epochs, early_stop=...)`` runs
+    one checkpointed, resumable stage (runner._fit_stage).
+    """
     t0 = time.perf_counter()
     head_opts = {"mode": "isotropic", **cfg.head_options}
     head = KMCLClassifier(KMCLHead(encoder.output_dim, ds.num_labels, **head_opts))
     loss_fn = KMCLLoss(**cfg.loss_options)
     module = KMCLModule(encoder, head, loss_fn, cfg.lr, cfg.weight_decay)
-    make_trainer(cfg, out, "end_to_end", cfg.epochs, checkpoints=True, early_stop=True).fit(
-        module, loaders["train"], loaders["validation"])
+    fit_stage("end_to_end", module, loaders["train"], loaders["validation"], cfg.epochs, early_stop=True)
     module.restore_best()
     timings["train_s"] = time.perf_counter() - t0
     return head, "linear", encoder

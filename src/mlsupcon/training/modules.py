@@ -16,13 +16,64 @@ from mlsupcon.training.batches import LossLabels, concat_batches
 
 
 class _Base(L.LightningModule):
+    """Optimiser + the non-finite loss policy shared by every training module.
+
+    A training step whose loss is NaN or infinite is skipped (``training_step`` returns None,
+    so Lightning runs no backward pass and the optimiser updates nothing) and counted
+    (``nonfinite_steps``, logged as ``train/skipped_nonfinite``). ``max_nonfinite_steps``
+    consecutive ones stop training with :class:`NonFiniteLossError` (0: never stop).
+    """
+
     def __init__(self, lr: float, weight_decay: float) -> None:
         super().__init__()
         self.lr, self.weight_decay = lr, weight_decay
+        self.max_nonfinite_steps = 10
+        self.stage = "training"
+        self.nonfinite_steps = 0
+        self._nonfinite_run = 0
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def _finite_or_skip(self, loss: torch.Tensor) -> torch.Tensor | None:
+        """``loss`` if finite; else None (skip the step), counting it and stopping after too many."""
+        if bool(torch.isfinite(loss.detach()).all()):
+            self._nonfinite_run = 0
+            return loss
+        self.nonfinite_steps += 1
+        self._nonfinite_run += 1
+        if self.max_nonfinite_steps and self._nonfinite_run >= self.max_nonfinite_steps:
+            from mlsupcon.training.errors import NonFiniteLossError
+
+            raise NonFiniteLossError(
+                f"training: the loss was NaN or infinite in {self._nonfinite_run} consecutive steps "
+                f"(stage '{self.stage}', epoch {self.current_epoch}, step {self.global_step}; "
+                f"{self.nonfinite_steps} non-finite steps skipped in all), so training stopped. "
+                f"Likely causes: a learning rate too high (lr={self.lr:g}; try 10x smaller), a contrastive "
+                "temperature too small, or bad inputs (NaN/inf features, empty texts). "
+                "max_nonfinite_steps in the config sets how many consecutive ones are tolerated"
+            )
+        return None
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/skipped_nonfinite", float(self.nonfinite_steps), on_step=False, on_epoch=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mlsupcon_module"] = self.extra_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("mlsupcon_module")
+        if state is not None:
+            self.load_extra_state(state)
+
+    def extra_state(self) -> dict[str, Any]:
+        """What a checkpoint holds besides the weights and optimiser (plain types and tensors)."""
+        return {"nonfinite_steps": int(self.nonfinite_steps), "nonfinite_run": int(self._nonfinite_run)}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.nonfinite_steps = int(state.get("nonfinite_steps", 0))
+        self._nonfinite_run = int(state.get("nonfinite_run", 0))
 
 
 def embed_views(encoder: nn.Module, projection: nn.Module, view_fn, inputs, views: int) -> torch.Tensor:
@@ -49,6 +100,9 @@ class ContrastiveModule(_Base):
 
     def training_step(self, batch, _):
         loss, b = self._loss(batch)
+        loss = self._finite_or_skip(loss)
+        if loss is None:
+            return None
         self.log("train/contrastive_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=b)
         return loss
 
@@ -109,14 +163,18 @@ class ClassifierModule(_Base):
 
     def training_step(self, batch, _):
         inputs, y, _ = batch
-        loss = self._cls_loss(self.logits(inputs), y)
-        self.log("train/classifier_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.shape[0])
+        cls = self._cls_loss(self.logits(inputs), y)
+        loss, con = cls, None
         if self.contrastive is not None:
             c = self.contrastive
             feats = embed_views(self.encoder, self.projection, c["view_fn"], inputs, c["views"])
             con = self.contrastive_fn(feats, c["loss_labels"](y))
+            loss = cls + c["weight"] * con
+        if self._finite_or_skip(loss) is None:
+            return None
+        self.log("train/classifier_loss", cls, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.shape[0])
+        if con is not None:
             self.log("train/contrastive_loss", con, on_step=False, on_epoch=True, batch_size=y.shape[0])
-            loss = loss + c["weight"] * con
         return loss
 
     def validation_step(self, batch, _):
@@ -142,6 +200,16 @@ class ClassifierModule(_Base):
     def restore_best(self) -> None:
         if self.best_state is not None:
             self.load_state_dict(self.best_state)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {**super().extra_state(), "best_score": float(self.best_score), "best_epoch": int(self.best_epoch),
+                "best_state": self.best_state}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        self.best_score = float(state.get("best_score", -float("inf")))
+        self.best_epoch = int(state.get("best_epoch", -1))
+        self.best_state = state.get("best_state")
 
 
 @torch.no_grad()

@@ -6,16 +6,27 @@ Artefacts written to ``config.output``:
 * ``metrics.json`` — test metrics (and validation metrics under ``"validation"``), the threshold;
 * ``model/weights.safetensors`` + ``model/model.json`` — everything ``mlsupcon evaluate`` needs,
   loadable without executing code;
-* ``checkpoints/`` — Lightning checkpoints (resume), ``logs/<stage>/metrics.csv`` — curves;
+* ``checkpoints/<stage>/last.ckpt`` — Lightning checkpoints, written atomically every
+  ``checkpoint_every_n_steps`` steps and after every epoch, with the RNG states and the position
+  in the epoch; ``checkpoints/<stage>/done.json`` once a stage has finished (``--resume``);
+* ``logs/<stage>/metrics.csv`` — curves;
 * ``embeddings_test.npz`` — encoder embeddings of (up to 2,000) test examples, for plots.
+
+What happens on failures (bad data, NaN losses, out of memory, a killed job, corrupt files) and
+what ``--resume`` restores: docs/failures.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import datetime
+import errno
 import json
 import logging
 import os
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -30,7 +41,20 @@ from mlsupcon.losses import build as build_loss
 from mlsupcon.models import LabelWiseAttention, LinearClassifier, ProjectionHead, build_encoder
 from mlsupcon.training.batches import LossLabels, build_view_fn, make_loader, tensor_loader
 from mlsupcon.training.config import TrainConfig, save_config
-from mlsupcon.training.io import load_weights, save_weights, write_json
+from mlsupcon.training.io import file_sha256, load_weights, save_weights, write_json
+from mlsupcon.training.reliability import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    EpochSampler,
+    ResumableCheckpoint,
+    TrainingInterrupted,
+    load_checkpoint_file,
+    merge_resumed_log,
+    oom_guidance,
+    read_log_rows,
+    restore_rng,
+    write_log_rows,
+)
 from mlsupcon.training.modules import (
     ClassifierModule,
     ContrastiveModule,
@@ -51,18 +75,44 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
+    # Mid-epoch resume is exact here (EpochSampler + ResumableCheckpoint), whatever Lightning
+    # infers from the loader; and a resumed stage keeps its earlier log rows (merge_resumed_log).
+    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+    # A skipped (non-finite) step returns None on purpose; it is counted and logged instead.
+    warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
+
+
+PACKAGES = ("mlsupcon", "torch", "lightning", "numpy", "scipy", "scikit-learn", "safetensors", "pyyaml",
+            "transformers", "tokenizers", "kornia", "pillow", "pandas")
 
 
 def environment_info() -> dict[str, Any]:
+    """Versions and settings that a run's numbers can depend on (``environment.json``)."""
     import importlib.metadata as md
 
+    import mlsupcon
+
     versions = {}
-    for pkg in ("mlsupcon", "torch", "lightning", "transformers", "tokenizers", "kornia", "scikit-learn", "numpy"):
+    for pkg in PACKAGES:
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             versions[pkg] = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions}
+    cuda = torch.cuda.is_available()
+    return {
+        "mlsupcon_version": mlsupcon.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "torch": {"version": torch.__version__, "cuda_available": cuda, "cuda_version": torch.version.cuda,
+                  "device_names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+                  "num_threads": torch.get_num_threads(),
+                  "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()},
+        "command": list(sys.argv),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def make_encoder(cfg: TrainConfig, ds: MultiLabelDataset):
@@ -103,14 +153,12 @@ def make_head(cfg: TrainConfig, encoder, ds: MultiLabelDataset):
     return head
 
 
-def _trainer(cfg: TrainConfig, out: Path, stage: str, max_epochs: int, checkpoints: bool, early_stop: bool):
+def _trainer(cfg: TrainConfig, out: Path, stage: str, max_epochs: int, early_stop: bool, checkpoint):
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping
     from lightning.pytorch.loggers import CSVLogger
 
-    callbacks = []
-    if checkpoints:
-        callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints" / stage, save_last=True, save_top_k=0))
+    callbacks = [checkpoint]
     if early_stop:
         callbacks.append(EarlyStopping(monitor="val/map", mode="max", patience=cfg.patience))
     from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -124,9 +172,10 @@ def _trainer(cfg: TrainConfig, out: Path, stage: str, max_epochs: int, checkpoin
             precision=cfg.precision,
             logger=CSVLogger(str(out), name="logs", version=stage),
             callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()],
             enable_progress_bar=cfg.progress,
             enable_model_summary=False,
-            enable_checkpointing=checkpoints,
+            enable_checkpointing=True,
             num_sanity_val_steps=0,
             log_every_n_steps=10,
             deterministic=False,
@@ -149,8 +198,174 @@ def _loaders(cfg, ds, preprocess):
     }
 
 
+STAGES = ("contrastive", "classifier", "end_to_end")
+#: Options that may change between an interrupted run and its ``--resume``: they do not change
+#: the training, except that a different ``eval_batch_size`` (to get past an out-of-memory error
+#: in evaluation) can change the last bits of predictions and, in a contrastive stage, the
+#: random views drawn for the validation loss and so the randomness of the following steps.
+RESUME_FREE_KEYS = frozenset({"resume", "progress", "output", "num_workers", "eval_batch_size"})
+
+
+class _RunState:
+    """Per-run bookkeeping of the stages: non-finite step counts, resume notes."""
+
+    def __init__(self) -> None:
+        self.nonfinite: dict[str, int] = {}
+        self.notes: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+        print(f"mlsupcon: {message}", file=sys.stderr, flush=True)
+
+
+def _check_stage_checkpoint(ckpt: dict[str, Any], path: Path, module) -> dict[str, Any]:
+    """The checkpoint is one of ours and fits the module; returns its resume state."""
+    state = (ckpt.get("callbacks") or {}).get(ResumableCheckpoint.STATE_KEY)
+    weights = ckpt.get("state_dict")
+    if not isinstance(state, dict) or not isinstance(weights, dict) or "rng" not in state:
+        raise CheckpointError(
+            f"checkpoint: {path} was not written by this version of mlsupcon (no resume state); "
+            "delete it and rerun with --resume to restart that stage, or rerun without --resume"
+        )
+    own = module.state_dict()
+    bad = sorted(set(own) ^ set(weights))[:5] or [
+        k for k in own if tuple(own[k].shape) != tuple(getattr(weights[k], "shape", ()))][:5]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint: {path} does not match the model of this configuration (e.g. {bad}); "
+            "resume with the configuration of the interrupted run, or rerun without --resume"
+        )
+    return state
+
+
+def _fit_stage(cfg: TrainConfig, out: Path, stage: str, module, train_loader, val_loader, max_epochs: int,
+               early_stop: bool, run: _RunState) -> None:
+    """Fits one stage: checkpoints, resume (or skipping a finished stage), non-finite and OOM policies."""
+    module.stage, module.max_nonfinite_steps = stage, cfg.max_nonfinite_steps
+    ckpt_dir = out / "checkpoints" / stage
+    last, done = ckpt_dir / "last.ckpt", ckpt_dir / "done.json"
+    sampler = train_loader.sampler if isinstance(train_loader.sampler, EpochSampler) else None
+    checkpoint = ResumableCheckpoint(ckpt_dir, cfg.checkpoint_every_n_steps, sampler, train_loader.batch_size)
+    if cfg.resume and last.is_file():
+        ckpt = load_checkpoint_file(last)
+        state = _check_stage_checkpoint(ckpt, last, module)
+        if done.is_file():
+            # Finished before: the weights, best epoch and RNG states as they were at its end.
+            module.load_state_dict(ckpt["state_dict"])
+            module.on_load_checkpoint(ckpt)
+            restore_rng(state["rng"])
+            run.nonfinite[stage] = module.nonfinite_steps
+            run.note(f"stage '{stage}' had finished; loaded it from {last}")
+            return
+        del ckpt
+        run.note(f"resuming stage '{stage}' from {last} (epoch {state['epoch']}, batch {state['batches_done']} "
+                 f"of it, step {state['global_step']})")
+        ckpt_path = str(last)
+        log_dir = out / "logs" / stage
+        kept_rows = read_log_rows(log_dir, int(state["epoch"]))
+        # Lightning's CSV logger deletes metrics.csv when it starts: keep the complete epochs aside.
+        (log_dir / "metrics.before_resume.csv").unlink(missing_ok=True)
+        write_log_rows(log_dir / "metrics.before_resume.csv", kept_rows)
+    else:
+        ckpt_path, kept_rows, log_dir = None, None, None
+    trainer = _trainer(cfg, out, stage, max_epochs, early_stop, checkpoint)
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        with oom_guidance(cfg, stage):
+            trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        # Lightning stops at a batch boundary on SIGTERM and exits "successfully"; say what happened.
+        where = f"{last}" if last.is_file() else "no checkpoint yet"
+        raise TrainingInterrupted(
+            f"stopped by SIGTERM in stage '{stage}' (step {trainer.global_step}; last checkpoint: {where}); "
+            f"continue with `mlsupcon train --output {out} --resume`"
+        ) from None
+    checkpoint.restore_pending(trainer)  # a stage that had ended just before the kill
+    if kept_rows is not None:
+        merge_resumed_log(log_dir, kept_rows)
+        (log_dir / "metrics.before_resume.csv").unlink(missing_ok=True)
+    write_json(done, {"stage": stage, "finished": True, "nonfinite_steps": int(module.nonfinite_steps)})
+    run.nonfinite[stage] = module.nonfinite_steps
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path):
+    """One process at a time per output folder (a second one would interleave checkpoints and
+    logs). ``flock`` is released by the kernel when the holder dies, even by SIGKILL."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): no guard
+        yield
+        return
+    fh = open(out / ".mlsupcon.lock", "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                yield  # a file system without locks (some network mounts): no guard
+                return
+            fh.seek(0)
+            holder = fh.read().strip() or "pid unknown"
+            raise ValueError(
+                f"output: another mlsupcon process ({holder}) is writing to {out}; wait for it to end "
+                "(then use --resume if it was interrupted) or choose another --output"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {platform.node()}\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # releases the lock
+
+
+def _clear_stage_state(out: Path) -> None:
+    """A new (not resumed) run in an existing folder: forget the checkpoints of the old one."""
+    for stage in STAGES:
+        d = out / "checkpoints" / stage
+        if d.is_dir():
+            for p in [d / "last.ckpt", d / "done.json", *d.glob(".last.ckpt.*.tmp")]:
+                p.unlink(missing_ok=True)
+        (out / "logs" / stage / "metrics.before_resume.csv").unlink(missing_ok=True)
+
+
+def _check_resume_config(cfg: TrainConfig, out: Path) -> None:
+    """``--resume`` continues the same configuration: any other difference is refused."""
+    import yaml
+
+    path = out / "config.yaml"
+    try:
+        saved = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"resume: cannot read {path} ({' '.join(str(exc).split())[:160]}); "
+                         "rerun without --resume") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"resume: {path} is not a mapping of option: value; rerun without --resume")
+    defaults = TrainConfig().to_dict()
+    current = json.loads(json.dumps(cfg.to_dict()))
+    diffs = []
+    for key, value in current.items():
+        if key in RESUME_FREE_KEYS:
+            continue
+        before = json.loads(json.dumps(saved.get(key, defaults[key])))
+        if before != value:
+            diffs.append(f"{key}: {before!r} -> {value!r}")
+    if diffs:
+        raise ValueError(
+            f"resume: the configuration differs from the interrupted run's {path} ({'; '.join(diffs[:6])}); "
+            "resume with the same options (`mlsupcon train --output DIR --resume` reads DIR/config.yaml), "
+            "or start a new run without --resume"
+        )
+
+
 def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> dict[str, Any]:
-    """Trains and evaluates one configuration; returns the test metrics (also in metrics.json)."""
+    """Trains and evaluates one configuration; returns the test metrics (also in metrics.json).
+
+    With ``cfg.resume``, continues the interrupted run in ``cfg.output`` (same configuration):
+    finished stages are loaded, the interrupted one continues from its last checkpoint.
+    """
     import lightning as L
 
     _quiet_lightning()
@@ -162,7 +377,6 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
     ds = dataset if dataset is not None else load_dataset(cfg.dataset, **cfg.dataset_options)
     encoder = make_encoder(cfg, ds)
     loaders = _loaders(cfg, ds, encoder.preprocess)
-    num_labels = ds.num_labels
     timings: dict[str, float] = {}
 
     contrastive_parts = None
@@ -177,99 +391,132 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
             "weight": cfg.contrastive_weight,
         }
 
-    # Written once the data, encoder and loss are known to be valid, so that a user mistake
-    # (unknown dataset, bad option…) never overwrites the config.yaml of a finished run there.
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    write_json(out / "environment.json", environment_info())
-
-    if cfg.method == "kmcl":
-        from mlsupcon.training.kmcl import run_kmcl
-
-        head, head_kind, final_encoder = run_kmcl(cfg, ds, encoder, loaders, out, _trainer, timings)
-    elif cfg.method == "two-stage":
-        t0 = time.perf_counter()
-        stage1 = ContrastiveModule(encoder, contrastive_parts["projection"], contrastive_parts["loss_fn"],
-                                   contrastive_parts["loss_labels"], contrastive_parts["view_fn"], cfg.views,
-                                   cfg.lr, cfg.weight_decay)
-        _trainer(cfg, out, "contrastive", cfg.epochs, checkpoints=True, early_stop=False).fit(
-            stage1, loaders["train"], loaders["validation"])
-        timings["contrastive_s"] = time.perf_counter() - t0
-        encoder.to("cpu")
-        t0 = time.perf_counter()
-        head = make_head(cfg, encoder, ds)
-        if cfg.finetune_encoder:
-            stage2 = ClassifierModule(encoder, head, cfg.head, cfg.classifier_lr, cfg.weight_decay)
-            train_l, val_l = loaders["train"], loaders["validation"]
-        elif cfg.head == "linear":
-            for p in encoder.parameters():
-                p.requires_grad_(False)
-            # The encoder is frozen: embed every split once and train the linear probe on the
-            # cached embeddings (the protocol of the SimDis paper).
-            feats = {s: embed_all(encoder, _eval_loader(cfg, ds, s, encoder)) for s in ("train", "validation")}
-            stage2 = ClassifierModule(FeatureInput(), head, "linear", cfg.classifier_lr, cfg.weight_decay)
-            train_l = tensor_loader(*feats["train"], cfg.probe_batch_size, shuffle=True, seed=cfg.seed)
-            val_l = tensor_loader(*feats["validation"], cfg.eval_batch_size, shuffle=False)
+    with _run_lock(out):
+        run = _RunState()
+        # Written once the data, encoder and loss are known to be valid, so that a user mistake
+        # (unknown dataset, bad option…) never overwrites the config.yaml of a finished run there.
+        if cfg.resume and (out / "config.yaml").is_file():
+            _check_resume_config(cfg, out)
+            env_path = out / "environment.json"
+            try:
+                env = json.loads(env_path.read_text())
+            except (OSError, ValueError):
+                env = {}
+            env.setdefault("resumes", []).append(environment_info())
+            write_json(env_path, env)
         else:
-            stage2 = ClassifierModule(encoder, head, "attention", cfg.classifier_lr, cfg.weight_decay,
-                                      freeze_encoder=True)
-            train_l, val_l = loaders["train"], loaders["validation"]
-        _trainer(cfg, out, "classifier", max(1, cfg.classifier_epochs), checkpoints=False, early_stop=True).fit(
-            stage2, train_l, val_l)
-        stage2.restore_best()
-        timings["classifier_s"] = time.perf_counter() - t0
-        head_kind, final_encoder = cfg.head, encoder
-    else:  # end-to-end, bce, asl
-        t0 = time.perf_counter()
-        head = make_head(cfg, encoder, ds)
-        module = ClassifierModule(
-            encoder, head, cfg.head, cfg.lr, cfg.weight_decay,
-            classifier_loss="asl" if cfg.method == "asl" else "bce",
-            classifier_loss_options=cfg.classifier_loss_options,
-            contrastive=contrastive_parts if cfg.method == "end-to-end" else None,
-        )
-        _trainer(cfg, out, "end_to_end", cfg.epochs, checkpoints=True, early_stop=True).fit(
-            module, loaders["train"], loaders["validation"])
-        module.restore_best()
-        timings["train_s"] = time.perf_counter() - t0
-        head_kind, final_encoder = cfg.head, encoder
+            if cfg.resume:
+                run.note(f"nothing to resume in {out} (no config.yaml): starting a new run")
+            out.mkdir(parents=True, exist_ok=True)
+            _clear_stage_state(out)
+            save_config(dataclasses.replace(cfg, resume=False), out / "config.yaml")
+            write_json(out / "environment.json", environment_info())
+            cfg = dataclasses.replace(cfg, resume=False)
 
-    final_encoder.to("cpu")
-    head.to("cpu")
-    val_scores, val_y = predict(final_encoder, head, head_kind, _eval_loader(cfg, ds, "validation", final_encoder))
-    test_scores, test_y, test_emb = predict(final_encoder, head, head_kind,
-                                            _eval_loader(cfg, ds, "test", final_encoder), want_embeddings=True)
-    threshold_source = "fixed"
-    threshold = float(cfg.threshold) if cfg.threshold != "tune" else 0.5
-    if cfg.threshold == "tune":
-        if val_y.sum() > 0:
-            threshold, threshold_source = tune_global_threshold(val_y, val_scores), "validation micro-F1"
-        else:  # nothing to tune on: keep 0.5 and say so in metrics.json
-            threshold_source = "fixed 0.5 (validation split has no positive labels)"
-    metrics = compute_metrics(test_y, test_scores, threshold, ks=tuple(cfg.ks))
-    val_metrics = compute_metrics(val_y, val_scores, threshold, ks=tuple(cfg.ks))
-    timings["total_s"] = time.perf_counter() - t_start
-    result = {
-        **metrics,
-        "threshold": float(threshold),
-        "threshold_source": threshold_source,
-        "split": "test",
-        "method": cfg.method,
-        "loss": cfg.loss if cfg.method in ("two-stage", "end-to-end") else cfg.method,
-        "params": {"encoder": sum(p.numel() for p in final_encoder.parameters()),
-                   "head": sum(p.numel() for p in head.parameters())},
-        "seed": cfg.seed,
-        "dataset": ds.name,
-        "num_test": int(len(test_y)),
-        "timings": timings,
-        "validation": val_metrics,
-    }
-    write_json(out / "metrics.json", result)
-    export_model(out, cfg, ds, final_encoder, head, head_kind, threshold)
-    if cfg.save_embeddings and test_emb is not None:
-        keep = np.random.default_rng(0).permutation(len(test_emb))[:EMBEDDINGS_KEPT]
-        np.savez_compressed(out / "embeddings_test.npz", embeddings=test_emb[keep], labels=test_y[keep].astype(np.uint8))
-    return result
+        if cfg.method == "kmcl":
+            from mlsupcon.training.kmcl import run_kmcl
+
+            fit = lambda *a, **k: _fit_stage(cfg, out, *a, run=run, **k)  # noqa: E731
+            with oom_guidance(cfg, "end_to_end"):
+                head, head_kind, final_encoder = run_kmcl(cfg, ds, encoder, loaders, fit, timings)
+        elif cfg.method == "two-stage":
+            t0 = time.perf_counter()
+            stage1 = ContrastiveModule(encoder, contrastive_parts["projection"], contrastive_parts["loss_fn"],
+                                       contrastive_parts["loss_labels"], contrastive_parts["view_fn"], cfg.views,
+                                       cfg.lr, cfg.weight_decay)
+            _fit_stage(cfg, out, "contrastive", stage1, loaders["train"], loaders["validation"], cfg.epochs,
+                       early_stop=False, run=run)
+            timings["contrastive_s"] = time.perf_counter() - t0
+            encoder.to("cpu")
+            t0 = time.perf_counter()
+            head = make_head(cfg, encoder, ds)
+            with oom_guidance(cfg, "classifier"):
+                if cfg.finetune_encoder:
+                    stage2 = ClassifierModule(encoder, head, cfg.head, cfg.classifier_lr, cfg.weight_decay)
+                    train_l, val_l = loaders["train"], loaders["validation"]
+                elif cfg.head == "linear":
+                    for p in encoder.parameters():
+                        p.requires_grad_(False)
+                    # The encoder is frozen: embed every split once and train the linear probe on the
+                    # cached embeddings (the protocol of the SimDis paper).
+                    feats = {s: embed_all(encoder, _eval_loader(cfg, ds, s, encoder)) for s in ("train", "validation")}
+                    stage2 = ClassifierModule(FeatureInput(), head, "linear", cfg.classifier_lr, cfg.weight_decay)
+                    train_l = tensor_loader(*feats["train"], cfg.probe_batch_size, shuffle=True, seed=cfg.seed)
+                    val_l = tensor_loader(*feats["validation"], cfg.eval_batch_size, shuffle=False)
+                else:
+                    stage2 = ClassifierModule(encoder, head, "attention", cfg.classifier_lr, cfg.weight_decay,
+                                              freeze_encoder=True)
+                    train_l, val_l = loaders["train"], loaders["validation"]
+            _fit_stage(cfg, out, "classifier", stage2, train_l, val_l, max(1, cfg.classifier_epochs),
+                       early_stop=True, run=run)
+            stage2.restore_best()
+            timings["classifier_s"] = time.perf_counter() - t0
+            head_kind, final_encoder = cfg.head, encoder
+        else:  # end-to-end, bce, asl
+            t0 = time.perf_counter()
+            head = make_head(cfg, encoder, ds)
+            module = ClassifierModule(
+                encoder, head, cfg.head, cfg.lr, cfg.weight_decay,
+                classifier_loss="asl" if cfg.method == "asl" else "bce",
+                classifier_loss_options=cfg.classifier_loss_options,
+                contrastive=contrastive_parts if cfg.method == "end-to-end" else None,
+            )
+            _fit_stage(cfg, out, "end_to_end", module, loaders["train"], loaders["validation"], cfg.epochs,
+                       early_stop=True, run=run)
+            module.restore_best()
+            timings["train_s"] = time.perf_counter() - t0
+            head_kind, final_encoder = cfg.head, encoder
+
+        final_encoder.to("cpu")
+        head.to("cpu")
+        with oom_guidance(cfg, "evaluation"):
+            val_scores, val_y = predict(final_encoder, head, head_kind, _eval_loader(cfg, ds, "validation", final_encoder))
+            test_scores, test_y, test_emb = predict(final_encoder, head, head_kind,
+                                                    _eval_loader(cfg, ds, "test", final_encoder), want_embeddings=True)
+        threshold_source = "fixed"
+        threshold = float(cfg.threshold) if cfg.threshold != "tune" else 0.5
+        if cfg.threshold == "tune":
+            if val_y.sum() > 0:
+                threshold, threshold_source = tune_global_threshold(val_y, val_scores), "validation micro-F1"
+            else:  # nothing to tune on: keep 0.5 and say so in metrics.json
+                threshold_source = "fixed 0.5 (validation split has no positive labels)"
+        metrics = compute_metrics(test_y, test_scores, threshold, ks=tuple(cfg.ks))
+        val_metrics = compute_metrics(val_y, val_scores, threshold, ks=tuple(cfg.ks))
+        timings["total_s"] = time.perf_counter() - t_start
+        result = {
+            **metrics,
+            "threshold": float(threshold),
+            "threshold_source": threshold_source,
+            "split": "test",
+            "method": cfg.method,
+            "loss": cfg.loss if cfg.method in ("two-stage", "end-to-end") else cfg.method,
+            "params": {"encoder": sum(p.numel() for p in final_encoder.parameters()),
+                       "head": sum(p.numel() for p in head.parameters())},
+            "seed": cfg.seed,
+            "dataset": ds.name,
+            "num_test": int(len(test_y)),
+            "skipped_nonfinite_steps": int(sum(run.nonfinite.values())),
+            "skipped_nonfinite_by_stage": {k: int(v) for k, v in run.nonfinite.items()},
+            "timings": timings,
+            "validation": val_metrics,
+        }
+        write_json(out / "metrics.json", result)
+        export_model(out, cfg, ds, final_encoder, head, head_kind, threshold)
+        if cfg.save_embeddings and test_emb is not None:
+            keep = np.random.default_rng(0).permutation(len(test_emb))[:EMBEDDINGS_KEPT]
+            _atomic_savez(out / "embeddings_test.npz", embeddings=test_emb[keep], labels=test_y[keep].astype(np.uint8))
+        return result
+
+
+def _atomic_savez(path: Path, **arrays) -> None:
+    import io as _io
+
+    from mlsupcon.training.io import atomic_write_bytes
+
+    buf = _io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _eval_loader(cfg, ds, split, encoder):
@@ -299,6 +546,9 @@ def export_model(out: Path, cfg: TrainConfig, ds: MultiLabelDataset, encoder, he
     }
     (out / "model").mkdir(exist_ok=True)
     save_weights(out / "model" / "weights.safetensors", {"encoder": encoder, "head": head})
+    # Written second, with the weights' digest: a model.json always describes the weights
+    # next to it, and load_model notices a damaged, swapped or tampered weights file.
+    meta["weights_sha256"] = file_sha256(out / "model" / "weights.safetensors")
     write_json(out / "model" / "model.json", meta)
 
 
@@ -307,28 +557,46 @@ def load_model(model_dir: str | Path):
     model_dir = Path(model_dir)
     meta_path = model_dir / "model.json"
     if not meta_path.is_file():
-        raise ValueError(f"model: {meta_path} not found (expected a run folder's model/ export)")
+        hint = ""
+        if (model_dir.parent / "checkpoints").is_dir() or (model_dir / "checkpoints").is_dir():
+            hint = "; the run has not finished: continue it with `mlsupcon train --output RUN --resume`"
+        raise ValueError(f"model: {meta_path} not found (expected a run folder's model/ export){hint}")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"model: {meta_path} is not valid JSON ({exc})") from None
-    if meta.get("format") != "mlsupcon-model/1":
-        raise ValueError(f"model: {meta_path} has format {meta.get('format')!r}, expected 'mlsupcon-model/1'")
-    encoder = build_encoder(**meta["encoder"])
-    h = meta["head"]
-    if h["class"] == "LinearClassifier":
-        head = LinearClassifier(h["in_dim"], h["num_labels"])
-    elif h["class"] == "LabelWiseAttention":
-        head = LabelWiseAttention(h["hidden_dim"], h["num_labels"])
-    elif h["class"] == "KMCLClassifier":
-        from mlsupcon.models.kmcl import KMCLHead
-        from mlsupcon.training.kmcl import KMCLClassifier
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"model: {meta_path} is not valid JSON ({exc}); the file is truncated or was edited: "
+                         "re-export it by rerunning the training run") from None
+    if not isinstance(meta, dict) or meta.get("format") != "mlsupcon-model/1":
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"model: {meta_path} has format {got!r}, expected 'mlsupcon-model/1'")
+    try:
+        encoder = build_encoder(**meta["encoder"])
+        h = meta["head"]
+        if h["class"] == "LinearClassifier":
+            head = LinearClassifier(h["in_dim"], h["num_labels"])
+        elif h["class"] == "LabelWiseAttention":
+            head = LabelWiseAttention(h["hidden_dim"], h["num_labels"])
+        elif h["class"] == "KMCLClassifier":
+            from mlsupcon.models.kmcl import KMCLHead
+            from mlsupcon.training.kmcl import KMCLClassifier
 
-        head = KMCLClassifier(KMCLHead(**{k: v for k, v in h.items() if k not in ("kind", "class")}))
-    else:
-        raise ValueError(f"model: unknown head class {h['class']!r} in {meta_path}")
-    load_weights(model_dir / "weights.safetensors", {"encoder": encoder, "head": head})
-    return encoder, head, h["kind"], meta
+            head = KMCLClassifier(KMCLHead(**{k: v for k, v in h.items() if k not in ("kind", "class")}))
+        else:
+            raise ValueError(f"unknown head class {h['class']!r}")
+        kind = h["kind"]
+        if not isinstance(meta["label_names"], list) or not 0 <= float(meta["threshold"]) <= 1:
+            raise ValueError("label_names must be a list and threshold a number in [0, 1]")
+    except (KeyError, TypeError, ValueError) as exc:
+        what = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
+        raise ValueError(f"model: {meta_path} does not describe a model ({what}); the file was edited or "
+                         "damaged: re-export it by rerunning the training run") from None
+    weights = model_dir / "weights.safetensors"
+    expected = meta.get("weights_sha256")
+    if expected is not None and weights.is_file() and file_sha256(weights) != expected:
+        raise ValueError(f"weights: {weights} does not match the sha256 recorded in {meta_path} (damaged, "
+                         "replaced or tampered with); re-export it by rerunning the training run")
+    load_weights(weights, {"encoder": encoder, "head": head})
+    return encoder, head, kind, meta
 
 
 def evaluate_run(path: str | Path, split: str = "test", dataset: str | None = None, ks=(1, 5, 8, 15),
@@ -337,11 +605,18 @@ def evaluate_run(path: str | Path, split: str = "test", dataset: str | None = No
     path = Path(path)
     model_dir = path / "model" if (path / "model").is_dir() else path
     encoder, head, head_kind, meta = load_model(model_dir)
-    ds = load_dataset(dataset or meta["dataset"], **(meta.get("dataset_options") or {}))
+    spec = dataset or meta["dataset"]
+    ds = load_dataset(spec, **(meta.get("dataset_options") or {}))
     if list(ds.label_names) != list(meta["label_names"]):
+        ours, theirs = list(meta["label_names"]), list(ds.label_names)
+        missing = [l for l in ours if l not in set(theirs)][:3]
+        extra = [l for l in theirs if l not in set(ours)][:3]
+        detail = (f"not in the data: {missing}; " if missing else "") + (f"not in the model: {extra}" if extra else "")
+        if not detail:
+            detail = "same labels in another order"
         raise ValueError(
-            f"dataset: its label vocabulary ({ds.num_labels} labels) differs from the model's "
-            f"({len(meta['label_names'])} labels); evaluate on data with the same labels"
+            f"dataset: the label vocabulary of {spec!r} ({ds.num_labels} labels) differs from the model's "
+            f"({len(ours)} labels; {detail.rstrip('; ')}); evaluate on data with the same labels"
         )
     if split not in ds.splits:
         raise ValueError(f"split: expected one of {sorted(ds.splits)}, got {split!r}")
