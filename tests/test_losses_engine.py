@@ -115,3 +115,21 @@ def test_single_view_self_weight_does_not_cost_precision():
         got = build("mlcl", **opts)(f, y)
         want = ref_flat("mlcl", f.double(), y.double(), **opts)
         torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-6)
+
+
+def test_jaccard_zero_threshold_is_accurate_in_float32():
+    # w = J/(c + ε) is 1e8·J at c = 0; the constant now sits in the normaliser, so float32
+    # keeps the precision of the log-softmax (it once returned -32 where the exact loss is ≥ 0).
+    import sys, os
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from reference import ref_flat
+
+    for seed in range(10):
+        g = torch.Generator().manual_seed(seed)
+        f = torch.randn(9, 2, 6, generator=g) * 10
+        y = (torch.rand(9, 5, generator=g) < 0.4).float()
+        got = build("jaccard", threshold=0.0, temperature=0.05)(f, y)
+        want = ref_flat("jaccard", f.double(), y.double(), threshold=0.0, temperature=0.05)
+        assert got.item() >= 0
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)

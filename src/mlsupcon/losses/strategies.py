@@ -153,7 +153,12 @@ def _jaccard(ctx: PairContext, s0: int, s1: int) -> torch.Tensor:
 
 
 class JaccardStrategy(FlatStrategy):
-    """w = J/(c + ε) where J > c (strict); Z = number of positives."""
+    """w = J/(c + ε) where J > c (strict); Z = number of positives.
+
+    The constant 1/(c + ε) is moved from the weights into the normaliser (w = J, Z = count ·
+    (c + ε)): the loss is identical, but with c = 0 the weights would be J/ε ≈ 1e8 and turn
+    float32 rounding of the log-softmax into errors of order 1 (even negative losses).
+    """
 
     name = "jaccard"
 
@@ -163,9 +168,9 @@ class JaccardStrategy(FlatStrategy):
     def weights(self, ctx, s0, s1):
         jac = _jaccard(ctx, s0, s1)
         jac = self._set_own(jac, ctx, s0, s1, 1.0)  # same-sample rule: J = 1
-        w = torch.where(jac > self.threshold, jac / (self.threshold + self.eps), torch.zeros_like(jac))
+        w = torch.where(jac > self.threshold, jac, torch.zeros_like(jac))
         own = w[ctx.own_columns(s0, s1)]
-        return w, ctx.view_row_count(w, own)
+        return w, ctx.view_row_count(w, own) * (self.threshold + self.eps)
 
 
 class MulSupConStrategy(FlatStrategy):
