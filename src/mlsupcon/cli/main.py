@@ -35,6 +35,9 @@ def _add_run_flags(p: argparse.ArgumentParser, with_output: bool = True) -> None
     p.add_argument("--top-k-labels", type=int, help="keep the k most frequent training labels (MIMIC-50 style)")
     p.add_argument("--devices", help="number of devices (Lightning)")
     p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
+    p.add_argument("--num-nodes", type=int, help="machines of a multi-node run (torchrun; docs/scaling.md)")
+    p.add_argument("--queue-size", type=int, help="rows of the label-aware memory queue (0: none)")
+    p.add_argument("--momentum", type=float, help="momentum of a MoCo-style key encoder filling the queue")
     p.add_argument("--accelerator", help="cpu | gpu | auto")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--resume", action="store_true",
@@ -51,6 +54,7 @@ def _add_run_flags(p: argparse.ArgumentParser, with_output: bool = True) -> None
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {}
     for key in ("dataset", "encoder", "method", "epochs", "classifier_epochs", "batch_size", "lr", "head",
+                "num_nodes", "queue_size", "momentum",
                 "strategy", "accelerator", "output", "seed", "loss", "checkpoint_every_n_steps",
                 "max_nonfinite_steps"):
         if getattr(args, key, None) is not None:
@@ -109,6 +113,8 @@ def cmd_train(args) -> int:
     from mlsupcon.training.runner import run_training
 
     m = run_training(cfg)
+    if not m:  # an extra process of a distributed launch: rank 0 reports
+        return 0
     _print_metrics(m)
     print(f"wrote {cfg.output}/metrics.json")
     return 0

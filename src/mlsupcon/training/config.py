@@ -38,6 +38,10 @@ class TrainConfig:
         head_options: options of the KMCL head (``mode``: isotropic/anisotropic, ``reduce_dim``).
         threshold: ``"tune"`` (one global threshold maximising validation micro-F1) or a number.
         contrastive_weight: λ of ``end-to-end``.
+        queue_size: rows of the label-aware memory queue of the contrastive loss (0: none).
+        momentum: m of a MoCo-style key encoder whose keys fill the queue (None: no key encoder;
+            the MulSupCon authors use 0.999). Needs ``queue_size`` > 0; two-stage only.
+        num_nodes: machines of a multi-node run (with ``torchrun``; see docs/scaling.md).
         resume: continue the interrupted run in ``output`` from its last checkpoints (finished
             stages are not trained again); needs the same configuration (docs/failures.md).
         checkpoint_every_n_steps: also checkpoint every that many training steps, not only at the
@@ -72,6 +76,9 @@ class TrainConfig:
     kmcl_options: dict[str, Any] = field(default_factory=dict)
     threshold: Any = "tune"
     contrastive_weight: float = 1.0
+    queue_size: int = 0
+    momentum: float | None = None
+    num_nodes: int = 1
     patience: int = 5
     seed: int = 0
     output: str = "runs/latest"
@@ -109,6 +116,14 @@ class TrainConfig:
             if not 0 < t < 1:
                 raise ValueError(f"threshold: expected 'tune' or a number in (0, 1), got {self.threshold!r}")
             self.threshold = t
+        if not isinstance(self.queue_size, int) or self.queue_size < 0:
+            raise ValueError(f"queue_size: expected an integer >= 0, got {self.queue_size!r}")
+        if self.momentum is not None and not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
+            raise ValueError(f"momentum: expected a number in [0, 1) or null, got {self.momentum!r}")
+        if self.momentum is not None and self.method != "two-stage":
+            raise ValueError("momentum: the key encoder is part of the two-stage method's stage 1")
+        if not isinstance(self.num_nodes, int) or self.num_nodes < 1:
+            raise ValueError(f"num_nodes: expected an integer >= 1, got {self.num_nodes!r}")
         if self.views < 1:
             raise ValueError("views: expected >= 1")
         for name in ("checkpoint_every_n_steps", "max_nonfinite_steps"):

@@ -88,15 +88,30 @@ class ContrastiveModule(_Base):
     """Stage 1: encoder + projection head trained with a contrastive loss."""
 
     def __init__(self, encoder, projection, loss_fn, loss_labels: LossLabels, view_fn: Callable,
-                 views: int, lr: float, weight_decay: float) -> None:
+                 views: int, lr: float, weight_decay: float, momentum_encoder=None) -> None:
         super().__init__(lr, weight_decay)
         self.encoder, self.projection, self.loss_fn = encoder, projection, loss_fn
         self.loss_labels, self.view_fn, self.views = loss_labels, view_fn, views
+        # MoCo-style key encoder (an EMA copy of encoder + projection) whose keys fill the queue.
+        self.momentum_encoder = momentum_encoder
+
+    def on_fit_start(self) -> None:
+        from mlsupcon.training.scale import enable_distributed_gather
+
+        enable_distributed_gather(self.loss_fn, self.trainer.world_size)
 
     def _loss(self, batch):
         inputs, y, _ = batch
-        feats = embed_views(self.encoder, self.projection, self.view_fn, inputs, self.views)
-        return self.loss_fn(feats, self.loss_labels(y)), y.shape[0]
+        labels = self.loss_labels(y)
+        if self.momentum_encoder is None:
+            feats = embed_views(self.encoder, self.projection, self.view_fn, inputs, self.views)
+            return self.loss_fn(feats, labels), y.shape[0]
+        # The official MulSupCon recipe: EMA step, queries from one view, keys from another.
+        if self.training:
+            self.momentum_encoder.update()
+        queries = self.projection(self.encoder(self.view_fn(inputs)))
+        keys = self.momentum_encoder(self.view_fn(inputs))
+        return self.loss_fn(queries, labels, keys=keys), y.shape[0]
 
     def training_step(self, batch, _):
         loss, b = self._loss(batch)
@@ -143,6 +158,12 @@ class ClassifierModule(_Base):
         self.best_score = -float("inf")
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch = -1
+
+    def on_fit_start(self) -> None:
+        if self.contrastive is not None:
+            from mlsupcon.training.scale import enable_distributed_gather
+
+            enable_distributed_gather(self.contrastive_fn, self.trainer.world_size)
 
     def logits(self, inputs):
         if self.head_kind == "attention":

@@ -41,6 +41,7 @@ from mlsupcon.losses import build as build_loss
 from mlsupcon.models import LabelWiseAttention, LinearClassifier, ProjectionHead, build_encoder
 from mlsupcon.training.batches import LossLabels, build_view_fn, make_loader, tensor_loader
 from mlsupcon.training.config import TrainConfig, save_config
+from mlsupcon.training.scale import lightning_strategy, make_momentum, wrap_criterion
 from mlsupcon.training.io import file_sha256, load_weights, save_weights, write_json
 from mlsupcon.training.reliability import (
     AtomicCheckpointIO,
@@ -168,7 +169,8 @@ def _trainer(cfg: TrainConfig, out: Path, stage: str, max_epochs: int, early_sto
             max_epochs=max_epochs,
             accelerator=cfg.accelerator,
             devices=cfg.devices,
-            strategy=cfg.strategy,
+            strategy=lightning_strategy(cfg),
+            num_nodes=cfg.num_nodes,
             precision=cfg.precision,
             logger=CSVLogger(str(out), name="logs", version=stage),
             callbacks=callbacks,
@@ -285,8 +287,15 @@ def _fit_stage(cfg: TrainConfig, out: Path, stage: str, module, train_loader, va
     if kept_rows is not None:
         merge_resumed_log(log_dir, kept_rows)
         (log_dir / "metrics.before_resume.csv").unlink(missing_ok=True)
-    write_json(done, {"stage": stage, "finished": True, "nonfinite_steps": int(module.nonfinite_steps)})
+    if is_primary_process():
+        write_json(done, {"stage": stage, "finished": True, "nonfinite_steps": int(module.nonfinite_steps)})
     run.nonfinite[stage] = module.nonfinite_steps
+
+
+def is_primary_process() -> bool:
+    """False in the extra processes of a distributed launch (Lightning's DDP launcher or
+    torchrun set RANK / LOCAL_RANK / NODE_RANK): only rank 0 locks and writes the run folder."""
+    return all(int(os.environ.get(v, "0") or 0) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
 @contextlib.contextmanager
@@ -384,7 +393,7 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
         loss_labels = LossLabels(cfg.loss, ds)
         contrastive_parts = {
             "projection": ProjectionHead(encoder.output_dim, cfg.projection_hidden, cfg.projection_dim),
-            "loss_fn": build_loss(cfg.loss, **cfg.loss_options),
+            "loss_fn": wrap_criterion(cfg, build_loss(cfg.loss, **cfg.loss_options), cfg.loss, ds.num_labels),
             "loss_labels": loss_labels,
             "view_fn": build_view_fn(encoder, cfg.view_options),
             "views": cfg.views,
@@ -392,11 +401,14 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
         }
 
     out.mkdir(parents=True, exist_ok=True)
-    with _run_lock(out):
+    primary = is_primary_process()
+    with _run_lock(out) if primary else contextlib.nullcontext():
         run = _RunState()
         # Written once the data, encoder and loss are known to be valid, so that a user mistake
         # (unknown dataset, bad option…) never overwrites the config.yaml of a finished run there.
-        if cfg.resume and (out / "config.yaml").is_file():
+        if not primary:
+            cfg = dataclasses.replace(cfg, resume=False)  # other ranks follow rank 0; they write nothing
+        elif cfg.resume and (out / "config.yaml").is_file():
             _check_resume_config(cfg, out)
             env_path = out / "environment.json"
             try:
@@ -424,7 +436,8 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
             t0 = time.perf_counter()
             stage1 = ContrastiveModule(encoder, contrastive_parts["projection"], contrastive_parts["loss_fn"],
                                        contrastive_parts["loss_labels"], contrastive_parts["view_fn"], cfg.views,
-                                       cfg.lr, cfg.weight_decay)
+                                       cfg.lr, cfg.weight_decay,
+                                       momentum_encoder=make_momentum(cfg, encoder, contrastive_parts["projection"]))
             _fit_stage(cfg, out, "contrastive", stage1, loaders["train"], loaders["validation"], cfg.epochs,
                        early_stop=False, run=run)
             timings["contrastive_s"] = time.perf_counter() - t0
@@ -468,6 +481,8 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
             timings["train_s"] = time.perf_counter() - t0
             head_kind, final_encoder = cfg.head, encoder
 
+        if not primary:  # evaluation and artefacts are rank 0's
+            return {}
         final_encoder.to("cpu")
         head.to("cpu")
         with oom_guidance(cfg, "evaluation"):
