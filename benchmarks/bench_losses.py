@@ -31,6 +31,8 @@ from importlib import resources
 
 import torch
 
+from _memory import reset_peak, status_kib  # benchmarks/_memory.py (scripts run from this folder)
+
 STRATEGIES = ["all", "any", "mulsupcon", "simdis", "jaccard", "mlcl", "supcon", "simclr"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -174,19 +176,12 @@ def child(key: str, n: int, labels: str, device: str) -> None:
         import gc
 
         gc.collect()
-        base = _status_kib("VmRSS")
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
+        base = status_kib("VmRSS")
+        reset_peak()
         fn(feats, y)
-        print(max(0, _status_kib("VmHWM") - base) / 1024)
+        print(max(0, status_kib("VmHWM") - base) / 1024)
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 # ----------------------------------------------------------------------------- main

@@ -30,6 +30,8 @@ import time
 
 import torch
 
+from _memory import reset_peak, status_kib  # benchmarks/_memory.py (scripts run from this folder)
+
 D = 128
 V = 2
 CHUNK = 64  # anchor samples per engine block (--chunk-size)
@@ -96,12 +98,6 @@ def peak_memory(name: str, queue_size: int, batch: int, num_labels: int) -> floa
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def child(name: str, queue_size: int, batch: int, num_labels: int) -> None:
@@ -111,11 +107,10 @@ def child(name: str, queue_size: int, batch: int, num_labels: int) -> None:
     crit = make_criterion(name, queue_size, batch, num_labels)
     feats, labels = step_inputs(batch, num_labels, seed=0)
     gc.collect()
-    base = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")  # reset VmHWM to the current RSS
+    base = status_kib("VmRSS")
+    reset_peak()
     one_step(crit, feats, labels)
-    print(max(0, _status_kib("VmHWM") - base) / 1024)
+    print(max(0, status_kib("VmHWM") - base) / 1024)
 
 
 # ----------------------------------------------------------------------------- distributed timing

@@ -17,14 +17,6 @@ DT = torch.float64
 TOL = dict(atol=1e-5, rtol=1e-5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These are many tiny ops: on a small shared CPU, intra-op threads only add contention
-    (about 50x slower here). Restored after the module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 # --------------------------------------------------------------------------- simdis weights
 #
