@@ -38,7 +38,8 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def results_table(rows: list[dict[str, Any]], losses: Sequence[str], metrics=TABLE_METRICS) -> str:
-    """Markdown table: one row per loss, mean ± sample std over seeds, best mean in bold."""
+    """Markdown table: one row per loss, mean ± sample std over seeds (the value alone for one
+    seed), best mean in bold."""
     stats = {(l, m): mean_std([r[m] for r in rows if r["loss"] == l]) for l in losses for m in metrics}
     best = {m: max((stats[(l, m)][0] for l in losses if not math.isnan(stats[(l, m)][0])), default=None)
             for m in metrics}
@@ -48,7 +49,8 @@ def results_table(rows: list[dict[str, Any]], losses: Sequence[str], metrics=TAB
         cells = []
         for m in metrics:
             mu, sd = stats[(l, m)]
-            cell = f"{100 * mu:.2f} ± {100 * sd:.2f}"
+            # One seed has no spread to report: show the value alone rather than "± 0.00".
+            cell = f"{100 * mu:.2f}" if n_seeds[l] == 1 else f"{100 * mu:.2f} ± {100 * sd:.2f}"
             cells.append(f"**{cell}**" if best[m] is not None and mu == best[m] else cell)
         lines.append(f"| {l} | {n_seeds[l]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
