@@ -52,6 +52,18 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
+def assert_user_error(rc: int, err: str, *needles: str) -> str:
+    """Exit code 2, exactly one stderr line starting with 'mlsupcon: error:', no traceback."""
+    assert rc == 2, f"exit code {rc}, stderr:\n{err}"
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
+    assert lines[0].startswith("mlsupcon: error:"), lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
 def write_yaml(path: Path, values: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     return path

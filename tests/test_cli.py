@@ -13,23 +13,11 @@ from pathlib import Path
 import pytest
 
 import fixtures_pipeline as fp
-from fixtures_pipeline import run_cli
+from fixtures_pipeline import assert_user_error, run_cli
 from mlsupcon.cli.main import main
 
 TINY = ["--dataset", "yeast", "--encoder", "mlp", "--method", "bce", "--epochs", "1", "--batch-size", "16",
         "--max-examples", "40", "--no-progress"]
-
-
-def assert_user_error(rc: int, err: str, *needles: str) -> str:
-    """Exit code 2, exactly one stderr line starting with 'mlsupcon: error:', no traceback."""
-    assert rc == 2, f"exit code {rc}, stderr:\n{err}"
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
-    assert lines[0].startswith("mlsupcon: error:"), lines[0]
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 # ---------------------------------------------------------------------------------- precedence

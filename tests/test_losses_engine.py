@@ -6,6 +6,7 @@ import torch
 from mlsupcon.losses import build, relation_counts
 from mlsupcon.losses import relations
 from mlsupcon.losses.engine import plan_chunks
+from reference import ref_flat
 
 FLAT = ["all", "any", "mulsupcon", "simdis", "jaccard", "mlcl"]
 
@@ -100,11 +101,6 @@ def test_small_temperature_uses_row_max_and_stays_finite():
 def test_single_view_self_weight_does_not_cost_precision():
     # With V = 1 the own-sample column is only the self pair. MLCL gives it α/ε ≈ 1e8 for an
     # anchor without positives; adding then removing that term lost ~4% in float32.
-    import sys, os
-
-    sys.path.insert(0, os.path.dirname(__file__))
-    from reference import ref_flat
-
     g = torch.Generator().manual_seed(1)
     f = torch.randn(6, 8, generator=g)
     y = torch.zeros(6, 4)
@@ -120,11 +116,6 @@ def test_single_view_self_weight_does_not_cost_precision():
 def test_jaccard_zero_threshold_is_accurate_in_float32():
     # w = J/(c + ε) is 1e8·J at c = 0; the constant now sits in the normaliser, so float32
     # keeps the precision of the log-softmax (it once returned -32 where the exact loss is ≥ 0).
-    import sys, os
-
-    sys.path.insert(0, os.path.dirname(__file__))
-    from reference import ref_flat
-
     for seed in range(10):
         g = torch.Generator().manual_seed(seed)
         f = torch.randn(9, 2, 6, generator=g) * 10

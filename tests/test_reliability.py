@@ -24,23 +24,11 @@ import pytest
 import torch
 
 import fixtures_pipeline as fp
-from fixtures_pipeline import run_cli
+from fixtures_pipeline import assert_user_error, run_cli
 
 pytestmark = pytest.mark.slow
 
 TINY_MLP = {"hidden_dims": [32], "dropout": 0.2}
-
-
-def assert_user_error(rc: int, err: str, *needles: str) -> str:
-    """Exit code 2, exactly one stderr line starting with 'mlsupcon: error:', no traceback."""
-    assert rc == 2, f"exit code {rc}, stderr:\n{err}"
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
-    assert lines[0].startswith("mlsupcon: error:"), lines[0]
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def train_argv(run: Path, **flags) -> list[str]:
