@@ -12,6 +12,14 @@ def check_positive(value: float, name: str) -> None:
         raise ValueError(f"{name}: expected a number > 0, got {value!r}")
 
 
+def check_chunk_size(chunk_size) -> None:
+    """None (the engine chooses) or a positive int; bools are not sizes."""
+    if chunk_size is None:
+        return
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size: expected None or an int >= 1, got {chunk_size!r}")
+
+
 def check_choice(value: str, name: str, choices: Iterable[str]) -> None:
     choices = tuple(choices)
     if value not in choices:

@@ -13,6 +13,7 @@ from torch import nn
 
 from mlsupcon.losses._validation import (
     check_choice,
+    check_chunk_size,
     check_labels,
     check_positive,
     flatten_features,
@@ -50,10 +51,6 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _check_chunk(chunk_size) -> None:
-    if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
-        raise ValueError(f"chunk_size: expected None or an int >= 1, got {chunk_size!r}")
-
 
 def _check_gather(gather_distributed) -> None:
     if not isinstance(gather_distributed, bool):
@@ -87,7 +84,7 @@ class FlatContrastiveLoss(nn.Module):
                  gather_distributed: bool = False) -> None:
         super().__init__()
         check_positive(temperature, "temperature")
-        _check_chunk(chunk_size)
+        check_chunk_size(chunk_size)
         _check_gather(gather_distributed)
         self.temperature = float(temperature)
         self.normalize = bool(normalize)

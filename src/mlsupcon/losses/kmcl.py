@@ -78,7 +78,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from mlsupcon.losses._validation import check_choice, check_finite, check_multi_hot
+from mlsupcon.losses._validation import check_choice, check_chunk_size, check_finite, check_multi_hot
 from mlsupcon.losses.asl import asymmetric_loss
 
 __all__ = [
@@ -131,12 +131,6 @@ def _check_temperature(temperature) -> None:
             or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature: expected a finite number > 0, got {temperature!r}")
 
-
-def _check_chunk_size(chunk_size) -> None:
-    if chunk_size is None:
-        return
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size: expected None or an int >= 1, got {chunk_size!r}")
 
 
 def _check_params(
@@ -665,7 +659,7 @@ def kmcl_contrastive_loss(
         0.0
     """
     _check_temperature(temperature)
-    _check_chunk_size(chunk_size)
+    check_chunk_size(chunk_size)
     b, k, m = _check_params(mu, sigma2, None, None, dim)
     _check_labels(labels, b, k)
     if m is None:
@@ -735,7 +729,7 @@ class KMCLContrastiveLoss(nn.Module):
     ) -> None:
         super().__init__()
         _check_temperature(temperature)
-        _check_chunk_size(chunk_size)
+        check_chunk_size(chunk_size)
         self.temperature = temperature
         self.chunk_size = chunk_size
         self.scale_anisotropic_by_dim = scale_anisotropic_by_dim
@@ -793,7 +787,7 @@ class KMCLLoss(nn.Module):
     ) -> None:
         super().__init__()
         _check_temperature(temperature)
-        _check_chunk_size(chunk_size)
+        check_chunk_size(chunk_size)
         check_choice(asl_reduction, "asl_reduction", ("sum", "mean"))
         for name, w in (("weight_asl", weight_asl), ("weight_rec", weight_rec), ("weight_con", weight_con)):
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
