@@ -24,25 +24,39 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Encoder, check_choice, check_positive_int, check_prob, pad_sequences, pad_text_batches
-from .tokenization import TextTokenizer
+from .tokenization import TOKENIZER_MODELS, TextTokenizer
+from .tokenizer_choice import TOKENIZER_KINDS, choose_tokenizer
 
 __all__ = ["CNNEncoder"]
 
+# The model trained for each tokenizer kind unless tokenizer_model says otherwise.
+_DEFAULT_MODEL = {"word": "wordlevel", "subword": "bytelevel_bpe", "char": "char"}
+
 
 class CNNEncoder(Encoder):
-    """CAML's CNN over a word-level (or BPE) vocabulary.
+    """CAML's CNN over a word, subword or character vocabulary.
 
     The tokenizer comes from exactly one of ``train_texts`` (trained here, in seconds),
     ``tokenizer_path`` (borrowed from a Hugging Face tokenizer directory, e.g. a BERT
     vocabulary) or ``tokenizer_json`` (what :meth:`config` stores).
 
+    When training, ``tokenizer="auto"`` measures the texts and picks ``"word"`` for prose in
+    a space-separated script (CAML's vocabulary), ``"char"`` for Chinese/Japanese/Thai text
+    or emoji/kaomoji, ``"subword"`` (byte-level BPE) for code and long unspaced tokens (rules:
+    :mod:`mlsupcon.models.tokenizer_choice`). The resolved kind and model are what
+    :meth:`config` records, and :attr:`tokenizer_report` says why.
+
     Args:
         train_texts: Documents to train the tokenizer on (the training split).
         tokenizer_path: Local tokenizer directory or ``tokenizer.json`` file.
         tokenizer_json: Serialised tokenizer (from :meth:`config`).
-        tokenizer_model: ``"wordlevel"`` (default, CAML's word vocabulary) or ``"bpe"``.
+        tokenizer: ``"auto"`` (default), ``"word"``, ``"subword"`` or ``"char"``.
+        tokenizer_model: The algorithm, when the kind's default is not wanted: ``"wordlevel"``
+            (word; default of ``"word"``), ``"bytelevel_bpe"`` (subword; its default),
+            ``"bpe"`` or ``"wordpiece"`` (subword), ``"char"`` (char). With
+            ``tokenizer="auto"`` it decides the kind (an explicit choice beats the guess).
         vocab_size: Maximum vocabulary size when training (default 30000).
-        min_frequency: Minimum word count when training (default 1).
+        min_frequency: Minimum word/merge/character count when training (default 1).
         lowercase: Lowercase when training (default True).
         max_length: Tokens kept per document (default 512; CAML used 2500 on MIMIC).
         embed_dim: Word-embedding size (default 100, CAML).
@@ -59,6 +73,9 @@ class CNNEncoder(Encoder):
         >>> enc = CNNEncoder(train_texts=["a b c", "b c d"], embed_dim=8, num_filters=4, kernel_size=3)
         >>> enc.tokenizer_info["pad_token_id"], enc.output_dim
         (0, 4)
+        >>> zh = CNNEncoder(train_texts=["我喜欢猫", "我喜欢狗"], embed_dim=8, num_filters=4, kernel_size=3)
+        >>> zh.config()["tokenizer"], zh.preprocess(["我喜欢猫"])["input_ids"].shape
+        ('char', torch.Size([1, 4]))
     """
 
     name = "cnn"
@@ -70,7 +87,8 @@ class CNNEncoder(Encoder):
         train_texts: Iterable[str] | None = None,
         tokenizer_path: str | None = None,
         tokenizer_json: str | None = None,
-        tokenizer_model: str = "wordlevel",
+        tokenizer: str = "auto",
+        tokenizer_model: str | None = None,
         vocab_size: int = 30000,
         min_frequency: int = 1,
         lowercase: bool = True,
@@ -81,16 +99,31 @@ class CNNEncoder(Encoder):
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
-        sources = [n for n, v in (("train_texts", train_texts), ("tokenizer_path", tokenizer_path), ("tokenizer_json", tokenizer_json)) if v is not None]
+        given = {"train_texts": train_texts, "tokenizer_path": tokenizer_path, "tokenizer_json": tokenizer_json}
+        sources = [n for n, v in given.items() if v is not None]
         if not sources:
-            raise ValueError("cnn encoder requires train_texts (to train a tokenizer) or tokenizer_path (or tokenizer_json)")
+            raise ValueError(
+                "cnn encoder requires train_texts (to train a tokenizer) or tokenizer_path (or tokenizer_json)"
+            )
         if len(sources) > 1:
-            raise ValueError(f"cnn encoder takes only one of train_texts, tokenizer_path, tokenizer_json; got {sources}")
+            raise ValueError(
+                f"cnn encoder takes only one of train_texts, tokenizer_path, tokenizer_json; got {sources}"
+            )
         self.max_length = check_positive_int(max_length, "max_length")
         self.embed_dim = check_positive_int(embed_dim, "embed_dim")
         self.num_filters = check_positive_int(num_filters, "num_filters")
         self.kernel_size = check_positive_int(kernel_size, "kernel_size")
         self.dropout_p = check_prob(dropout, "dropout")
+        kind = check_choice(tokenizer, "tokenizer", ("auto",) + TOKENIZER_KINDS)
+        if tokenizer_model is not None:
+            implied = TOKENIZER_MODELS[check_choice(tokenizer_model, "tokenizer_model", list(TOKENIZER_MODELS))]
+            if kind not in ("auto", implied):
+                raise ValueError(
+                    f"tokenizer_model {tokenizer_model!r} trains a {implied} tokenizer, but tokenizer={kind!r}"
+                )
+            kind = implied  # an explicit model decides the kind
+        #: Why the tokenizer is what it is (statistics of the texts when ``tokenizer="auto"``).
+        self.tokenizer_report: dict[str, Any] = {}
         if tokenizer_json is not None:
             if not isinstance(tokenizer_json, str):
                 raise ValueError("tokenizer_json must be the JSON string of a tokenizers.Tokenizer")
@@ -103,7 +136,14 @@ class CNNEncoder(Encoder):
         else:
             if isinstance(train_texts, str):
                 raise ValueError("train_texts must be a list of documents, not one string")
-            check_choice(tokenizer_model, "tokenizer_model", ("wordlevel", "bpe"))
+            train_texts = list(train_texts)  # read twice (auto choice, training): a generator would be empty
+            if tokenizer_model is not None:
+                self.tokenizer_report = {"kind": kind, "reason": f"tokenizer_model={tokenizer_model!r}"}
+            elif kind == "auto":
+                kind, self.tokenizer_report = choose_tokenizer(train_texts)
+            else:
+                self.tokenizer_report = {"kind": kind, "reason": f"tokenizer={kind!r}"}
+            tokenizer_model = tokenizer_model or _DEFAULT_MODEL[kind]
             self.tokenizer = TextTokenizer.train(
                 train_texts,
                 model=tokenizer_model,
@@ -111,6 +151,8 @@ class CNNEncoder(Encoder):
                 min_frequency=check_positive_int(min_frequency, "min_frequency"),
                 lowercase=bool(lowercase),
             )
+        # Recorded as given for borrowed/serialised tokenizers (tokenizer_json rebuilds them exactly).
+        self.tokenizer_kind, self.tokenizer_model = kind, tokenizer_model
         self.pad_token_id = self.tokenizer.pad_token_id
         unk = self.tokenizer.token_id("unk")
         # An empty document still needs one real token so max-pooling has something to pool.
@@ -174,6 +216,8 @@ class CNNEncoder(Encoder):
         return {
             "name": self.name,
             "tokenizer_json": self.tokenizer.to_json(),
+            "tokenizer": self.tokenizer_kind,
+            "tokenizer_model": self.tokenizer_model,
             "max_length": self.max_length,
             "embed_dim": self.embed_dim,
             "num_filters": self.num_filters,

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-__all__ = ["TextTokenizer", "SPECIAL_ROLES"]
+__all__ = ["TextTokenizer", "SPECIAL_ROLES", "TOKENIZER_MODELS"]
 
 #: Token roles a text encoder cares about, in the order they are reported.
 SPECIAL_ROLES = ("pad", "unk", "cls", "sep", "mask", "bos", "eos")
@@ -36,6 +36,15 @@ _ROLE_GUESSES = {
     "mask": ("[MASK]", "<mask>"),
     "bos": ("<s>", "<|startoftext|>", "[BOS]"),
     "eos": ("</s>", "<|endoftext|>", "[EOS]"),
+}
+
+#: Models :meth:`TextTokenizer.train` can train, and the kind of tokenizer each one is.
+TOKENIZER_MODELS = {
+    "wordlevel": "word",
+    "bpe": "subword",
+    "bytelevel_bpe": "subword",
+    "wordpiece": "subword",
+    "char": "char",
 }
 
 #: Special tokens of a tokenizer trained by :meth:`TextTokenizer.train`, in id order.
@@ -103,58 +112,91 @@ class TextTokenizer:
         min_frequency: int = 1,
         lowercase: bool = True,
     ) -> "TextTokenizer":
-        """Train a word-level or BPE tokenizer on ``texts``.
+        """Train a word, subword or character tokenizer on ``texts``.
 
-        Normalisation is lowercasing (optional); pre-tokenisation splits on
-        whitespace and punctuation (``\\w+|[^\\w\\s]+``). Special tokens are ``[PAD]`` (id 0),
-        ``[UNK]`` (1) and ``[MASK]`` (2).
+        Special tokens are ``[PAD]`` (id 0), ``[UNK]`` (1) and ``[MASK]`` (2) for every model.
+
+        ===================  =========  ==============================================================
+        model                kind       pre-tokenisation and vocabulary
+        ===================  =========  ==============================================================
+        ``"wordlevel"``      word       words and punctuation runs (``\\w+|[^\\w\\s]+``), one id each
+        ``"bpe"``            subword    BPE inside those words (a text without spaces is one "word")
+        ``"bytelevel_bpe"``  subword    GPT-2 style byte-level BPE: any script, emoji or code, never
+                                        ``[UNK]``; CJK runs are split into learned multi-character pieces
+        ``"wordpiece"``      subword    BERT pre-tokenisation (each CJK ideograph alone) + WordPiece
+        ``"char"``           char       one id per grapheme cluster (an emoji with its skin tone or ZWJ
+                                        sequence is one token); whitespace runs become one space token
+        ===================  =========  ==============================================================
 
         Args:
             texts: Training documents.
-            model: ``"wordlevel"`` (CAML's word vocabulary) or ``"bpe"``.
-            vocab_size: Maximum vocabulary size, special tokens included.
-            min_frequency: Minimum count for a word/merge to enter the vocabulary.
+            model: One of the models in the table (see :data:`TOKENIZER_MODELS`).
+            vocab_size: Maximum vocabulary size, special tokens included (byte-level BPE needs
+                at least 259: 256 bytes + 3 specials).
+            min_frequency: Minimum count for a word/merge/character to enter the vocabulary.
             lowercase: Lowercase before tokenising.
 
         Returns:
             The trained tokenizer.
 
         Raises:
-            ValueError: For an unknown ``model`` or a non-positive ``vocab_size``.
+            ValueError: For an unknown ``model`` or a too small ``vocab_size``.
 
         Example:
             >>> TextTokenizer.train(["x y", "y z"], model="bpe", vocab_size=60).vocab_size > 3
             True
+            >>> tok = TextTokenizer.train(["我喜欢猫", "我喜欢狗"], model="char")
+            >>> len(tok.encode(["我喜欢猫"])[0])
+            4
         """
-        from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+        from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-        if model not in ("wordlevel", "bpe"):
-            raise ValueError(f"tokenizer_model must be 'wordlevel' or 'bpe', got {model!r}")
-        if int(vocab_size) <= len(_TRAINED_SPECIALS):
-            raise ValueError(f"vocab_size must be > {len(_TRAINED_SPECIALS)}, got {vocab_size}")
+        if model not in TOKENIZER_MODELS:
+            raise ValueError(f"tokenizer_model must be one of {list(TOKENIZER_MODELS)}, got {model!r}")
+        minimum = len(_TRAINED_SPECIALS) + (256 if model == "bytelevel_bpe" else 0)
+        if int(vocab_size) <= len(_TRAINED_SPECIALS) or int(vocab_size) < minimum:
+            raise ValueError(
+                f"vocab_size must be > {len(_TRAINED_SPECIALS)} (>= {minimum} for {model!r}), got {vocab_size}"
+            )
         if int(min_frequency) < 1:
             raise ValueError(f"min_frequency must be >= 1, got {min_frequency}")
         unk = _TRAINED_SPECIALS[1]
-        if model == "wordlevel":
-            tok = Tokenizer(models.WordLevel(unk_token=unk))
-            trainer = trainers.WordLevelTrainer(
-                vocab_size=int(vocab_size),
-                min_frequency=int(min_frequency),
-                special_tokens=list(_TRAINED_SPECIALS),
-                show_progress=False,
-            )
-        else:
-            tok = Tokenizer(models.BPE(unk_token=unk))
-            trainer = trainers.BpeTrainer(
-                vocab_size=int(vocab_size),
-                min_frequency=int(min_frequency),
-                special_tokens=list(_TRAINED_SPECIALS),
-                show_progress=False,
-            )
+        common = {
+            "vocab_size": int(vocab_size),
+            "min_frequency": int(min_frequency),
+            "special_tokens": list(_TRAINED_SPECIALS),
+            "show_progress": False,
+        }
         # Lowercasing only (as CAML): unicode NFD/accent stripping doubles encoding time.
-        if lowercase:
-            tok.normalizer = normalizers.Lowercase()
-        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        norm: list[Any] = [normalizers.Lowercase()] if lowercase else []
+        if model in ("wordlevel", "char"):
+            tok = Tokenizer(models.WordLevel(unk_token=unk))
+            trainer = trainers.WordLevelTrainer(**common)
+        elif model == "bpe":
+            tok = Tokenizer(models.BPE(unk_token=unk))
+            trainer = trainers.BpeTrainer(**common)
+        elif model == "bytelevel_bpe":
+            tok = Tokenizer(models.BPE())  # every byte is in the alphabet: no unknown token needed
+            trainer = trainers.BpeTrainer(initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), **common)
+        else:  # wordpiece
+            tok = Tokenizer(models.WordPiece(unk_token=unk))
+            trainer = trainers.WordPieceTrainer(**common)
+        if model in ("wordlevel", "bpe"):
+            tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        elif model == "bytelevel_bpe":
+            # A leading space on the first word makes it share tokens with the same word mid-text.
+            tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+            tok.decoder = decoders.ByteLevel()
+        elif model == "wordpiece":
+            norm = [normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                               strip_accents=False, lowercase=bool(lowercase))]
+            tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+            tok.decoder = decoders.WordPiece()
+        else:  # char: grapheme clusters (\X), so "👍🏽" or a family emoji stays one token
+            norm.append(normalizers.Replace(Regex(r"\s+"), " "))
+            tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"\X"), behavior="isolated")
+        if norm:
+            tok.normalizer = norm[0] if len(norm) == 1 else normalizers.Sequence(norm)
         tok.train_from_iterator((_as_text(t) for t in texts), trainer=trainer)
         return cls(tok)
 
