@@ -22,8 +22,11 @@ from .cnn import CNNEncoder
 from .factory import ENCODERS, build_encoder, encoder_options
 from .heads import LabelWiseAttention, LinearClassifier, ProjectionHead
 from .kmcl import KMCLHead, KMCLHeadOutput
+from .linear_baseline import LinearScores, fit_one_vs_rest, fit_vector_linear
 from .mlp import MLPEncoder
 from .resnet import IMAGENET_MEAN, IMAGENET_STD, RESNET_PRESETS, ResNetEncoder
+from .sparse import SparseTextEncoder
+from .text_features import TextFeaturizer
 from .tokenization import TextTokenizer
 from .transformer import TransformerEncoder, minilm_path
 
@@ -36,6 +39,11 @@ __all__ = [
     "CNNEncoder",
     "TransformerEncoder",
     "ResNetEncoder",
+    "SparseTextEncoder",
+    "TextFeaturizer",
+    "LinearScores",
+    "fit_one_vs_rest",
+    "fit_vector_linear",
     "ProjectionHead",
     "LinearClassifier",
     "LabelWiseAttention",

@@ -17,6 +17,7 @@ from .base import Encoder
 from .cnn import CNNEncoder
 from .mlp import MLPEncoder
 from .resnet import ResNetEncoder
+from .sparse import SparseTextEncoder
 from .transformer import TransformerEncoder
 
 __all__ = ["build_encoder", "ENCODERS", "encoder_options"]
@@ -27,6 +28,7 @@ ENCODERS: dict[str, type[Encoder]] = {
     "cnn": CNNEncoder,
     "transformer": TransformerEncoder,
     "resnet": ResNetEncoder,
+    "sparse": SparseTextEncoder,
 }
 
 
