@@ -11,6 +11,7 @@ spec                              modality  source
 ``mimic-caml:DIR``                text      caml-mimic train/dev/test_{full,50}.csv
 ``mimic-repro:DIR``               text      Edin et al. 2023 feather data + split files
 ``coco:ANN_JSON[:IMAGE_DIR]``     image     COCO instances_*.json + images
+``vectors:PATH``                  vector    .npz: x [n, F], y [n, C] or labels, split?, ids?
 ================================  ========  ===================================================
 
 Options every dataset accepts:
@@ -49,6 +50,7 @@ def _loaders() -> dict[str, tuple[Callable[..., MultiLabelDataset], str, str]]:
     from .coco import load_coco
     from .fashion import load_fashion_mosaic
     from .mimic import load_mimic_caml, load_mimic_repro
+    from .precomputed import load_vectors
     from .text import load_csv, load_debtags, load_jsonl
     from .vector import load_yeast
 
@@ -62,6 +64,7 @@ def _loaders() -> dict[str, tuple[Callable[..., MultiLabelDataset], str, str]]:
         "mimic-caml": (load_mimic_caml, "required", "mimic-caml:DIR caml-mimic CSVs"),
         "mimic-repro": (load_mimic_repro, "required", "mimic-repro:DIR Edin et al. feather files"),
         "coco": (load_coco, "optional", "coco:ANNOTATION_JSON[:IMAGE_DIR] COCO-format images"),
+        "vectors": (load_vectors, "required", "vectors:PATH precomputed feature vectors (.npz: x, y or labels)"),
     }
 
 
