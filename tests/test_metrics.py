@@ -23,7 +23,7 @@ from mlsupcon.evaluation import (
 REQUIRED_KEYS = {
     "micro_f1", "macro_f1", "macro_f1_all", "macro_f1_pr",
     "micro_precision", "micro_recall", "macro_precision", "macro_recall",
-    "micro_auc", "macro_auc", "map", "micro_ap",
+    "micro_auc", "micro_auc_present", "macro_auc", "map", "micro_ap",
     "example_f1", "hamming_loss", "subset_accuracy",
     "p@1", "p@5", "p@8", "p@15", "r@1", "r@5", "r@8", "r@15",
     "threshold",
@@ -221,6 +221,37 @@ def test_agreement_with_sklearn(seed, float32):
     )
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_micro_auc_conventions_against_sklearn(seed):
+    y, s = _random_case(seed)  # label 0 is absent from this split
+    present = y.sum(0) > 0
+    assert not present.all()
+    pooled = skm.roc_auc_score(y, s, average="micro")
+    dropped = skm.roc_auc_score(y[:, present], s[:, present], average="micro")
+    m = compute_metrics(y, s)
+    assert m["micro_auc"] == pytest.approx(pooled, abs=1e-12)
+    assert m["micro_auc_present"] == pytest.approx(dropped, abs=1e-12)
+    assert ev.micro_auc(y, s) == m["micro_auc"] and ev.micro_auc_present(y, s) == m["micro_auc_present"]
+    assert abs(pooled - dropped) > 1e-6  # the absent column really changes the pooled value
+    # every label present: the two conventions coincide
+    y2 = y[:, present]
+    assert ev.micro_auc_present(y2, s[:, present]) == ev.micro_auc(y2, s[:, present])
+
+
+def test_micro_auc_present_hand_case_and_undefined():
+    # absent label 2 scored high on example 1: pooled micro AUC counts it, the present one does not
+    y = np.array([[1, 0, 0], [0, 1, 0]])
+    s = np.array([[0.9, 0.2, 0.1], [0.3, 0.8, 0.95]])
+    # present columns: positives .9 .8 vs negatives .3 .2 -> 1; pooled: + vs .1 and .95 adds losses
+    assert ev.micro_auc_present(y, s) == 1.0
+    assert ev.micro_auc(y, s) == pytest.approx(6 / 8)
+    assert math.isnan(ev.micro_auc_present(np.zeros((3, 2), dtype=int), np.random.default_rng(0).random((3, 2))))
+    # the only present label is positive everywhere: no negative among present columns
+    y_all = np.array([[1, 0], [1, 0]])
+    assert math.isnan(ev.micro_auc_present(y_all, [[0.2, 0.9], [0.4, 0.1]]))
+    assert ev.micro_auc(y_all, [[0.2, 0.9], [0.4, 0.1]]) == pytest.approx(0.5)
+
+
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_precision_recall_at_k_against_bruteforce(k):
     y, s = _random_case(4)
@@ -287,7 +318,7 @@ def test_undefined_metrics_are_nan():
     s = np.random.default_rng(0).random((4, 3))
     m = compute_metrics(y, s, ks=(1, 2))
     for key in ("macro_f1", "macro_precision", "macro_recall", "macro_f1_pr", "macro_auc", "map",
-                "micro_auc", "micro_ap", "r@1", "r@2"):  # fmt: skip
+                "micro_auc", "micro_auc_present", "micro_ap", "r@1", "r@2"):  # fmt: skip
         assert math.isnan(m[key]), key
     for key in ("micro_f1", "micro_precision", "micro_recall", "macro_f1_all", "p@1",
                 "example_f1", "hamming_loss", "subset_accuracy"):  # fmt: skip

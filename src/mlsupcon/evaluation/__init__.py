@@ -1,9 +1,14 @@
 """Evaluation layer: multi-label metrics and validation-only threshold tuning.
 
-numpy / scipy / scikit-learn only; torch tensors are accepted and converted
-with ``np.asarray``. See :mod:`mlsupcon.evaluation.metrics` for the exact
-convention behind every metric name, and :mod:`mlsupcon.evaluation.thresholds`
-for threshold tuning (validation split only).
+Metrics and thresholds are numpy / scipy / scikit-learn only; torch tensors are
+accepted and converted with ``np.asarray``. See :mod:`mlsupcon.evaluation.metrics`
+for the exact convention behind every metric name, and
+:mod:`mlsupcon.evaluation.thresholds` for threshold tuning (validation split
+only). :mod:`mlsupcon.evaluation.knn` scores labels by kNN votes on embeddings
+(torch, the search of :class:`mlsupcon.models.KNNHead`) and
+:mod:`mlsupcon.evaluation.blend` picks a blend weight of two models, both tuned
+on the validation split only (the function ``blend(a, b, w)`` stays in that
+module, so ``mlsupcon.evaluation.blend`` names the module, not the function).
 
 Example:
     >>> import numpy as np
@@ -16,6 +21,8 @@ Example:
     (0.8571, 1.0)
 """
 
+from .blend import SELECTION_METRICS, choose_blend_weight, selection_metric
+from .knn import knn_scores, tune_knn
 from .metrics import (
     DEFAULT_KS,
     compute_metrics,
@@ -29,6 +36,7 @@ from .metrics import (
     macro_recall,
     mean_average_precision,
     micro_auc,
+    micro_auc_present,
     micro_average_precision,
     micro_f1,
     micro_precision,
@@ -55,6 +63,7 @@ __all__ = [
     "macro_recall",
     "mean_average_precision",
     "micro_auc",
+    "micro_auc_present",
     "micro_average_precision",
     "micro_f1",
     "micro_precision",
@@ -67,4 +76,9 @@ __all__ = [
     "subset_accuracy",
     "tune_global_threshold",
     "tune_per_label_thresholds",
+    "knn_scores",
+    "tune_knn",
+    "choose_blend_weight",
+    "selection_metric",
+    "SELECTION_METRICS",
 ]

@@ -46,7 +46,14 @@ Conventions (read these before comparing numbers with a paper):
     defined as soon as a label has a positive; a label positive on every
     example has AP 1).
 * **Micro averages** pool all ``n_examples * n_labels`` decisions:
-  ``micro_auc`` and ``micro_ap`` are the AUC / AP of the flattened matrix.
+  ``micro_auc`` and ``micro_ap`` are the AUC / AP of the flattened matrix,
+  *including* the columns of labels absent from the split (all negatives;
+  scikit-learn's ``roc_auc_score(y, s, average="micro")`` on the full matrix).
+  ``micro_auc_present`` is the micro AUC over the present labels' columns only
+  (``roc_auc_score(y[:, present], s[:, present], average="micro")``, what
+  scikit-learn users get after dropping absent labels). The two differ
+  whenever a label is absent: absent columns add negatives only, usually
+  scored low, which tends to raise ``micro_auc``.
 * **P@k and R@k.** The top ``k`` labels of each example are taken by score,
   ties broken towards the lower label index. ``P@k`` is the mean over *all*
   examples of ``|top-k ∩ true| / k`` (if ``k > n_labels`` every label is
@@ -59,7 +66,9 @@ Conventions (read these before comparing numbers with a paper):
   of examples whose predicted label set is exactly right.
 * **Undefined metrics.** A metric with nothing to average over in the whole
   split (``macro_f1`` with no present label, ``macro_auc`` with no label
-  having both classes, ``micro_auc`` when ``y_true`` is constant, ``map`` /
+  having both classes, ``micro_auc`` when ``y_true`` is constant,
+  ``micro_auc_present`` when no label is present or every present column is
+  all positive, ``map`` /
   ``micro_ap`` with no positive, ``R@k`` with no example having a label) is
   ``float("nan")``. Every other metric is a finite float.
 * **Ties in scores** are handled exactly as scikit-learn does: ROC AUC uses
@@ -98,6 +107,7 @@ __all__ = [
     "macro_recall",
     "per_label_f1",
     "micro_auc",
+    "micro_auc_present",
     "macro_auc",
     "per_label_auc",
     "mean_average_precision",
@@ -774,6 +784,9 @@ def macro_auc(y_true: Any, scores: Any) -> float:
 def micro_auc(y_true: Any, scores: Any) -> float:
     """ROC AUC of the flattened ``n * C`` decisions (``roc_auc_score(average="micro")``).
 
+    Every column is pooled, including labels absent from the split (see
+    :func:`micro_auc_present` for the present-labels-only variant).
+
     Args:
         y_true: ``[n, C]`` 0/1 labels.
         scores: ``[n, C]`` scores or logits.
@@ -787,6 +800,41 @@ def micro_auc(y_true: Any, scores: Any) -> float:
     """
     y, s = _validate_pair(y_true, scores)
     return _micro_auc_ap(y, s)[0]
+
+
+def _micro_auc_present(y: np.ndarray, s: np.ndarray, pooled_auc: float | None = None) -> float:
+    """Micro AUC over the columns with at least one positive (``pooled_auc``: the all-columns value, reused)."""
+    present = y.any(axis=0)
+    if not present.any():
+        return math.nan
+    if present.all():
+        return _micro_auc_ap(y, s)[0] if pooled_auc is None else pooled_auc
+    return _micro_auc_ap(y[:, present], s[:, present])[0]
+
+
+def micro_auc_present(y_true: Any, scores: Any) -> float:
+    """ROC AUC of the flattened decisions of the labels *present* in the split.
+
+    Only columns with at least one positive in ``y_true`` are pooled; equals
+    ``sklearn.metrics.roc_auc_score(y[:, present], scores[:, present],
+    average="micro")``. :func:`micro_auc` pools every column instead,
+    absent labels included; the two are equal when every label is present.
+
+    Args:
+        y_true: ``[n, C]`` 0/1 labels.
+        scores: ``[n, C]`` scores or logits.
+
+    Returns:
+        The micro AUC over present labels; NaN if no label is present or the
+        present columns hold no negative.
+
+    Example:
+        >>> y, s = [[1, 0], [0, 0]], [[0.9, 0.1], [0.95, 0.2]]
+        >>> micro_auc(y, s), micro_auc_present(y, s)   # label 1 is absent
+        (0.6666666666666666, 0.0)
+    """
+    y, s = _validate_pair(y_true, scores)
+    return _micro_auc_present(y, s)
 
 
 def per_label_average_precision(y_true: Any, scores: Any) -> np.ndarray:
@@ -919,7 +967,8 @@ def compute_metrics(
         A dict of plain Python floats with keys ``micro_f1``, ``macro_f1``,
         ``macro_f1_all``, ``macro_f1_pr``, ``micro_precision``,
         ``micro_recall``, ``macro_precision``, ``macro_recall``,
-        ``micro_auc``, ``macro_auc``, ``map``, ``micro_ap``, ``example_f1``,
+        ``micro_auc`` (all columns pooled), ``micro_auc_present`` (present
+        labels' columns only), ``macro_auc``, ``map``, ``micro_ap``, ``example_f1``,
         ``hamming_loss``, ``subset_accuracy``, ``p@k`` and ``r@k`` for each
         ``k`` in ``ks``, and ``threshold`` (the scalar threshold used; NaN when
         per-label thresholds were given, whose mean is then reported as
@@ -951,6 +1000,7 @@ def compute_metrics(
     out["micro_recall"] = r
     out.update(_macro_prf(c))
     out["micro_auc"], out["micro_ap"] = _micro_auc_ap(y, s)
+    out["micro_auc_present"] = _micro_auc_present(y, s, out["micro_auc"])
     auc, ap = _auc_ap_columns(y, s)
     out["macro_auc"] = _mean_or_nan(_nonnan(auc))
     out["map"] = _mean_or_nan(_nonnan(ap))

@@ -22,6 +22,7 @@ from .cnn import CNNEncoder
 from .factory import ENCODERS, build_encoder, encoder_options
 from .heads import LabelWiseAttention, LinearClassifier, ProjectionHead
 from .kmcl import KMCLHead, KMCLHeadOutput
+from .knn_head import BlendHead, KNNHead
 from .linear_baseline import LinearScores, fit_one_vs_rest, fit_vector_linear
 from .mlp import MLPEncoder
 from .resnet import IMAGENET_MEAN, IMAGENET_STD, RESNET_PRESETS, ResNetEncoder
@@ -49,6 +50,8 @@ __all__ = [
     "LabelWiseAttention",
     "KMCLHead",
     "KMCLHeadOutput",
+    "KNNHead",
+    "BlendHead",
     "TextTokenizer",
     "minilm_path",
     "pad_sequences",
