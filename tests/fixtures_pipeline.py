@@ -227,7 +227,7 @@ def check_run_folder(run: Path) -> dict[str, Any]:
     assert (run / "model" / "weights.safetensors").is_file()
     assert (run / "model" / "weights.safetensors").stat().st_size > 0
     model_json = json.loads((run / "model" / "model.json").read_text())
-    assert model_json["format"] == "mlsupcon-model/1"
+    assert model_json["format"] == "mlsupcon-model/2"
     assert model_json["threshold"] == m["threshold"]
     logs = list((run / "logs").glob("*/metrics.csv"))
     assert logs, f"no logs/<stage>/metrics.csv in {run}"

@@ -210,13 +210,13 @@ def test_evaluate_reproduces_test_and_validation_metrics(yeast_run):
 
 def _validation_predictions(run: Path):
     from mlsupcon.training.batches import make_loader
+    from mlsupcon.training.export import load_classifier
     from mlsupcon.training.modules import predict
-    from mlsupcon.training.runner import load_model
 
-    encoder, head, kind, meta = load_model(run / "model")
+    model, meta = load_classifier(run / "model")
     ds = load_dataset(meta["dataset"], **meta["dataset_options"])
-    loader = make_loader(ds.splits["validation"], encoder.preprocess, 64, shuffle=False)
-    return predict(encoder, head, kind, loader)
+    loader = make_loader(ds.splits["validation"], model.preprocess, 64, shuffle=False)
+    return predict(model, loader)
 
 
 def test_threshold_is_tuned_on_validation(yeast_run):

@@ -1,6 +1,11 @@
 """Heads put on top of an encoder: projection (for the contrastive loss), linear classifier,
 and label-wise attention over token states (CAML / LAAT / PLM-ICD).
 
+Classifier heads derive from :class:`ClassifierHead`, the interface that
+:class:`mlsupcon.models.Classifier` and its head registry (``HEADS`` in
+:mod:`mlsupcon.models.classifier`) rely on: what the head reads from the encoder (``input``),
+how it is built for an encoder (``create``) and rebuilt from JSON (``config``).
+
 Example:
     >>> import torch
     >>> from mlsupcon.models import ProjectionHead, LinearClassifier, LabelWiseAttention
@@ -16,12 +21,17 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 
 from .base import check_choice, check_positive_int, check_prob
 
-__all__ = ["ProjectionHead", "LinearClassifier", "LabelWiseAttention"]
+__all__ = ["ProjectionHead", "ClassifierHead", "LinearClassifier", "LabelWiseAttention"]
+
+#: What a classifier head reads from the encoder (:attr:`ClassifierHead.input`).
+HEAD_INPUTS = ("pooled", "sequence", "batch")
 
 
 class ProjectionHead(nn.Module):
@@ -52,9 +62,60 @@ class ProjectionHead(nn.Module):
         """``[n, in_dim]`` (or ``[..., in_dim]``) -> ``[..., out_dim]``."""
         return self.net(h)
 
+    def config(self) -> dict[str, Any]:
+        """JSON options: ``ProjectionHead(**head.config())`` rebuilds it (without the weights)."""
+        return {"in_dim": self.in_dim, "hidden_dim": self.hidden_dim, "out_dim": self.out_dim}
 
-class LinearClassifier(nn.Module):
+
+class ClassifierHead(nn.Module):
+    """Base class of the classifier heads: encoder features -> one logit per label.
+
+    A head declares what it reads from the encoder in ``input``:
+
+    * ``"pooled"``: ``forward(h)`` with the pooled features ``encoder(batch)`` ``[n, D]``;
+    * ``"sequence"``: ``forward(seq, mask)`` with ``encoder.encode_sequence(batch)``;
+    * ``"batch"``: ``forward(encoder, batch)``, for heads that combine several inputs (e.g. a
+      blend of two heads, each evaluated with :func:`mlsupcon.models.classifier.head_logits`).
+
+    Attributes:
+        kind: Registry name (``HEADS`` in :mod:`mlsupcon.models.classifier`), stored in exports.
+        input: ``"pooled"``, ``"sequence"`` or ``"batch"`` (see above).
+        options: Names of the options a run's ``head_options`` may set for this head; the other
+            constructor arguments come from the encoder and the labels (:meth:`create`).
+        num_labels: Number of labels C (logits ``[n, C]``).
+    """
+
+    kind: ClassVar[str] = ""
+    input: ClassVar[str] = "pooled"
+    options: ClassVar[tuple[str, ...]] = ()
+    num_labels: int
+
+    @classmethod
+    def check_encoder(cls, encoder: nn.Module) -> None:
+        """Raises ValueError (naming the head) if this head cannot sit on ``encoder``."""
+
+    @classmethod
+    def create(cls, encoder: nn.Module, num_labels: int, **options: Any) -> "ClassifierHead":
+        """A new (randomly initialised) head for ``encoder``'s features and ``num_labels`` labels."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """JSON options such that ``type(head)(**head.config())`` rebuilds it (without the weights)."""
+        raise NotImplementedError
+
+    def init_prior(self, prior_logits: torch.Tensor) -> None:
+        """Starts label l's logit at ``prior_logits[l]`` (its training log-odds), where the head
+        has a per-label bias; a no-op otherwise."""
+
+    def _set_bias(self, bias: torch.Tensor, prior_logits: torch.Tensor) -> None:
+        with torch.no_grad():
+            bias.copy_(prior_logits.to(bias.dtype))
+
+
+class LinearClassifier(ClassifierHead):
     """A linear layer producing one logit per label (multi-label: apply a sigmoid/BCE).
+
+    Head kind ``"linear"``: reads the encoder's pooled features.
 
     Args:
         in_dim: Feature size.
@@ -67,6 +128,10 @@ class LinearClassifier(nn.Module):
         torch.Size([5, 3])
     """
 
+    kind = "linear"
+    input = "pooled"
+    options = ("dropout",)
+
     def __init__(self, in_dim: int, num_labels: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.in_dim = check_positive_int(in_dim, "in_dim")
@@ -74,13 +139,25 @@ class LinearClassifier(nn.Module):
         self.dropout = nn.Dropout(check_prob(dropout, "dropout"))
         self.linear = nn.Linear(self.in_dim, self.num_labels)
 
+    @classmethod
+    def create(cls, encoder: nn.Module, num_labels: int, **options: Any) -> "LinearClassifier":
+        return cls(encoder.output_dim, num_labels, **options)
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """``[n, in_dim]`` -> logits ``[n, num_labels]``."""
         return self.linear(self.dropout(h))
 
+    def config(self) -> dict[str, Any]:
+        return {"in_dim": self.in_dim, "num_labels": self.num_labels, "dropout": float(self.dropout.p)}
 
-class LabelWiseAttention(nn.Module):
+    def init_prior(self, prior_logits: torch.Tensor) -> None:
+        self._set_bias(self.linear.bias, prior_logits)
+
+
+class LabelWiseAttention(ClassifierHead):
     """Label-wise attention over token states, giving one logit per label.
+
+    Head kind ``"attention"``: reads ``encoder.encode_sequence(batch)`` (text encoders).
 
     ``form="laat"`` (LAAT, Vu et al. 2020; PLM-ICD, Huang et al. 2022):
     ``Z = tanh(W H)``, ``A = softmax_tokens(U Z)``, ``v_l = A_l H``,
@@ -107,6 +184,10 @@ class LabelWiseAttention(nn.Module):
         (torch.Size([2, 3]), torch.Size([2, 3, 5]), True)
     """
 
+    kind = "attention"
+    input = "sequence"
+    options = ("attention_dim", "form")
+
     def __init__(
         self, hidden_dim: int, num_labels: int, attention_dim: int | None = None, form: str = "laat"
     ) -> None:
@@ -129,6 +210,25 @@ class LabelWiseAttention(nn.Module):
         self.weight = nn.Parameter(torch.empty(self.num_labels, self.hidden_dim))
         self.bias = nn.Parameter(torch.zeros(self.num_labels))
         self.reset_parameters()
+
+    @classmethod
+    def check_encoder(cls, encoder: nn.Module) -> None:
+        if getattr(encoder, "sequence_dim", None) is None:
+            raise ValueError(f"head: 'attention' needs a text encoder (cnn, transformer), not "
+                             f"'{getattr(encoder, 'name', type(encoder).__name__)}'")
+
+    @classmethod
+    def create(cls, encoder: nn.Module, num_labels: int, **options: Any) -> "LabelWiseAttention":
+        cls.check_encoder(encoder)
+        return cls(encoder.sequence_dim, num_labels, **options)
+
+    def config(self) -> dict[str, Any]:
+        # attention_dim None (caml) or its value (laat): the constructor takes both back.
+        return {"hidden_dim": self.hidden_dim, "num_labels": self.num_labels,
+                "attention_dim": self.attention_dim, "form": self.form}
+
+    def init_prior(self, prior_logits: torch.Tensor) -> None:
+        self._set_bias(self.bias, prior_logits)
 
     def reset_parameters(self) -> None:
         """Xavier-uniform weights (CAML's initialisation), zero biases."""

@@ -28,18 +28,22 @@ The head turns a pooled backbone feature ``features`` ``[B, in_dim]`` into the i
   (anisotropic).
 
 The output is a :class:`KMCLHeadOutput` named tuple ``(x, pi, mu, sigma2)``, so
-``loss_fn(*head(features), labels)`` calls the KMCL loss. This module imports only torch.
+``loss_fn(*head(features), labels)`` calls the KMCL loss. :class:`KMCLClassifier` is the same
+head as a classifier head (kind ``"kmcl"``): ``head(features)`` gives the logits π, which is all
+prediction, thresholds and export need. This module imports only torch.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["KMCLHead", "KMCLHeadOutput"]
+from .heads import ClassifierHead
+
+__all__ = ["KMCLHead", "KMCLHeadOutput", "KMCLClassifier"]
 
 
 class KMCLHeadOutput(NamedTuple):
@@ -127,3 +131,48 @@ class KMCLHead(nn.Module):
     def extra_repr(self) -> str:  # noqa: D102
         return (f"in_dim={self.in_dim}, num_classes={self.num_classes}, mode={self.mode!r}, "
                 f"reduce_dim={self.reduce_dim}, isotropic_mean={self.isotropic_mean!r}")
+
+
+class KMCLClassifier(ClassifierHead):
+    """A :class:`KMCLHead` as a classifier head (kind ``"kmcl"``): ``head(h)`` gives the logits π.
+
+    The KMCL training step reads the whole :class:`KMCLHeadOutput` from ``head.kmcl(h)``;
+    prediction and export only need π. The weights live in ``head.kmcl``.
+
+    Args:
+        in_dim, num_classes, mode, reduce_dim, isotropic_mean: those of :class:`KMCLHead`.
+
+    Example:
+        >>> import torch
+        >>> head = KMCLClassifier(16, 5, mode="anisotropic", reduce_dim=4)
+        >>> head(torch.randn(3, 16)).shape
+        torch.Size([3, 5])
+        >>> KMCLClassifier(**head.config()).kmcl.mode
+        'anisotropic'
+    """
+
+    kind = "kmcl"
+    input = "pooled"
+    options = ("mode", "reduce_dim", "isotropic_mean")
+
+    def __init__(self, in_dim: int, num_classes: int, mode: str = "isotropic", reduce_dim: Optional[int] = None,
+                 isotropic_mean: str = "scalar") -> None:
+        super().__init__()
+        self.kmcl = KMCLHead(in_dim, num_classes, mode=mode, reduce_dim=reduce_dim, isotropic_mean=isotropic_mean)
+
+    @property
+    def num_labels(self) -> int:  # noqa: D102
+        return self.kmcl.num_classes
+
+    @classmethod
+    def create(cls, encoder: nn.Module, num_labels: int, **options: Any) -> "KMCLClassifier":  # noqa: D102
+        return cls(encoder.output_dim, num_labels, **options)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``[B, in_dim]`` -> class logits π ``[B, K]``."""
+        return self.kmcl(h).pi
+
+    def config(self) -> dict[str, Any]:  # noqa: D102
+        k = self.kmcl
+        return {"in_dim": k.in_dim, "num_classes": k.num_classes, "mode": k.mode,
+                "reduce_dim": k.reduce_dim, "isotropic_mean": k.isotropic_mean}

@@ -1,4 +1,8 @@
-"""Lightning modules: contrastive pretraining and classifiers (optionally with a contrastive term)."""
+"""Lightning modules: contrastive pretraining, classifiers (optionally with a contrastive term), KMCL.
+
+The training methods (:mod:`mlsupcon.training.methods`) build these and fit them one stage at a
+time; prediction works on the :class:`~mlsupcon.models.Classifier` a method returns.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlsupcon.evaluation import mean_average_precision, micro_f1
+from mlsupcon.models import Classifier, head_logits
 from mlsupcon.training.batches import LossLabels, concat_batches
 
 
@@ -133,11 +138,11 @@ class ClassifierModule(_Base):
     them with :meth:`restore_best`, so early stopping returns the best model, not the last.
     """
 
-    def __init__(self, encoder, head, head_kind: str, lr: float, weight_decay: float,
+    def __init__(self, encoder, head, lr: float, weight_decay: float,
                  classifier_loss: str = "bce", classifier_loss_options: dict | None = None,
                  freeze_encoder: bool = False, contrastive: dict | None = None) -> None:
         super().__init__(lr, weight_decay)
-        self.encoder, self.head, self.head_kind = encoder, head, head_kind
+        self.encoder, self.head = encoder, head
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
             for p in self.encoder.parameters():
@@ -166,10 +171,7 @@ class ClassifierModule(_Base):
             enable_distributed_gather(self.contrastive_fn, self.trainer.world_size)
 
     def logits(self, inputs):
-        if self.head_kind == "attention":
-            seq, mask = self.encoder.encode_sequence(inputs)
-            return self.head(seq, mask)
-        return self.head(self.encoder(inputs))
+        return head_logits(self.head, self.encoder, inputs)
 
     def on_train_epoch_start(self) -> None:
         if self.freeze_encoder:
@@ -234,25 +236,17 @@ class ClassifierModule(_Base):
 
 
 @torch.no_grad()
-def predict(encoder, head, head_kind: str, loader, want_embeddings: bool = False, device=None):
-    """Sigmoid scores, labels and (optionally) pooled embeddings for a whole loader."""
-    encoder.eval()
-    head.eval()
-    device = device or next((p.device for p in head.parameters()), torch.device("cpu"))
+def predict(model: Classifier, loader, want_embeddings: bool = False, device=None):
+    """Sigmoid scores and labels (and, optionally, pooled encoder embeddings) for a whole loader."""
+    model.eval()
+    device = device or next((p.device for p in model.head.parameters()), model.device)
     scores, labels, embs = [], [], []
     for inputs, y, _ in loader:
         inputs = {k: v.to(device) for k, v in inputs.items()}
-        if head_kind == "attention":
-            seq, mask = encoder.encode_sequence(inputs)
-            logits = head(seq, mask)
-            if want_embeddings:
-                embs.append(encoder(inputs).float().cpu())
-        else:
-            h = encoder(inputs)
-            logits = head(h)
-            if want_embeddings:
-                embs.append(h.float().cpu())
-        scores.append(torch.sigmoid(logits).float().cpu())
+        h = model.embed(inputs, space="encoder") if want_embeddings else None
+        scores.append(torch.sigmoid(model.logits(inputs, pooled=h)).float().cpu())
+        if want_embeddings:
+            embs.append(h.float().cpu())
         labels.append(y)
     out = (torch.cat(scores).numpy(), torch.cat(labels).numpy())
     return out + ((torch.cat(embs).numpy() if embs else None),) if want_embeddings else out
@@ -285,3 +279,29 @@ class FeatureInput(nn.Module):
 
 def clone_module(m: nn.Module) -> nn.Module:
     return copy.deepcopy(m)
+
+
+class KMCLModule(ClassifierModule):
+    """ClassifierModule whose training loss is the KMCL objective (ASL + reconstruction + contrastive).
+
+    ``head`` is a :class:`~mlsupcon.models.KMCLClassifier`; its ``kmcl`` gives the loss's inputs.
+    """
+
+    def __init__(self, encoder, head, loss_fn, lr: float, weight_decay: float) -> None:
+        super().__init__(encoder, head, lr, weight_decay)
+        self.kmcl_loss = loss_fn
+
+    def training_step(self, batch, _):
+        inputs, y, _ = batch
+        out = self.head.kmcl(self.encoder(inputs))
+        total, terms = self.kmcl_loss(out.x, out.pi, out.mu, out.sigma2, y, return_terms=True)
+        # The paper sums ASL over the batch; dividing the total by B keeps the step size
+        # independent of the batch size (Adam is nearly scale-free, the logs are comparable).
+        total = total / y.shape[0]
+        b = y.shape[0]
+        if self._finite_or_skip(total) is None:
+            return None
+        self.log("train/kmcl_loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=b)
+        for name, value in terms.items():
+            self.log(f"train/kmcl_{name}", value, on_step=False, on_epoch=True, batch_size=b)
+        return total

@@ -38,11 +38,12 @@ import torch
 from mlsupcon.data import MultiLabelDataset, load_dataset
 from mlsupcon.evaluation import compute_metrics, tune_global_threshold
 from mlsupcon.losses import build as build_loss
-from mlsupcon.models import LabelWiseAttention, LinearClassifier, ProjectionHead, build_encoder
+from mlsupcon.models import Classifier, ProjectionHead, build_encoder, build_head
 from mlsupcon.training.batches import LossLabels, build_view_fn, make_loader, tensor_loader
 from mlsupcon.training.config import TrainConfig, save_config
 from mlsupcon.training.scale import lightning_strategy, make_momentum, wrap_criterion
-from mlsupcon.training.io import file_sha256, load_weights, save_weights, write_json
+from mlsupcon.training.export import load_classifier, save_classifier
+from mlsupcon.training.io import write_json
 from mlsupcon.training.reliability import (
     AtomicCheckpointIO,
     CheckpointError,
@@ -135,22 +136,13 @@ def make_encoder(cfg: TrainConfig, ds: MultiLabelDataset):
 
 
 def make_head(cfg: TrainConfig, encoder, ds: MultiLabelDataset):
-    num_labels = ds.num_labels
-    if cfg.head == "attention":
-        if encoder.sequence_dim is None:
-            raise ValueError(f"head: 'attention' needs a text encoder (cnn, transformer), not '{cfg.encoder}'")
-        head = LabelWiseAttention(encoder.sequence_dim, num_labels)
-        bias = head.bias
-    else:
-        head = LinearClassifier(encoder.output_dim, num_labels)
-        bias = head.linear.bias
+    head = build_head(cfg.head, encoder, ds.num_labels)
     # Start every label at its training prior, log(p / (1 - p)): with hundreds of rare labels,
     # a zero bias spends the first epochs only learning that most labels are absent.
     train = ds.splits["train"]
     p = np.asarray(train.labels.sum(0)).ravel() / max(1, len(train))
     p = np.clip(p, 1e-4, 1 - 1e-4)
-    with torch.no_grad():
-        bias.copy_(torch.from_numpy(np.log(p / (1 - p))).to(bias.dtype))
+    head.init_prior(torch.from_numpy(np.log(p / (1 - p))))
     return head
 
 
@@ -431,7 +423,7 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
 
             fit = lambda *a, **k: _fit_stage(cfg, out, *a, run=run, **k)  # noqa: E731
             with oom_guidance(cfg, "end_to_end"):
-                head, head_kind, final_encoder = run_kmcl(cfg, ds, encoder, loaders, fit, timings)
+                model = run_kmcl(cfg, ds, encoder, loaders, fit, timings)
         elif cfg.method == "two-stage":
             t0 = time.perf_counter()
             stage1 = ContrastiveModule(encoder, contrastive_parts["projection"], contrastive_parts["loss_fn"],
@@ -446,31 +438,31 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
             head = make_head(cfg, encoder, ds)
             with oom_guidance(cfg, "classifier"):
                 if cfg.finetune_encoder:
-                    stage2 = ClassifierModule(encoder, head, cfg.head, cfg.classifier_lr, cfg.weight_decay)
+                    stage2 = ClassifierModule(encoder, head, cfg.classifier_lr, cfg.weight_decay)
                     train_l, val_l = loaders["train"], loaders["validation"]
-                elif cfg.head == "linear":
+                elif head.input == "pooled":
                     for p in encoder.parameters():
                         p.requires_grad_(False)
                     # The encoder is frozen: embed every split once and train the linear probe on the
                     # cached embeddings (the protocol of the SimDis paper).
                     feats = {s: embed_all(encoder, _eval_loader(cfg, ds, s, encoder)) for s in ("train", "validation")}
-                    stage2 = ClassifierModule(FeatureInput(), head, "linear", cfg.classifier_lr, cfg.weight_decay)
+                    stage2 = ClassifierModule(FeatureInput(), head, cfg.classifier_lr, cfg.weight_decay)
                     train_l = tensor_loader(*feats["train"], cfg.probe_batch_size, shuffle=True, seed=cfg.seed)
                     val_l = tensor_loader(*feats["validation"], cfg.eval_batch_size, shuffle=False)
                 else:
-                    stage2 = ClassifierModule(encoder, head, "attention", cfg.classifier_lr, cfg.weight_decay,
+                    stage2 = ClassifierModule(encoder, head, cfg.classifier_lr, cfg.weight_decay,
                                               freeze_encoder=True)
                     train_l, val_l = loaders["train"], loaders["validation"]
             _fit_stage(cfg, out, "classifier", stage2, train_l, val_l, max(1, cfg.classifier_epochs),
                        early_stop=True, run=run)
             stage2.restore_best()
             timings["classifier_s"] = time.perf_counter() - t0
-            head_kind, final_encoder = cfg.head, encoder
+            model = Classifier(encoder, head, contrastive_parts["projection"])
         else:  # end-to-end, bce, asl
             t0 = time.perf_counter()
             head = make_head(cfg, encoder, ds)
             module = ClassifierModule(
-                encoder, head, cfg.head, cfg.lr, cfg.weight_decay,
+                encoder, head, cfg.lr, cfg.weight_decay,
                 classifier_loss="asl" if cfg.method == "asl" else "bce",
                 classifier_loss_options=cfg.classifier_loss_options,
                 contrastive=contrastive_parts if cfg.method == "end-to-end" else None,
@@ -479,16 +471,15 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
                        early_stop=True, run=run)
             module.restore_best()
             timings["train_s"] = time.perf_counter() - t0
-            head_kind, final_encoder = cfg.head, encoder
+            model = Classifier(encoder, head, contrastive_parts["projection"] if cfg.method == "end-to-end" else None)
 
         if not primary:  # evaluation and artefacts are rank 0's
             return {}
-        final_encoder.to("cpu")
-        head.to("cpu")
+        model.to("cpu")
         with oom_guidance(cfg, "evaluation"):
-            val_scores, val_y = predict(final_encoder, head, head_kind, _eval_loader(cfg, ds, "validation", final_encoder))
-            test_scores, test_y, test_emb = predict(final_encoder, head, head_kind,
-                                                    _eval_loader(cfg, ds, "test", final_encoder), want_embeddings=True)
+            val_scores, val_y = predict(model, _eval_loader(cfg, ds, "validation", model.encoder))
+            test_scores, test_y, test_emb = predict(model, _eval_loader(cfg, ds, "test", model.encoder),
+                                                    want_embeddings=True)
         threshold_source = "fixed"
         threshold = float(cfg.threshold) if cfg.threshold != "tune" else 0.5
         if cfg.threshold == "tune":
@@ -506,8 +497,8 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
             "split": "test",
             "method": cfg.method,
             "loss": cfg.loss if cfg.method in ("two-stage", "end-to-end") else cfg.method,
-            "params": {"encoder": sum(p.numel() for p in final_encoder.parameters()),
-                       "head": sum(p.numel() for p in head.parameters())},
+            "params": {"encoder": sum(p.numel() for p in model.encoder.parameters()),
+                       "head": sum(p.numel() for p in model.head.parameters())},
             "seed": cfg.seed,
             "dataset": ds.name,
             "num_test": int(len(test_y)),
@@ -517,7 +508,7 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
             "validation": val_metrics,
         }
         write_json(out / "metrics.json", result)
-        export_model(out, cfg, ds, final_encoder, head, head_kind, threshold)
+        export_model(out, cfg, ds, model, threshold)
         if cfg.save_embeddings and test_emb is not None:
             keep = np.random.default_rng(0).permutation(len(test_emb))[:EMBEDDINGS_KEPT]
             _atomic_savez(out / "embeddings_test.npz", embeddings=test_emb[keep], labels=test_y[keep].astype(np.uint8))
@@ -539,79 +530,31 @@ def _eval_loader(cfg, ds, split, encoder):
                        num_workers=cfg.num_workers)
 
 
-def export_model(out: Path, cfg: TrainConfig, ds: MultiLabelDataset, encoder, head, head_kind: str,
-                 threshold: float) -> None:
-    """``model/model.json`` (how to rebuild) + ``model/weights.safetensors`` (the weights)."""
-    head_config = {"kind": head_kind, "class": type(head).__name__}
-    if isinstance(head, LinearClassifier):
-        head_config.update(in_dim=encoder.output_dim, num_labels=ds.num_labels)
-    elif isinstance(head, LabelWiseAttention):
-        head_config.update(hidden_dim=head.hidden_dim, num_labels=ds.num_labels)
-    else:
-        head_config.update(getattr(head, "config", lambda: {})())
-    meta = {
-        "format": "mlsupcon-model/1",
-        "encoder": encoder.config(),
-        "head": head_config,
+def export_model(out: Path, cfg: TrainConfig, ds: MultiLabelDataset, model: Classifier, threshold: float) -> None:
+    """``model/model.json`` (how to rebuild, labels, threshold) + ``model/weights.safetensors``."""
+    save_classifier(model, out / "model", {
         "label_names": list(ds.label_names),
         "threshold": float(threshold),
         "dataset": cfg.dataset,
         "dataset_options": cfg.dataset_options,
         "method": cfg.method,
-    }
-    (out / "model").mkdir(exist_ok=True)
-    save_weights(out / "model" / "weights.safetensors", {"encoder": encoder, "head": head})
-    # Written second, with the weights' digest: a model.json always describes the weights
-    # next to it, and load_model notices a damaged, swapped or tampered weights file.
-    meta["weights_sha256"] = file_sha256(out / "model" / "weights.safetensors")
-    write_json(out / "model" / "model.json", meta)
+    })
 
 
 def load_model(model_dir: str | Path):
-    """Rebuilds (encoder, head, head_kind, meta) from an exported ``model/`` folder; no pickle."""
-    model_dir = Path(model_dir)
-    meta_path = model_dir / "model.json"
-    if not meta_path.is_file():
-        hint = ""
-        if (model_dir.parent / "checkpoints").is_dir() or (model_dir / "checkpoints").is_dir():
-            hint = "; the run has not finished: continue it with `mlsupcon train --output RUN --resume`"
-        raise ValueError(f"model: {meta_path} not found (expected a run folder's model/ export){hint}")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"model: {meta_path} is not valid JSON ({exc}); the file is truncated or was edited: "
-                         "re-export it by rerunning the training run") from None
-    if not isinstance(meta, dict) or meta.get("format") != "mlsupcon-model/1":
-        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ValueError(f"model: {meta_path} has format {got!r}, expected 'mlsupcon-model/1'")
-    try:
-        encoder = build_encoder(**meta["encoder"])
-        h = meta["head"]
-        if h["class"] == "LinearClassifier":
-            head = LinearClassifier(h["in_dim"], h["num_labels"])
-        elif h["class"] == "LabelWiseAttention":
-            head = LabelWiseAttention(h["hidden_dim"], h["num_labels"])
-        elif h["class"] == "KMCLClassifier":
-            from mlsupcon.models.kmcl import KMCLHead
-            from mlsupcon.training.kmcl import KMCLClassifier
+    """Compatibility wrapper of :func:`load_classifier`: ``(encoder, head, head_kind, meta)``."""
+    model, meta = _load_run_model(model_dir)
+    return model.encoder, model.head, model.head_kind, meta
 
-            head = KMCLClassifier(KMCLHead(**{k: v for k, v in h.items() if k not in ("kind", "class")}))
-        else:
-            raise ValueError(f"unknown head class {h['class']!r}")
-        kind = h["kind"]
-        if not isinstance(meta["label_names"], list) or not 0 <= float(meta["threshold"]) <= 1:
-            raise ValueError("label_names must be a list and threshold a number in [0, 1]")
-    except (KeyError, TypeError, ValueError) as exc:
-        what = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
-        raise ValueError(f"model: {meta_path} does not describe a model ({what}); the file was edited or "
-                         "damaged: re-export it by rerunning the training run") from None
-    weights = model_dir / "weights.safetensors"
-    expected = meta.get("weights_sha256")
-    if expected is not None and weights.is_file() and file_sha256(weights) != expected:
-        raise ValueError(f"weights: {weights} does not match the sha256 recorded in {meta_path} (damaged, "
-                         "replaced or tampered with); re-export it by rerunning the training run")
-    load_weights(weights, {"encoder": encoder, "head": head})
-    return encoder, head, kind, meta
+
+def _load_run_model(model_dir: str | Path) -> tuple[Classifier, dict[str, Any]]:
+    """A run's exported model; its model.json must also hold the labels and the threshold."""
+    model, meta = load_classifier(model_dir)
+    missing = [k for k in ("label_names", "threshold", "dataset") if k not in meta]
+    if missing:
+        raise ValueError(f"model: {Path(model_dir) / 'model.json'} does not describe a model (missing key "
+                         f"{missing[0]!r}); the file was edited or damaged: re-export it by rerunning the training run")
+    return model, meta
 
 
 def evaluate_run(path: str | Path, split: str = "test", dataset: str | None = None, ks=(1, 5, 8, 15),
@@ -619,7 +562,7 @@ def evaluate_run(path: str | Path, split: str = "test", dataset: str | None = No
     """Re-evaluates an exported model on a split with its saved (validation-tuned) threshold."""
     path = Path(path)
     model_dir = path / "model" if (path / "model").is_dir() else path
-    encoder, head, head_kind, meta = load_model(model_dir)
+    model, meta = _load_run_model(model_dir)
     spec = dataset or meta["dataset"]
     ds = load_dataset(spec, **(meta.get("dataset_options") or {}))
     if list(ds.label_names) != list(meta["label_names"]):
@@ -635,8 +578,8 @@ def evaluate_run(path: str | Path, split: str = "test", dataset: str | None = No
         )
     if split not in ds.splits:
         raise ValueError(f"split: expected one of {sorted(ds.splits)}, got {split!r}")
-    loader = make_loader(ds.splits[split], encoder.preprocess, batch_size, shuffle=False)
-    scores, y = predict(encoder, head, head_kind, loader)
+    loader = make_loader(ds.splits[split], model.preprocess, batch_size, shuffle=False)
+    scores, y = predict(model, loader)
     result = compute_metrics(y, scores, meta["threshold"], ks=tuple(ks))
     result.update({"threshold": meta["threshold"], "split": split, "num_examples": int(len(y))})
     return result

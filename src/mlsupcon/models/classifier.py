@@ -1,0 +1,183 @@
+"""A trained model as one object: :class:`Classifier` = encoder + classifier head (+ projection).
+
+Training methods return a :class:`Classifier`; prediction, export and ``mlsupcon evaluate`` use
+it without knowing which method or head produced it.
+
+Heads are looked up by kind in :data:`HEADS`. A head is an ``nn.Module`` returning logits
+``[n, C]``; it can say what it reads from the encoder with an ``input`` attribute (``"pooled"``
+features, the default; the token ``"sequence"``; or ``"batch"``: ``forward(encoder, batch)``),
+and describes itself with ``config()`` (JSON options). It is rebuilt from an export with
+``cls.from_config(options)`` when the class has one, else ``cls(**options)``. Heads that a run
+builds from its config (``head``, ``head_options``) also derive from
+:class:`~mlsupcon.models.heads.ClassifierHead` and implement ``create(encoder, num_labels,
+**options)``, ``options`` (the names ``head_options`` may set) and, optionally,
+``check_encoder`` and ``init_prior``.
+
+Adding a head is one file plus one line in :data:`HEADS`. A kNN head keeps the training
+embeddings as buffers, so they travel in the weights file and ``config()`` needs only their
+count (``models/knn_head.py``: ``KNNHead(in_dim, num_labels, num_train, k, ...)``); a blend of
+two heads holds both as submodules, evaluates each with :func:`head_logits`, puts both heads'
+configs into its own and rebuilds them in ``from_config``::
+
+    HEADS["knn"] = KNNHead        # and "blend": BlendHead
+
+A head that a training method fills in (the kNN head stores the embeddings of the trained
+encoder) needs no ``create``: the method builds it and returns it in its :class:`Classifier`.
+
+Example:
+    >>> import numpy as np, torch
+    >>> from mlsupcon.models import Classifier, ProjectionHead, build_encoder, build_head
+    >>> enc = build_encoder("mlp", in_dim=6, hidden_dims=(8,))
+    >>> model = Classifier(enc, build_head("linear", enc, 3), ProjectionHead(8, out_dim=4))
+    >>> batch = model.preprocess(np.random.rand(5, 6))
+    >>> model.logits(batch).shape, model.embed(batch).shape, model.embed(batch, "encoder").shape
+    (torch.Size([5, 3]), torch.Size([5, 4]), torch.Size([5, 8]))
+    >>> again = Classifier.from_config(model.config())
+    >>> _ = again.load_state_dict(model.state_dict())
+    >>> bool(torch.equal(again.logits(batch), model.logits(batch)))
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .factory import build_encoder
+from .heads import ClassifierHead, LabelWiseAttention, LinearClassifier, ProjectionHead
+from .kmcl import KMCLClassifier
+
+__all__ = ["Classifier", "HEADS", "build_head", "head_class", "head_logits"]
+
+#: Classifier head classes by kind (``head`` of a run config, ``head.kind`` of an export).
+HEADS: dict[str, type[ClassifierHead]] = {
+    "linear": LinearClassifier,
+    "attention": LabelWiseAttention,
+    "kmcl": KMCLClassifier,
+}
+
+
+def head_class(kind: Any) -> type[ClassifierHead]:
+    """The head class registered as ``kind``; ValueError naming the known kinds otherwise."""
+    if not isinstance(kind, str) or kind not in HEADS:
+        raise ValueError(f"head: expected one of {tuple(HEADS)}, got {kind!r}")
+    return HEADS[kind]
+
+
+def build_head(kind: str, encoder: nn.Module, num_labels: int, **options: Any) -> ClassifierHead:
+    """A new head of ``kind`` for ``encoder`` and ``num_labels`` labels.
+
+    Args:
+        kind: a key of :data:`HEADS`.
+        encoder: the encoder the head sits on (its ``output_dim`` / ``sequence_dim``).
+        num_labels: number of labels C.
+        **options: the head's options (its ``options`` attribute lists them).
+
+    Example:
+        >>> from mlsupcon.models import build_encoder
+        >>> build_head("attention", build_encoder("mlp", in_dim=3), 2)
+        Traceback (most recent call last):
+        ...
+        ValueError: head: 'attention' needs a text encoder (cnn, transformer), not 'mlp'
+    """
+    cls = head_class(kind)
+    if not callable(getattr(cls, "create", None)):
+        raise ValueError(f"head: '{kind}' is built by its training method, not from a run's head option")
+    accepted = tuple(getattr(cls, "options", ()))
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"head_options: {unknown} are not options of the '{kind}' head; it takes {list(accepted)}")
+    return cls.create(encoder, num_labels, **options)
+
+
+def head_logits(head: nn.Module, encoder: nn.Module, batch: Mapping[str, torch.Tensor],
+                pooled: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits ``[n, C]`` of ``head`` on ``encoder``'s view of ``batch`` (by ``head.input``).
+
+    Args:
+        head: a classifier head.
+        encoder: the encoder (any module mapping a batch to pooled features; text encoders also
+            have ``encode_sequence``).
+        batch: a preprocessed batch.
+        pooled: ``encoder(batch)`` when the caller has it already (saves an encoder pass).
+    """
+    kind = getattr(head, "input", "pooled")
+    if kind == "sequence":
+        seq, mask = encoder.encode_sequence(batch)
+        return head(seq, mask)
+    if kind == "batch":
+        return head(encoder, batch)
+    return head(encoder(batch) if pooled is None else pooled)
+
+
+class Classifier(nn.Module):
+    """Encoder + classifier head, and optionally the contrastive projection head of the run.
+
+    Its weights (``state_dict``) are those of ``encoder``, ``head`` and ``projection``, with
+    these prefixes; :meth:`config` and :meth:`from_config` rebuild the architecture.
+
+    Args:
+        encoder: an :class:`~mlsupcon.models.Encoder`.
+        head: a classifier head (:data:`HEADS`).
+        projection: the projection head trained with the contrastive loss, if the run had one.
+    """
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, projection: nn.Module | None = None) -> None:
+        super().__init__()
+        self.encoder, self.head, self.projection = encoder, head, projection
+
+    @property
+    def head_kind(self) -> str:
+        """The head's registry kind (``linear``, ``attention``, ``kmcl`` …)."""
+        kind = getattr(self.head, "kind", None)
+        if kind:
+            return kind
+        return next((k for k, c in HEADS.items() if type(self.head) is c), type(self.head).__name__)
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def preprocess(self, raw: Any) -> dict[str, torch.Tensor]:
+        """Raw inputs -> a batch, as the encoder does it."""
+        return self.encoder.preprocess(raw)
+
+    def logits(self, batch: Mapping[str, torch.Tensor], pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[n, C]`` (scores are their sigmoid). ``pooled``: see :func:`head_logits`."""
+        return head_logits(self.head, self.encoder, batch, pooled)
+
+    forward = logits
+
+    def embed(self, batch: Mapping[str, torch.Tensor], space: str = "projection") -> torch.Tensor:
+        """Embeddings ``[n, D]``: ``"projection"`` (the contrastive space; the encoder output when
+        the run had no projection head) or ``"encoder"`` (pooled encoder features)."""
+        if space not in ("projection", "encoder"):
+            raise ValueError(f"space: expected 'projection' or 'encoder', got {space!r}")
+        h = self.encoder(batch)
+        if space == "projection" and self.projection is not None:
+            return self.projection(h)
+        return h
+
+    def config(self) -> dict[str, Any]:
+        """JSON: ``{"encoder": ..., "head": {"kind", "class", **options}, "projection": ... | None}``."""
+        projection = getattr(self.projection, "config", None)
+        return {
+            "encoder": self.encoder.config(),
+            "head": {"kind": self.head_kind, "class": type(self.head).__name__, **self.head.config()},
+            "projection": projection() if projection is not None else None,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "Classifier":
+        """Rebuilds the architecture of :meth:`config` (random weights; load them separately)."""
+        head_cfg = dict(config["head"])
+        head_cls = head_class(head_cfg.pop("kind"))
+        head_cfg.pop("class", None)
+        rebuild = getattr(head_cls, "from_config", None)
+        head = rebuild(head_cfg) if callable(rebuild) else head_cls(**head_cfg)
+        projection = config.get("projection")
+        return cls(build_encoder(**config["encoder"]), head, ProjectionHead(**projection) if projection else None)

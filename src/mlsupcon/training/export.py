@@ -1,0 +1,117 @@
+"""A :class:`~mlsupcon.models.Classifier` on disk: ``weights.safetensors`` + ``model.json``.
+
+``model.json`` says how to rebuild the model (:meth:`Classifier.config`), plus whatever the
+caller adds (a run adds ``label_names``, ``threshold``, ``dataset``, ``dataset_options`` and
+``method``), and the sha256 of the weights file, written second: a ``model.json`` always
+describes the weights next to it, and :func:`load_classifier` notices a damaged, swapped or
+tampered weights file. Nothing is unpickled: the weights are safetensors, the rest JSON.
+
+Formats: ``mlsupcon-model/2`` (written now) stores the head's ``kind`` and options and the
+projection head; ``mlsupcon-model/1`` (runs before it: encoder + head only, a KMCL head stored
+with kind ``linear`` and class ``KMCLClassifier``) still loads.
+
+Example:
+    >>> import tempfile, numpy as np, torch
+    >>> from mlsupcon.models import Classifier, build_encoder, build_head
+    >>> enc = build_encoder("mlp", in_dim=4, hidden_dims=(8,))
+    >>> model = Classifier(enc, build_head("linear", enc, 3))
+    >>> folder = tempfile.mkdtemp()
+    >>> save_classifier(model, folder, {"threshold": 0.5})
+    >>> again, meta = load_classifier(folder)
+    >>> batch = model.preprocess(np.ones((2, 4)))
+    >>> meta["format"], meta["threshold"], bool(torch.equal(again.logits(batch), model.logits(batch)))
+    ('mlsupcon-model/2', 0.5, True)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from mlsupcon.models import Classifier
+from mlsupcon.training.io import file_sha256, load_weights, save_weights, write_json
+
+__all__ = ["FORMAT", "READABLE_FORMATS", "save_classifier", "load_classifier"]
+
+FORMAT = "mlsupcon-model/2"
+READABLE_FORMATS = ("mlsupcon-model/1", FORMAT)
+WEIGHTS, META = "weights.safetensors", "model.json"
+
+
+def _parts(model: Classifier) -> dict[str, Any]:
+    parts = {"encoder": model.encoder, "head": model.head}
+    if model.projection is not None:
+        parts["projection"] = model.projection
+    return parts
+
+
+def save_classifier(model: Classifier, folder: str | Path, extra_meta: Mapping[str, Any] | None = None) -> None:
+    """Writes ``folder/weights.safetensors`` and ``folder/model.json`` (atomically, in that order).
+
+    Args:
+        model: the classifier.
+        folder: created if needed.
+        extra_meta: JSON-able keys stored in ``model.json`` next to the model's config.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, **model.config(), **dict(extra_meta or {})}
+    save_weights(folder / WEIGHTS, _parts(model))
+    meta["weights_sha256"] = file_sha256(folder / WEIGHTS)
+    write_json(folder / META, meta)
+
+
+def _config_v1(meta: dict[str, Any]) -> dict[str, Any]:
+    """The :meth:`Classifier.config` of a ``mlsupcon-model/1`` export (its head kind by class)."""
+    head = dict(meta["head"])
+    kinds = {"LinearClassifier": "linear", "LabelWiseAttention": "attention", "KMCLClassifier": "kmcl"}
+    if head.get("class") not in kinds:
+        raise ValueError(f"unknown head class {head.get('class')!r}")
+    head["kind"] = kinds[head["class"]]
+    return {"encoder": meta["encoder"], "head": head, "projection": None}
+
+
+def load_classifier(folder: str | Path) -> tuple[Classifier, dict[str, Any]]:
+    """Rebuilds the classifier saved in ``folder`` (``mlsupcon-model/1`` or ``/2``); no pickle.
+
+    Returns:
+        ``(classifier, meta)``: the model in eval mode on the CPU and the whole ``model.json``.
+
+    Raises:
+        ValueError: one line naming the file, for a missing, truncated, edited or foreign
+            ``model.json`` and for weights that do not match it.
+    """
+    folder = Path(folder)
+    meta_path = folder / META
+    if not meta_path.is_file():
+        hint = ""
+        if (folder.parent / "checkpoints").is_dir() or (folder / "checkpoints").is_dir():
+            hint = "; the run has not finished: continue it with `mlsupcon train --output RUN --resume`"
+        raise ValueError(f"model: {meta_path} not found (expected a run folder's model/ export){hint}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"model: {meta_path} is not valid JSON ({exc}); the file is truncated or was edited: "
+                         "re-export it by rerunning the training run") from None
+    if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"model: {meta_path} has format {got!r}, expected one of {list(READABLE_FORMATS)}")
+    try:
+        config = _config_v1(meta) if meta["format"] == "mlsupcon-model/1" else meta
+        model = Classifier.from_config(config)
+        if "label_names" in meta and not isinstance(meta["label_names"], list):
+            raise ValueError("label_names must be a list")
+        if "threshold" in meta and not 0 <= float(meta["threshold"]) <= 1:
+            raise ValueError("threshold must be a number in [0, 1]")
+    except (KeyError, TypeError, ValueError) as exc:
+        what = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
+        raise ValueError(f"model: {meta_path} does not describe a model ({what}); the file was edited or "
+                         "damaged: re-export it by rerunning the training run") from None
+    weights = folder / WEIGHTS
+    expected = meta.get("weights_sha256")
+    if expected is not None and weights.is_file() and file_sha256(weights) != expected:
+        raise ValueError(f"weights: {weights} does not match the sha256 recorded in {meta_path} (damaged, "
+                         "replaced or tampered with); re-export it by rerunning the training run")
+    load_weights(weights, _parts(model))
+    return model.eval(), meta
