@@ -20,9 +20,9 @@ Example:
 from .base import Encoder, pad_sequences, pad_text_batches
 from .cnn import CNNEncoder
 from .factory import ENCODERS, build_encoder, encoder_options
-from .heads import ClassifierHead, LabelWiseAttention, LinearClassifier, ProjectionHead
-from .kmcl import KMCLClassifier, KMCLHead, KMCLHeadOutput
-from .classifier import HEADS, Classifier, build_head, head_logits
+from .frozen import FrozenEncoder
+from .heads import LabelWiseAttention, LinearClassifier, ProjectionHead
+from .kmcl import KMCLHead, KMCLHeadOutput
 from .knn_head import BlendHead, KNNHead
 from .linear_baseline import LinearScores, fit_one_vs_rest, fit_vector_linear
 from .mlp import MLPEncoder
@@ -42,6 +42,7 @@ __all__ = [
     "TransformerEncoder",
     "ResNetEncoder",
     "SparseTextEncoder",
+    "FrozenEncoder",
     "TextFeaturizer",
     "LinearScores",
     "fit_one_vs_rest",
@@ -51,12 +52,6 @@ __all__ = [
     "LabelWiseAttention",
     "KMCLHead",
     "KMCLHeadOutput",
-    "KMCLClassifier",
-    "ClassifierHead",
-    "Classifier",
-    "HEADS",
-    "build_head",
-    "head_logits",
     "KNNHead",
     "BlendHead",
     "TextTokenizer",

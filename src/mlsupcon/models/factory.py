@@ -15,6 +15,7 @@ from typing import Any
 
 from .base import Encoder
 from .cnn import CNNEncoder
+from .frozen import FrozenEncoder
 from .mlp import MLPEncoder
 from .resnet import ResNetEncoder
 from .sparse import SparseTextEncoder
@@ -29,6 +30,7 @@ ENCODERS: dict[str, type[Encoder]] = {
     "transformer": TransformerEncoder,
     "resnet": ResNetEncoder,
     "sparse": SparseTextEncoder,
+    "frozen": FrozenEncoder,
 }
 
 
