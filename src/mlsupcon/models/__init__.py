@@ -21,8 +21,9 @@ from .base import Encoder, pad_sequences, pad_text_batches
 from .cnn import CNNEncoder
 from .factory import ENCODERS, build_encoder, encoder_options
 from .frozen import FrozenEncoder
-from .heads import LabelWiseAttention, LinearClassifier, ProjectionHead
-from .kmcl import KMCLHead, KMCLHeadOutput
+from .heads import ClassifierHead, LabelWiseAttention, LinearClassifier, ProjectionHead
+from .kmcl import KMCLClassifier, KMCLHead, KMCLHeadOutput
+from .classifier import HEADS, Classifier, build_head, head_logits
 from .knn_head import BlendHead, KNNHead
 from .linear_baseline import LinearScores, fit_one_vs_rest, fit_vector_linear
 from .mlp import MLPEncoder
@@ -52,6 +53,12 @@ __all__ = [
     "LabelWiseAttention",
     "KMCLHead",
     "KMCLHeadOutput",
+    "KMCLClassifier",
+    "ClassifierHead",
+    "Classifier",
+    "HEADS",
+    "build_head",
+    "head_logits",
     "KNNHead",
     "BlendHead",
     "TextTokenizer",
