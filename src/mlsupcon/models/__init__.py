@@ -21,6 +21,7 @@ from .base import Encoder, pad_sequences, pad_text_batches
 from .cnn import CNNEncoder
 from .factory import ENCODERS, build_encoder, encoder_options
 from .frozen import FrozenEncoder
+from .fusion import FusionEncoder
 from .heads import ClassifierHead, LabelWiseAttention, LinearClassifier, ProjectionHead
 from .kmcl import KMCLClassifier, KMCLHead, KMCLHeadOutput
 from .classifier import HEADS, Classifier, build_head, head_logits
@@ -44,6 +45,7 @@ __all__ = [
     "ResNetEncoder",
     "SparseTextEncoder",
     "FrozenEncoder",
+    "FusionEncoder",
     "TextFeaturizer",
     "LinearScores",
     "fit_one_vs_rest",

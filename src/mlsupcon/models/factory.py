@@ -16,6 +16,7 @@ from typing import Any
 from .base import Encoder
 from .cnn import CNNEncoder
 from .frozen import FrozenEncoder
+from .fusion import FusionEncoder
 from .mlp import MLPEncoder
 from .resnet import ResNetEncoder
 from .sparse import SparseTextEncoder
@@ -31,6 +32,7 @@ ENCODERS: dict[str, type[Encoder]] = {
     "resnet": ResNetEncoder,
     "sparse": SparseTextEncoder,
     "frozen": FrozenEncoder,
+    "fusion": FusionEncoder,
 }
 
 

@@ -1,0 +1,201 @@
+"""Several text encoders side by side: their pooled features concatenated.
+
+For instance TF-IDF features (``sparse``) and frozen sentence embeddings (``frozen``): one
+sees exact words and rare terms, the other paraphrases. Each branch is an ordinary encoder
+built from a sub-config; the fusion encoder only routes data:
+
+* :meth:`FusionEncoder.preprocess` runs every branch's ``preprocess`` and merges the batch
+  dicts, each key prefixed with its branch (``"sparse0.ids"``, ``"frozen1.x"``);
+* :meth:`FusionEncoder.forward` concatenates the branches' outputs (``output_dim`` is the sum);
+* :meth:`FusionEncoder.make_view_fn` applies each branch's own view to its keys;
+* :meth:`FusionEncoder.prepare` forwards to the branches that have one (``frozen``).
+
+Example:
+    >>> from mlsupcon.models import build_encoder
+    >>> enc = build_encoder("fusion", train_texts=["fever and cough", "broken arm"], encoders=[
+    ...     {"name": "cnn", "embed_dim": 8, "num_filters": 4, "kernel_size": 2},
+    ...     {"name": "cnn", "tokenizer": "char", "embed_dim": 8, "num_filters": 3, "kernel_size": 2}])
+    >>> batch = enc.preprocess(["a cough"])
+    >>> sorted(batch), enc(batch).shape
+    (['cnn0.attention_mask', 'cnn0.input_ids', 'cnn1.attention_mask', 'cnn1.input_ids'], torch.Size([1, 7]))
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .base import Encoder
+
+__all__ = ["FusionEncoder"]
+
+# Options whose presence means "rebuild from a saved config()": train_texts must not be added then.
+_SAVED_MARKERS = ("tokenizer_json", "tokenizer_path", "num_features")
+
+
+class FusionEncoder(Encoder):
+    """Concatenated outputs of two or more text encoders given as sub-configs.
+
+    Args:
+        encoders: Sub-configs, each a dict with ``name`` and that encoder's options (what
+            :func:`~mlsupcon.models.build_encoder` takes; a saved ``config()`` works too).
+        train_texts: Training documents, handed to every branch that trains something on
+            them (``cnn``'s tokenizer, ``sparse``'s TF-IDF) unless its sub-config is a saved
+            one (it has ``tokenizer_json``, ``tokenizer_path`` or ``num_features``).
+
+    Raises:
+        ValueError: Fewer than two sub-configs, a non-text encoder, or a branch's own error
+            (prefixed with ``encoders[i]``).
+
+    Example:
+        >>> enc = FusionEncoder([{"name": "frozen", "hidden_dims": [8], "progress": False},
+        ...                      {"name": "frozen", "hidden_dims": [], "progress": False}])
+        >>> enc.output_dim, enc.input_keys
+        (392, ('frozen0.x', 'frozen1.x'))
+    """
+
+    name = "fusion"
+    modality = "text"
+
+    def __init__(self, encoders: Sequence[Mapping[str, Any]] = (), train_texts: Iterable[str] | None = None) -> None:
+        super().__init__()
+        from .factory import build_encoder, encoder_options
+
+        if isinstance(encoders, Mapping) or not isinstance(encoders, Sequence) or len(encoders) < 2:
+            raise ValueError("encoders must be a list of at least two encoder sub-configs (dicts with a 'name')")
+        if isinstance(train_texts, str):
+            raise ValueError("train_texts must be a list of documents, not one string")
+        texts = None if train_texts is None else list(train_texts)
+        branches: list[Encoder] = []
+        for i, sub in enumerate(encoders):
+            if not isinstance(sub, Mapping) or not isinstance(sub.get("name"), str):
+                raise ValueError(f"encoders[{i}] must be a dict with the encoder's 'name', got {sub!r}")
+            opts = {k: v for k, v in sub.items() if k != "name"}
+            name = sub["name"].strip().lower()
+            if name == "fusion":
+                raise ValueError(f"encoders[{i}]: a fusion encoder cannot contain another fusion encoder")
+            try:
+                accepts = "train_texts" in encoder_options(name)
+                if texts is not None and accepts and not any(opts.get(k) is not None for k in _SAVED_MARKERS):
+                    opts.setdefault("train_texts", texts)
+                enc = build_encoder(name, **opts)
+            except ValueError as e:
+                raise ValueError(f"encoders[{i}] ({name}): {e}") from None
+            if enc.modality != "text":
+                raise ValueError(f"encoders[{i}]: '{name}' takes {enc.modality} inputs; fusion joins text encoders")
+            branches.append(enc)
+        self.branches = nn.ModuleList(branches)
+        self.prefixes = tuple(f"{b.name}{i}." for i, b in enumerate(branches))
+        self.input_keys = tuple(p + k for p, b in zip(self.prefixes, branches) for k in b.input_keys)
+        self.output_dim = sum(b.output_dim for b in branches)
+
+    # ------------------------------------------------------------------ routing
+    def _split(self, batch: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """The merged batch -> one dict per branch with its own (unprefixed) keys."""
+        parts: list[dict[str, torch.Tensor]] = [{} for _ in self.prefixes]
+        for key, value in batch.items():
+            for i, p in enumerate(self.prefixes):
+                if key.startswith(p):
+                    parts[i][key[len(p) :]] = value
+                    break
+        return parts
+
+    def _merge(self, parts: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return {p + k: v for p, part in zip(self.prefixes, parts) for k, v in part.items()}
+
+    def prepare(self, split_inputs: Any) -> dict[str, Any]:
+        """Run ``prepare(split_inputs)`` of every branch that has one; their reports by prefix."""
+        return {
+            p.rstrip("."): b.prepare(split_inputs)
+            for p, b in zip(self.prefixes, self.branches)
+            if callable(getattr(b, "prepare", None))
+        }
+
+    def preprocess(self, raw: Sequence[str] | str) -> dict[str, torch.Tensor]:
+        """Texts -> every branch's batch dict, keys prefixed (``"cnn0.input_ids"``...)."""
+        texts = [raw] if isinstance(raw, str) else list(raw)
+        return self._merge([b.preprocess(texts) for b in self.branches])
+
+    def collate(self, batches: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Each branch collates its own keys (padding as it needs)."""
+        if not batches:
+            raise ValueError("collate: batches must not be empty")
+        split = [self._split(b) for b in batches]
+        return self._merge([br.collate([s[i] for s in split]) for i, br in enumerate(self.branches)])
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Concatenation of the branches' pooled features ``[n, sum of output_dims]``."""
+        missing = [k for k in self.input_keys if k not in batch]
+        if missing:
+            raise KeyError(f"FusionEncoder expects batch keys {list(self.input_keys)}, missing {missing}")
+        parts = self._split(batch)
+        return torch.cat([b(part) for b, part in zip(self.branches, parts)], dim=1)
+
+    # ------------------------------------------------------------------ views
+    def make_view_fn(
+        self, per_branch: Sequence[Mapping[str, Any]] | None = None, **options: Any
+    ) -> Callable[..., dict[str, torch.Tensor]]:
+        """One random view of a merged batch: each branch's own view applied to its keys.
+
+        A branch with ``make_view_fn`` (``sparse``, ``frozen``, ``fusion``) gets ``options``
+        (plus ``per_branch[i]``); a token encoder (``cnn``, ``transformer``) gets token
+        dropout/masking/cropping (:class:`~mlsupcon.data.views.TokenViews`, options
+        ``p_drop``, ``p_mask``, ``crop``; others ignored).
+
+        Args:
+            per_branch: Optional per-branch overrides, one dict per branch.
+            **options: View options shared by every branch.
+
+        Example:
+            >>> enc = FusionEncoder([{"name": "frozen", "hidden_dims": [], "progress": False}] * 2)
+            >>> view = enc.make_view_fn(per_branch=[{"p_mask": 0.5, "noise_std": 0.0}, {"p_mask": 0.0}])
+            >>> out = view({"frozen0.x": torch.ones(4, 384), "frozen1.x": torch.ones(4, 384)})
+            >>> bool((out["frozen0.x"] == 0).any()), bool((out["frozen1.x"] == 0).any())
+            (True, False)
+        """
+        if per_branch is not None and len(per_branch) != len(self.branches):
+            raise ValueError(f"per_branch must have one dict per branch ({len(self.branches)}), got {len(per_branch)}")
+        views = []
+        for i, b in enumerate(self.branches):
+            opts = {**options, **(dict(per_branch[i]) if per_branch is not None else {})}
+            views.append(_branch_view(b, opts))
+
+        def view(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return self._merge([v(part) for v, part in zip(views, self._split(batch))])
+
+        return view
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "encoders": [b.config() for b in self.branches]}
+
+
+def _branch_view(enc: Encoder, options: dict[str, Any]) -> Callable[[dict], dict]:
+    if callable(getattr(enc, "make_view_fn", None)):
+        return enc.make_view_fn(**options)
+    info = getattr(enc, "tokenizer_info", None)
+    if info is None:
+        raise ValueError(f"fusion views: encoder {enc.name!r} has neither make_view_fn nor a tokenizer")
+    from mlsupcon.data.views import TokenViews
+
+    mask_id = info.get("mask_token_id")
+    if mask_id is None:
+        mask_id = info.get("unk_token_id")
+    if mask_id is None:
+        mask_id = info["pad_token_id"]  # masking then equals deleting
+    valid = set(inspect.signature(TokenViews.__init__).parameters) - {"self", "mask_token_id", "pad_token_id"}
+    maker = TokenViews(
+        mask_token_id=mask_id,
+        pad_token_id=info["pad_token_id"],
+        special_ids=info.get("special_token_ids", ()),
+        **{k: v for k, v in options.items() if k in valid - {"special_ids"}},
+    )
+
+    def view(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        ids, mask = maker(batch["input_ids"], batch["attention_mask"])
+        return {**batch, "input_ids": ids, "attention_mask": mask}
+
+    return view
