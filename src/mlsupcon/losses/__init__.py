@@ -1,5 +1,12 @@
 """Every multi-label contrastive loss of ``docs/spec/LOSSES.md``, on one chunked engine.
 
+Two registries: :data:`CONTRASTIVE_LOSSES` (embeddings ``[B, V, D]`` + labels) and
+:data:`CLASSIFIER_LOSSES` (a classifier's outputs + multi-hot targets); :func:`build` builds a
+loss of either by name. Every loss class declares the labels it takes in ``label_format``:
+``"multi_hot"`` (``[B, C]``), ``"class_ids"`` (``[B]``, SupCon), ``"none"`` (SimCLR),
+``"hierarchy_levels"`` (one label tensor per hierarchy level) or ``"logits"`` (a classifier
+loss: ASL, KMCL).
+
 Example:
     >>> import torch
     >>> from mlsupcon.losses import build
@@ -49,22 +56,18 @@ from mlsupcon.losses.hierarchical import (  # noqa: E402  (needs FLAT_LOSSES)
     HiMulConLoss,
 )
 
+from mlsupcon.losses.kmcl import KMCLLoss  # noqa: E402
+
 HIERARCHICAL_LOSSES = {"himulcon": HiMulConLoss, "hicone": HiConELoss, "himulcone": HiMulConELoss}
 
-LOSSES: dict[str, type[nn.Module]] = {**FLAT_LOSSES, **HIERARCHICAL_LOSSES, "asl": AsymmetricLoss}
+#: Losses on embeddings (training methods with a contrastive term take one by name).
+CONTRASTIVE_LOSSES: dict[str, type[nn.Module]] = {**FLAT_LOSSES, **HIERARCHICAL_LOSSES}
+#: Losses on a classifier's outputs (the methods asl and kmcl train with them).
+CLASSIFIER_LOSSES: dict[str, type[nn.Module]] = {"asl": AsymmetricLoss, "kmcl": KMCLLoss}
+
+LOSSES: dict[str, type[nn.Module]] = {**CONTRASTIVE_LOSSES, **CLASSIFIER_LOSSES}
 
 ASLLoss = AsymmetricLoss
-
-
-def _register_kmcl() -> None:
-    try:
-        from mlsupcon.losses.kmcl import KMCLLoss
-    except ImportError:  # pragma: no cover - kmcl.py is part of the package
-        return
-    LOSSES["kmcl"] = KMCLLoss
-
-
-_register_kmcl()
 
 
 def available() -> list[str]:
@@ -123,6 +126,10 @@ __all__ = [
     "HiMulConELoss",
     "LOSSES",
     "FLAT_LOSSES",
+    "HIERARCHICAL_LOSSES",
+    "CONTRASTIVE_LOSSES",
+    "CLASSIFIER_LOSSES",
+    "KMCLLoss",
     "MemoryQueue",
     "QueueLoss",
     "MomentumEncoder",

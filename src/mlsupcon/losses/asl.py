@@ -85,6 +85,9 @@ def asymmetric_loss(
 class AsymmetricLoss(nn.Module):
     """Module form of :func:`asymmetric_loss`; called as ``loss(logits, targets)``.
 
+    A classifier loss: ``label_format`` is ``"logits"`` (it scores a classifier's logits against
+    multi-hot targets; it is not a contrastive loss on embeddings).
+
     Example:
         >>> import torch
         >>> from mlsupcon.losses import build
@@ -92,6 +95,8 @@ class AsymmetricLoss(nn.Module):
         >>> float(asl(torch.zeros(2, 3), torch.ones(2, 3))) > 0
         True
     """
+
+    label_format = "logits"
 
     def __init__(
         self,

@@ -245,7 +245,7 @@ def _local_check(loss_fn, features, labels):
     try:
         flat, b, v = flatten_features(features, "features")
         info[:3] = [b, v, flat.shape[1]]
-        if loss_fn.make_strategy().needs_labels:
+        if loss_fn.label_format != "none":
             if labels is None:
                 raise ValueError("labels: required by this loss")
             if labels.ndim == 1:
@@ -308,7 +308,7 @@ def distributed_flat_loss(loss_fn, features, labels=None, ref_features=None, ref
     # Other ranks' rows: differentiable features, labels without gradient.
     feats3 = features if features.ndim == 3 else features.unsqueeze(1)
     gathered = all_gather_with_grad(feats3, group, sizes)
-    needs_labels = loss_fn.make_strategy().needs_labels
+    needs_labels = loss_fn.label_format != "none"
     gathered_labels = gather_label_rows(labels, sizes, group) if needs_labels else [None] * world
     others = [q for q in range(world) if q != me]
     ref_rows = [gathered[q].transpose(0, 1).reshape(views * sizes[q], -1) for q in others]  # view-major

@@ -76,9 +76,15 @@ class FlatContrastiveLoss(nn.Module):
             and its gradient is W × this rank's share, so that DDP's gradient average equals
             the single-process gradient exactly (see :mod:`mlsupcon.losses.distributed`).
             Without an initialised process group (or with W = 1) it changes nothing.
+
+    Attributes:
+        label_format: the labels it takes: ``"multi_hot"`` (``[B, C]``; SupCon: ``"class_ids"``
+            ``[B]``; SimCLR: ``"none"``). The training pipeline, the memory queue and the
+            distributed gathering read it instead of guessing from the class.
     """
 
     strategy_cls: type[FlatStrategy] = FlatStrategy
+    label_format = "multi_hot"
 
     def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None,
                  gather_distributed: bool = False) -> None:
@@ -388,6 +394,7 @@ class SupConLoss(FlatContrastiveLoss):
     """
 
     strategy_cls = AnyStrategy  # on one-hot rows "share a label" is "same class"
+    label_format = "class_ids"
 
     def prepare_labels(self, labels, ref_labels, batch, refs):
         def ids(t, n, name):
@@ -429,3 +436,4 @@ class SimCLRLoss(FlatContrastiveLoss):
     """
 
     strategy_cls = SimCLRStrategy
+    label_format = "none"

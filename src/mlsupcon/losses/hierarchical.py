@@ -55,7 +55,13 @@ class HierarchicalLoss(nn.Module):
     Called as ``loss(features, labels)`` where ``labels`` is a ``[B, L]`` path tensor of class
     ids or a list of L multi-hot ``[B, C_l]`` tensors, coarsest first. ``ref_features`` /
     ``ref_labels`` (same level format) are passed to every level.
+
+    Attributes:
+        label_format: ``"hierarchy_levels"``: the per-level labels above (the training
+            pipeline builds them from the dataset's hierarchy).
     """
+
+    label_format = "hierarchy_levels"
 
     def __init__(self, base: str = "all", level_weights: Sequence[float] | None = None,
                  combine: str = "weighted", **flat_options) -> None:

@@ -759,6 +759,9 @@ class KMCLLoss(nn.Module):
         chunk_size: anchors per block in the contrastive term (``None`` = automatic).
         scale_anisotropic_by_dim: keep the spec's factor M in the anisotropic distance (default).
 
+    A classifier loss (``label_format = "logits"``): it trains the KMCL head's outputs against
+    multi-hot labels, with the ``kmcl`` method.
+
     Example:
         >>> import torch
         >>> from mlsupcon.models.kmcl import KMCLHead
@@ -769,6 +772,8 @@ class KMCLLoss(nn.Module):
         >>> sorted(terms)
         ['asl', 'con', 'rec']
     """
+
+    label_format = "logits"
 
     def __init__(
         self,

@@ -186,13 +186,8 @@ class MemoryQueue(nn.Module):
 
 
 def _infer_label_format(loss_fn: nn.Module) -> str:
-    from mlsupcon.losses.flat import FlatContrastiveLoss, SupConLoss
-
-    if isinstance(loss_fn, SupConLoss):
-        return "class_ids"
-    if isinstance(loss_fn, FlatContrastiveLoss) and not loss_fn.make_strategy().needs_labels:
-        return "none"
-    return "multi_hot"
+    """The loss's declared ``label_format`` (``"multi_hot"`` for a loss that declares none)."""
+    return getattr(loss_fn, "label_format", "multi_hot")
 
 
 class QueueLoss(nn.Module):
