@@ -10,7 +10,10 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
+
+from mlsupcon.training.methods import METHODS  # the registry only: neither torch nor Lightning
 
 # Models and datasets are local: never reach for a hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,65 +21,90 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _add_run_flags(p: argparse.ArgumentParser, with_output: bool = True) -> None:
+def _int_or_name(value: str) -> int | str:
+    """``--devices``: a count (``2``) or a Lightning spelling (``auto``, ``0,1``)."""
+    return int(value) if value.isdigit() else value
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag and the config field it sets (``a.b``: option ``b`` of mapping ``a``).
+
+    ``kind``: a type for argparse (``int``, ``float``, ``str`` …), or ``"switch"`` for a flag
+    without a value that sets the field to ``value``.
+    """
+
+    flag: str
+    kind: Any
+    field: str
+    help: str | None = None
+    value: Any = None
+    commands: tuple[str, ...] = ("train", "compare")
+
+
+def _choices(names) -> str:
+    return " | ".join(names)
+
+
+#: Every flag that sets a config field: argparse and the overrides both come from this table.
+FLAGS: tuple[Flag, ...] = (
+    Flag("--dataset", str, "dataset", "debtags | yeast | fashion-mosaic | jsonl:PATH | csv:PATH | "
+                                      "mimic-caml:DIR | mimic-repro:DIR | coco:ANNOTATIONS[:IMAGES]"),
+    Flag("--encoder", str, "encoder", "mlp | cnn | transformer | resnet"),
+    Flag("--model-path", str, "encoder_options.model_path", "local Hugging Face model folder (transformer / resnet)"),
+    Flag("--method", str, "method", _choices(METHODS)),
+    Flag("--loss", str, "loss", "contrastive loss (see `mlsupcon losses`)", commands=("train",)),
+    Flag("--seed", int, "seed", commands=("train",)),
+    Flag("--epochs", int, "epochs", "contrastive epochs (two-stage) or training epochs"),
+    Flag("--classifier-epochs", int, "classifier_epochs", "stage-2 epochs (early stopping on validation mAP)"),
+    Flag("--batch-size", int, "batch_size"),
+    Flag("--lr", float, "lr"),
+    Flag("--temperature", float, "loss_options.temperature", "τ of the contrastive loss"),
+    Flag("--head", str, "head", "linear | attention (label-wise attention, text encoders) | kmcl"),
+    Flag("--max-examples", int, "dataset_options.max_examples_per_split",
+         "deterministic subsample per split (quick runs)"),
+    Flag("--top-k-labels", int, "dataset_options.top_k_labels",
+         "keep the k most frequent training labels (MIMIC-50 style)"),
+    Flag("--devices", _int_or_name, "devices", "number of devices (Lightning)"),
+    Flag("--strategy", str, "strategy", "Lightning strategy, e.g. ddp"),
+    Flag("--num-nodes", int, "num_nodes", "machines of a multi-node run (torchrun; docs/scaling.md)"),
+    Flag("--queue-size", int, "queue_size", "rows of the label-aware memory queue (0: none)"),
+    Flag("--momentum", float, "momentum", "momentum of a MoCo-style key encoder filling the queue"),
+    Flag("--accelerator", str, "accelerator", "cpu | gpu | auto"),
+    Flag("--no-progress", "switch", "progress", "hide progress bars", value=False),
+    Flag("--resume", "switch", "resume", "continue an interrupted run from its last checkpoints (same "
+         "configuration; with --output DIR alone, DIR/config.yaml is the configuration)", value=True),
+    Flag("--checkpoint-every-n-steps", int, "checkpoint_every_n_steps",
+         "checkpoint every N training steps as well as every epoch (0: epochs only)"),
+    Flag("--max-nonfinite-steps", int, "max_nonfinite_steps",
+         "stop after N consecutive steps with a NaN/inf loss (0: never)"),
+    Flag("--output", str, "output", "output folder", commands=("train",)),
+)
+
+
+def _dest(flag: Flag) -> str:
+    return flag.flag.lstrip("-").replace("-", "_")
+
+
+def _add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--config", help="YAML file of options (CLI flags override it)")
-    p.add_argument("--dataset", help="debtags | yeast | fashion-mosaic | jsonl:PATH | csv:PATH | "
-                                     "mimic-caml:DIR | mimic-repro:DIR | coco:ANNOTATIONS[:IMAGES]")
-    p.add_argument("--encoder", help="mlp | cnn | transformer | resnet")
-    p.add_argument("--model-path", help="local Hugging Face model folder (transformer / resnet)")
-    p.add_argument("--method", help="two-stage | end-to-end | bce | asl | kmcl")
-    p.add_argument("--epochs", type=int, help="contrastive epochs (two-stage) or training epochs")
-    p.add_argument("--classifier-epochs", type=int, help="stage-2 epochs (early stopping on validation mAP)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--temperature", type=float, help="τ of the contrastive loss")
-    p.add_argument("--head", help="linear | attention (label-wise attention, text encoders)")
-    p.add_argument("--max-examples", type=int, help="deterministic subsample per split (quick runs)")
-    p.add_argument("--top-k-labels", type=int, help="keep the k most frequent training labels (MIMIC-50 style)")
-    p.add_argument("--devices", help="number of devices (Lightning)")
-    p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
-    p.add_argument("--num-nodes", type=int, help="machines of a multi-node run (torchrun; docs/scaling.md)")
-    p.add_argument("--queue-size", type=int, help="rows of the label-aware memory queue (0: none)")
-    p.add_argument("--momentum", type=float, help="momentum of a MoCo-style key encoder filling the queue")
-    p.add_argument("--accelerator", help="cpu | gpu | auto")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from its last checkpoints (same configuration; "
-                        "with --output DIR alone, DIR/config.yaml is the configuration)")
-    p.add_argument("--checkpoint-every-n-steps", type=int,
-                   help="checkpoint every N training steps as well as every epoch (0: epochs only)")
-    p.add_argument("--max-nonfinite-steps", type=int,
-                   help="stop after N consecutive steps with a NaN/inf loss (0: never)")
-    if with_output:
-        p.add_argument("--output", help="output folder")
+    for f in FLAGS:
+        if command not in f.commands:
+            continue
+        if f.kind == "switch":
+            p.add_argument(f.flag, dest=_dest(f), action="store_const", const=f.value, default=None, help=f.help)
+        else:
+            p.add_argument(f.flag, dest=_dest(f), type=f.kind, help=f.help)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def _overrides(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Config overrides (``field`` or ``field.option``: value) of the ``command``'s flags that were given."""
     o: dict[str, Any] = {}
-    for key in ("dataset", "encoder", "method", "epochs", "classifier_epochs", "batch_size", "lr", "head",
-                "num_nodes", "queue_size", "momentum",
-                "strategy", "accelerator", "output", "seed", "loss", "checkpoint_every_n_steps",
-                "max_nonfinite_steps"):
-        if getattr(args, key, None) is not None:
-            o[key] = getattr(args, key)
-    if getattr(args, "devices", None) is not None:
-        o["devices"] = int(args.devices) if str(args.devices).isdigit() else args.devices
-    if getattr(args, "no_progress", False):
-        o["progress"] = False
-    if getattr(args, "resume", False):
-        o["resume"] = True
+    for f in FLAGS:
+        value = getattr(args, _dest(f), None) if command in f.commands else None
+        if value is not None:
+            o[f.field] = value
     return o
-
-
-def _merge_nested(cfg, args) -> None:
-    if getattr(args, "model_path", None):
-        cfg.encoder_options = {**cfg.encoder_options, "model_path": args.model_path}
-    if getattr(args, "temperature", None) is not None:
-        cfg.loss_options = {**cfg.loss_options, "temperature": args.temperature}
-    if getattr(args, "max_examples", None) is not None:
-        cfg.dataset_options = {**cfg.dataset_options, "max_examples_per_split": args.max_examples}
-    if getattr(args, "top_k_labels", None) is not None:
-        cfg.dataset_options = {**cfg.dataset_options, "top_k_labels": args.top_k_labels}
 
 
 def _print_metrics(m: dict[str, Any], keys=("micro_f1", "macro_f1", "micro_auc", "macro_auc", "map", "p@1", "p@5")) -> None:
@@ -92,7 +120,7 @@ def _print_metrics(m: dict[str, Any], keys=("micro_f1", "macro_f1", "micro_auc",
 
 def _resume_config_path(args) -> str | None:
     """``train --resume --output DIR`` without ``--config``: DIR/config.yaml, if there is one."""
-    if args.config is not None or not getattr(args, "resume", False):
+    if args.config is not None or not getattr(args, "resume", None):
         return args.config
     from pathlib import Path
 
@@ -105,11 +133,9 @@ def _resume_config_path(args) -> str | None:
 def cmd_train(args) -> int:
     from mlsupcon.training.config import load_config
 
-    cfg = load_config(_resume_config_path(args), _overrides(args))
-    _merge_nested(cfg, args)
-    cfg.validate()
-    # Imported after the config is checked: torch + Lightning take seconds to import, and a
-    # mistake in the config should be reported at once.
+    # Merged (defaults < YAML < flags) and validated once, before the data is read; torch and
+    # Lightning (seconds to import) come after, so that a mistake is reported at once.
+    cfg = load_config(_resume_config_path(args), _overrides(args, "train"))
     from mlsupcon.training.runner import run_training
 
     m = run_training(cfg)
@@ -133,22 +159,16 @@ def cmd_evaluate(args) -> int:
 def cmd_compare(args) -> int:
     from mlsupcon.training.config import load_config
 
-    overrides = _overrides(args)
-    overrides.pop("output", None)
-    cfg = load_config(args.config, overrides)
-    _merge_nested(cfg, args)
+    cfg = load_config(args.config, _overrides(args, "compare"))
     losses = [s.strip() for s in args.losses.split(",") if s.strip()]
     if not losses:
         raise ValueError(f"losses: expected a comma-separated list of names, got {args.losses!r}")
     if args.seeds < 1:
         raise ValueError(f"seeds: expected an integer >= 1, got {args.seeds}")
-    from mlsupcon.losses import available
+    from mlsupcon.training.compare import check_rows, run_compare  # Lightning is imported by the runs
 
-    for loss in losses:
-        if loss not in available() and loss not in ("bce",):
-            raise ValueError(f"losses: unknown name {loss!r}; expected bce or one of {available()}")
+    check_rows(losses)
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
-    from mlsupcon.training.compare import run_compare  # after the checks: torch + Lightning import slowly
 
     res = run_compare(cfg, losses, seeds, args.output, plots=not args.no_plots)
     print()
@@ -193,9 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     t = sub.add_parser("train", help="train and evaluate one configuration")
-    _add_run_flags(t)
-    t.add_argument("--loss", help="contrastive loss (see `mlsupcon losses`)")
-    t.add_argument("--seed", type=int)
+    _add_run_flags(t, "train")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a trained run folder (or its model/ folder)")
@@ -206,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("compare", help="several losses × seeds → results.csv, report.md, figures")
-    _add_run_flags(c, with_output=False)
+    _add_run_flags(c, "compare")
     c.add_argument("--losses", default="bce,all,any,mulsupcon,simdis")
     c.add_argument("--seeds", type=int, default=3, help="number of seeds")
     c.add_argument("--seed-start", type=int, default=0)

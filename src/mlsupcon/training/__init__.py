@@ -1,15 +1,29 @@
-"""Training: configs, Lightning modules, the run pipeline (train → threshold → metrics) and compare."""
+"""Training: configs, methods, Lightning modules, the run pipeline (train → threshold → metrics),
+model export and compare.
+
+Layout: :mod:`~mlsupcon.training.config` (the run config), :mod:`~mlsupcon.training.methods`
+(one file per method, the ``METHODS`` registry), :mod:`~mlsupcon.training.modules` (Lightning
+modules), :mod:`~mlsupcon.training.stages` (one checkpointed, resumable stage),
+:mod:`~mlsupcon.training.runner` (``run_training``, ``evaluate_run``),
+:mod:`~mlsupcon.training.run_folder`, :mod:`~mlsupcon.training.export` (``save_classifier``,
+``load_classifier``), :mod:`~mlsupcon.training.compare`.
+"""
 
 from mlsupcon.training.config import TrainConfig, load_config
 
-__all__ = ["TrainConfig", "load_config", "run_training", "evaluate_run", "run_compare"]
+__all__ = ["TrainConfig", "load_config", "run_training", "evaluate_run", "run_compare", "save_classifier",
+           "load_classifier"]
 
 
-def __getattr__(name):  # Lightning is imported only when a run starts
+def __getattr__(name):  # torch and Lightning are imported only when they are needed
     if name in ("run_training", "evaluate_run"):
         from mlsupcon.training import runner
 
         return getattr(runner, name)
+    if name in ("save_classifier", "load_classifier"):
+        from mlsupcon.training import export
+
+        return getattr(export, name)
     if name == "run_compare":
         from mlsupcon.training.compare import run_compare
 

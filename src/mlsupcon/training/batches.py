@@ -124,7 +124,15 @@ def tensor_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bo
 
 
 def build_view_fn(encoder: Encoder, options: dict[str, Any]) -> Callable[[Batch], Batch]:
-    """One random view of a preprocessed batch, for the encoder's modality."""
+    """One random view of a preprocessed batch.
+
+    An encoder with its own batch format defines ``make_view_fn(**options) -> (batch -> batch)``
+    and that is used; otherwise the views of the encoder's modality
+    (:func:`mlsupcon.data.make_views`: token masking / deletion, feature noise, image crops).
+    """
+    own = getattr(encoder, "make_view_fn", None)
+    if callable(own):
+        return own(**options)
     modality = encoder.modality
     if modality == "text":
         info = encoder.tokenizer_info
@@ -152,11 +160,22 @@ def build_view_fn(encoder: Encoder, options: dict[str, Any]) -> Callable[[Batch]
 
 
 def concat_batches(batches: list[Batch]) -> Batch:
-    """Stack V views of one batch into one batch of V·B rows (view-major)."""
+    """Stack V views of one batch into one batch of V·B rows (view-major).
+
+    2-D tensors of different widths (padded token ids and masks, or any other padded rows, e.g.
+    sparse features' ``ids`` / ``weights``) are right-padded with 0 to the widest first.
+
+    Example:
+        >>> a = {"ids": torch.tensor([[1, 2]]), "weights": torch.tensor([[0.5, 0.5]])}
+        >>> b = {"ids": torch.tensor([[3, 4, 5]]), "weights": torch.tensor([[0.2, 0.3, 0.5]])}
+        >>> out = concat_batches([a, b])
+        >>> out["ids"].tolist(), out["weights"].shape
+        ([[1, 2, 0], [3, 4, 5]], torch.Size([2, 3]))
+    """
     out = {}
     for key in batches[0]:
         parts = [b[key] for b in batches]
-        if parts[0].ndim == 2 and key in ("input_ids", "attention_mask") and len({p.shape[1] for p in parts}) > 1:
+        if parts[0].ndim == 2 and len({p.shape[1] for p in parts}) > 1:
             width = max(p.shape[1] for p in parts)
             parts = [torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts]
         out[key] = torch.cat(parts)
@@ -164,30 +183,30 @@ def concat_batches(batches: list[Batch]) -> Batch:
 
 
 class LossLabels:
-    """Turns a batch's multi-hot labels into what a contrastive loss expects."""
+    """Turns a batch's multi-hot labels into what a contrastive loss expects (its ``label_format``)."""
 
     def __init__(self, loss: str, dataset: MultiLabelDataset) -> None:
-        from mlsupcon.losses import HIERARCHICAL_LOSSES
+        from mlsupcon.losses import CONTRASTIVE_LOSSES
 
         self.loss = loss
+        self.label_format = CONTRASTIVE_LOSSES[loss.lower()].label_format
         self.hierarchy = dataset.hierarchy
-        self.hierarchical = loss in HIERARCHICAL_LOSSES
-        if self.hierarchical and self.hierarchy is None:
+        if self.label_format == "hierarchy_levels" and self.hierarchy is None:
             raise ValueError(
                 f"loss: '{loss}' needs a label hierarchy and dataset '{dataset.name}' has none; "
                 "use a flat loss (all, any, mulsupcon, simdis, jaccard, mlcl)"
             )
 
     def __call__(self, y: torch.Tensor):
-        if self.loss == "simclr":
+        if self.label_format == "none":
             return None
-        if self.loss == "supcon":
+        if self.label_format == "class_ids":
             if not bool((y.sum(1) == 1).all()):
                 raise ValueError(
-                    "loss: 'supcon' needs exactly one label per example; this batch has rows with "
+                    f"loss: '{self.loss}' needs exactly one label per example; this batch has rows with "
                     f"{sorted(set(y.sum(1).long().tolist()))} labels. Use 'any' (SupCon's multi-label form) or 'simdis'"
                 )
             return y.argmax(1)
-        if self.hierarchical:
+        if self.label_format == "hierarchy_levels":
             return [t.to(y.dtype) for t in self.hierarchy.levels(y)]
         return y

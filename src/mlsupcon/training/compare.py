@@ -10,23 +10,37 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mlsupcon.data import load_dataset
 from mlsupcon.training.config import TrainConfig
 from mlsupcon.training.io import atomic_write_text
-from mlsupcon.training.runner import run_training
+from mlsupcon.training.methods import METHODS
 
 TABLE_METRICS = ["micro_f1", "macro_f1", "micro_auc", "macro_auc", "map", "p@1", "p@5", "example_f1"]
-CLASSIFIER_ONLY = {"bce": "bce", "asl": "asl", "kmcl": "kmcl"}
+#: The method of contrastive-loss rows when the base config's method has no contrastive loss.
+DEFAULT_CONTRASTIVE_METHOD = "two-stage"
+
+
+def method_rows() -> list[str]:
+    """Row names that are methods of their own (no contrastive loss): bce, asl, kmcl …"""
+    return [name for name, m in METHODS.items() if not m.uses_contrastive_loss]
+
+
+def check_rows(rows: Sequence[str]) -> None:
+    """Every row is a contrastive loss or a method without one; ValueError naming the first other."""
+    from mlsupcon.losses import CONTRASTIVE_LOSSES
+
+    known = sorted(set(CONTRASTIVE_LOSSES) | set(method_rows()))
+    for row in rows:
+        if row not in known:
+            raise ValueError(f"losses: unknown name {row!r}; expected one of {known}")
 
 
 def run_config_for(base: TrainConfig, loss: str, seed: int, output: Path) -> TrainConfig:
-    """The config of one cell: classifier-only names become methods, others use base.method."""
-    if loss in CLASSIFIER_ONLY:
-        # The contrastive loss options (e.g. its temperature) do not apply to these methods;
-        # KMCL keeps its own defaults (τ = 0.17) unless kmcl_options are given.
-        return dataclasses.replace(base, method=CLASSIFIER_ONLY[loss], seed=seed, output=str(output),
-                                   loss_options=dict(base.kmcl_options) if loss == "kmcl" else {})
-    method = base.method if base.method in ("two-stage", "end-to-end") else "two-stage"
+    """The config of one cell: method names (bce, asl, kmcl …) become the method, contrastive
+    losses use ``base.method`` (or two-stage, if that method has no contrastive loss)."""
+    if loss in method_rows():
+        return dataclasses.replace(base, method=loss, seed=seed, output=str(output),
+                                   **METHODS[loss].compare_overrides(base))
+    method = base.method if METHODS[base.method].uses_contrastive_loss else DEFAULT_CONTRASTIVE_METHOD
     return dataclasses.replace(base, method=method, loss=loss, seed=seed, output=str(output))
 
 
@@ -78,6 +92,10 @@ def read_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 def run_compare(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], output: str | Path,
                 plots: bool = True) -> dict[str, Any]:
+    from mlsupcon.data import load_dataset
+    from mlsupcon.training.runner import run_training
+
+    check_rows(losses)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(base.dataset, **base.dataset_options)
@@ -108,7 +126,7 @@ def render_report(base, ds, losses, seeds, table, figures, rows) -> str:
         f"# mlsupcon compare: {ds.name}",
         "",
         f"Encoder `{base.encoder}`, method `{base.method}` for contrastive losses (classifier-only rows: "
-        f"{', '.join(l for l in losses if l in CLASSIFIER_ONLY) or 'none'}), seeds {list(seeds)}, "
+        f"{', '.join(l for l in losses if l in method_rows()) or 'none'}), seeds {list(seeds)}, "
         f"{base.epochs} contrastive epochs, up to {base.classifier_epochs} classifier epochs, batch {base.batch_size}.",
         f"Test split: {len(ds.splits['test'])} examples, {ds.num_labels} labels. Mean ± sample std over seeds, ×100. "
         "The decision threshold is tuned on the validation split (one global threshold maximising micro-F1).",

@@ -1,4 +1,10 @@
-"""The run configuration: defaults < YAML file < command-line flags."""
+"""The run configuration: defaults < YAML file < command-line flags, validated once.
+
+:func:`load_config` merges the three and validates the result (:meth:`TrainConfig.validate`)
+before any data is read and before torch or Lightning are imported: a mistake in a config is
+reported at once. Method-specific checks are the method's (``Method.validate``); the
+registries of methods, heads and losses are the only lists of names.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-METHODS = ("two-stage", "end-to-end", "bce", "asl", "kmcl")
-HEADS = ("linear", "attention")
-
 
 @dataclass
 class TrainConfig:
@@ -32,10 +34,12 @@ class TrainConfig:
         views: views per sample in contrastive training.
         view_options: options of the modality's view maker (:func:`mlsupcon.data.make_views`).
         probe_batch_size: batch size of the linear probe on cached embeddings (two-stage).
-        head: ``linear`` or ``attention`` (label-wise attention; text encoders).
+        head: a classifier head kind of :data:`mlsupcon.models.HEADS`: ``linear``, ``attention``
+            (label-wise attention; text encoders) or ``kmcl``.
         kmcl_options: KMCLLoss options used when ``compare`` runs ``kmcl`` (``train --method kmcl``
             takes them from ``loss_options``).
-        head_options: options of the KMCL head (``mode``: isotropic/anisotropic, ``reduce_dim``).
+        head_options: options of the KMCL head of method ``kmcl`` (``mode``: isotropic/anisotropic,
+            ``reduce_dim``, ``isotropic_mean``).
         threshold: ``"tune"`` (one global threshold maximising validation micro-F1) or a number.
         contrastive_weight: λ of ``end-to-end``.
         queue_size: rows of the label-aware memory queue of the contrastive loss (0: none).
@@ -95,10 +99,14 @@ class TrainConfig:
     max_nonfinite_steps: int = 10
 
     def validate(self) -> "TrainConfig":
-        if self.method not in METHODS:
-            raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
-        if self.head not in HEADS:
-            raise ValueError(f"head: expected one of {HEADS}, got {self.head!r}")
+        """Checks every field (ValueError naming it), then the method's own checks.
+
+        Cheap checks come first and need neither torch nor Lightning; the head and loss names
+        are then checked against their registries (which import torch).
+        """
+        from mlsupcon.training.methods import get_method
+
+        method = get_method(self.method)
         for name in ("epochs", "batch_size", "probe_batch_size", "eval_batch_size", "views", "projection_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -120,8 +128,6 @@ class TrainConfig:
             raise ValueError(f"queue_size: expected an integer >= 0, got {self.queue_size!r}")
         if self.momentum is not None and not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
             raise ValueError(f"momentum: expected a number in [0, 1) or null, got {self.momentum!r}")
-        if self.momentum is not None and self.method != "two-stage":
-            raise ValueError("momentum: the key encoder is part of the two-stage method's stage 1")
         if not isinstance(self.num_nodes, int) or self.num_nodes < 1:
             raise ValueError(f"num_nodes: expected an integer >= 1, got {self.num_nodes!r}")
         if self.views < 1:
@@ -132,6 +138,11 @@ class TrainConfig:
                 raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
         if not isinstance(self.resume, bool):
             raise ValueError(f"resume: expected true or false, got {self.resume!r}")
+        for name in ("dataset_options", "encoder_options", "loss_options", "classifier_loss_options",
+                     "view_options", "head_options", "kmcl_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name}: expected a mapping of option: value, got {getattr(self, name)!r}")
+        method.validate(self)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,9 +154,16 @@ class TrainConfig:
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file (``yaml.safe_load``), then ``overrides`` (e.g. CLI flags).
+    """Defaults, then the YAML file (``yaml.safe_load``), then ``overrides`` (e.g. CLI flags); validated.
 
-    Unknown keys raise ValueError naming the key and the file.
+    An override ``"a.b": v`` sets option ``b`` inside the mapping field ``a`` (e.g.
+    ``loss_options.temperature``), keeping the file's other options there. None values are
+    skipped. Unknown keys raise ValueError naming the key and the file.
+
+    Example:
+        >>> cfg = load_config(None, {"method": "bce", "epochs": 2, "dataset_options.top_k_labels": 5})
+        >>> cfg.method, cfg.epochs, cfg.dataset_options
+        ('bce', 2, {'top_k_labels': 5})
     """
     import yaml
 
@@ -166,7 +184,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ValueError(f"config: {path} must hold a mapping of option: value")
         values.update(loaded)
     for key, value in (overrides or {}).items():
-        if value is not None:
+        if value is None:
+            continue
+        field_name, _, option = key.partition(".")
+        if option:
+            nested = values.get(field_name)
+            values[field_name] = {**(nested if isinstance(nested, dict) else {}), option: value}
+        else:
             values[key] = value
     known = set(TrainConfig.fields())
     unknown = sorted(set(values) - known)

@@ -275,17 +275,11 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def oom_message(cfg, stage: str, exc: BaseException) -> str:
+    from mlsupcon.training.methods import get_method
+
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
     device = "GPU" if "cuda" in str(exc).lower() or cfg.accelerator in ("gpu", "cuda") else "device"
-    tips = [f"a smaller --batch-size (now {cfg.batch_size})"]
-    if cfg.method in ("two-stage", "end-to-end"):
-        tips.append("loss_options: {chunk_size: 256} (the contrastive loss in blocks of anchors, "
-                    "O(chunk_size x batch) memory)")
-    if cfg.method == "two-stage" and not cfg.finetune_encoder:
-        tips.append(f"a smaller probe_batch_size (now {cfg.probe_batch_size}) or eval_batch_size "
-                    f"(now {cfg.eval_batch_size})")
-    else:
-        tips.append(f"a smaller eval_batch_size (now {cfg.eval_batch_size})")
+    tips = [f"a smaller --batch-size (now {cfg.batch_size})", *get_method(cfg.method).oom_hints(cfg)]
     if cfg.encoder in ("cnn", "transformer"):
         tips.append(f"a shorter encoder_options.max_length (now {cfg.encoder_options.get('max_length', 'default')})")
     else:

@@ -13,18 +13,20 @@ import torch
 from torch import nn
 
 from mlsupcon.losses import FLAT_LOSSES, MomentumEncoder, QueueLoss
+from mlsupcon.losses.queue import LABEL_FORMATS
 
 
 def wrap_criterion(cfg, loss_fn: nn.Module, loss_name: str, num_labels: int) -> nn.Module:
     """The contrastive criterion of a run: the loss, or the loss inside a memory queue."""
     if not cfg.queue_size:
         return loss_fn
-    if loss_name not in FLAT_LOSSES:
+    label_format = getattr(loss_fn, "label_format", None)
+    if label_format not in LABEL_FORMATS:
         raise ValueError(
             f"queue_size: memory queues work with the flat losses {sorted(FLAT_LOSSES)}, not '{loss_name}'"
         )
     return QueueLoss(loss_fn, size=cfg.queue_size, dim=cfg.projection_dim,
-                     num_labels=None if loss_name in ("supcon", "simclr") else num_labels)
+                     num_labels=num_labels if label_format == "multi_hot" else None)
 
 
 def enable_distributed_gather(criterion: nn.Module, world_size: int) -> None:

@@ -1,0 +1,245 @@
+"""The :class:`Method` interface, the :class:`FitContext` a method trains in, and shared helpers.
+
+A method turns a run's data and encoder into a trained :class:`~mlsupcon.models.Classifier`;
+everything around it (run folder, lock, config.yaml, resume bookkeeping, threshold, metrics,
+export) is :func:`mlsupcon.training.run_training`'s. A run calls, in this order:
+
+1. ``cls.validate(cfg)`` — while the config is validated, before the data is read or torch /
+   Lightning are imported (this module and the method files import neither at module level);
+2. ``method.prepare(ctx)`` — after the data and the encoder exist, before anything is written
+   to the run folder: build what can still fail on a user mistake (losses, label formats);
+3. ``method.fit(ctx) -> Classifier`` — train. A Lightning method fits its modules stage by
+   stage with :meth:`FitContext.fit_stage` (checkpoints, ``--resume``, non-finite and OOM
+   policies); a method without Lightning just computes its classifier and returns it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # the real imports are made where they are used: validation stays light
+    import torch
+
+    from mlsupcon.data import MultiLabelDataset
+    from mlsupcon.models import Classifier, Encoder
+    from mlsupcon.training.config import TrainConfig
+    from mlsupcon.training.stages import RunState
+
+__all__ = ["Method", "ContrastiveMethod", "FitContext", "make_head", "label_prior_logits"]
+
+#: Options only some methods use, which a run of another method must leave unset.
+EXCLUSIVE_OPTIONS = ("momentum",)
+
+
+@dataclass
+class FitContext:
+    """What a method trains with.
+
+    Attributes:
+        cfg: the run's validated :class:`~mlsupcon.training.TrainConfig`.
+        dataset: the :class:`~mlsupcon.data.MultiLabelDataset` (``splits``, ``num_labels`` …).
+        encoder: the run's freshly built encoder.
+        loaders: ``"train"`` (shuffled by ``(seed, epoch)``, last partial batch dropped, batch
+            ``batch_size``), ``"validation"`` and ``"test"`` (in order, ``eval_batch_size``):
+            batches ``(inputs, labels [b, C], indices)`` preprocessed by the encoder.
+        out: the run folder.
+        run: non-finite step counts and notes of the stages (set by the runner).
+        timings: seconds per phase; a method adds its own (``train_s``, ``contrastive_s`` …).
+    """
+
+    cfg: TrainConfig
+    dataset: MultiLabelDataset
+    encoder: Encoder
+    loaders: dict[str, Any]
+    out: Path
+    run: RunState | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def fit_stage(self, stage: str, module, train_loader, val_loader, max_epochs: int, early_stop: bool) -> None:
+        """Fits a Lightning module as the checkpointed, resumable stage ``stage``
+        (:func:`mlsupcon.training.stages.fit_stage`)."""
+        from mlsupcon.training.stages import fit_stage
+
+        fit_stage(self.cfg, self.out, stage, module, train_loader, val_loader, max_epochs, early_stop, self.run)
+
+    def eval_loader(self, split: str, preprocess=None):
+        """An ordered loader over ``split`` (``eval_batch_size``), preprocessed by the encoder."""
+        from mlsupcon.training.batches import make_loader
+
+        return make_loader(self.dataset.splits[split], preprocess or self.encoder.preprocess,
+                           self.cfg.eval_batch_size, shuffle=False, num_workers=self.cfg.num_workers)
+
+    def note(self, message: str) -> None:
+        """A one-line note for the user (stderr)."""
+        self.run.note(message)
+
+    def timed(self, key: str):
+        """``with ctx.timed("train_s"): ...`` records the block's wall time in :attr:`timings`."""
+        return _Timer(self.timings, key)
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float], key: str) -> None:
+        self.timings, self.key = timings, key
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.timings[self.key] = time.perf_counter() - self.t0
+
+
+class Method:
+    """Base class of the training methods (``METHODS`` in :mod:`mlsupcon.training.methods`).
+
+    Attributes:
+        name: registry name, the config's ``method``.
+        options: :class:`~mlsupcon.training.TrainConfig` fields the method reads besides the
+            common ones (data, encoder, batch sizes, lr, trainer and run-folder settings).
+        uses_contrastive_loss: trains with the contrastive loss named by ``loss`` (so
+            ``loss``, ``loss_options``, ``views`` … apply; metrics.json reports ``loss``).
+        classifier_loss: the classifier loss it trains with, by its name in
+            :mod:`mlsupcon.losses` (None: plain BCE, or none).
+    """
+
+    name: ClassVar[str] = ""
+    options: ClassVar[tuple[str, ...]] = ()
+    uses_contrastive_loss: ClassVar[bool] = False
+    classifier_loss: ClassVar[str | None] = None
+
+    @classmethod
+    def validate(cls, cfg: TrainConfig) -> None:
+        """Method-specific checks of ``cfg``: ValueError naming the field. No data, no torch
+        needed (only the registries of heads and losses, which import torch)."""
+        for name in EXCLUSIVE_OPTIONS:
+            if getattr(cfg, name) is not None and name not in cls.options:
+                from mlsupcon.training.methods import METHODS
+
+                users = [m.name for m in METHODS.values() if name in m.options]
+                raise ValueError(f"{name}: only the {', '.join(users)} method uses it (this run's method is "
+                                 f"{cls.name!r}); leave it unset")
+        if "head" in cls.options:
+            from mlsupcon.models.classifier import head_class
+
+            head_class(cfg.head)
+
+    @classmethod
+    def oom_hints(cls, cfg: TrainConfig) -> list[str]:
+        """Method-specific advice of the out-of-memory message (what to make smaller)."""
+        return [f"a smaller eval_batch_size (now {cfg.eval_batch_size})"]
+
+    @classmethod
+    def compare_overrides(cls, base: TrainConfig) -> dict[str, Any]:
+        """Fields ``mlsupcon compare`` changes when this method is a row of its table: the
+        contrastive loss's options (e.g. its temperature) do not apply to other methods."""
+        return {"loss_options": {}}
+
+    def result_loss(self, cfg: TrainConfig) -> str:
+        """The ``loss`` of metrics.json: the contrastive loss, or the method itself."""
+        return cfg.loss if self.uses_contrastive_loss else cfg.method
+
+    def prepare(self, ctx: FitContext) -> None:
+        """Builds what can fail on a user mistake, before the run folder is written."""
+        if "head" in self.options:
+            from mlsupcon.models.classifier import head_class
+
+            check = getattr(head_class(ctx.cfg.head), "check_encoder", None)
+            if check is not None:
+                check(ctx.encoder)
+
+    def fit(self, ctx: FitContext) -> Classifier:
+        """Trains and returns the classifier (on any device; the runner moves it to the CPU)."""
+        raise NotImplementedError
+
+
+class ContrastiveMethod(Method):
+    """A method with a contrastive term: the loss ``loss`` on ``views`` views of every example,
+    through a projection head, optionally with a memory queue."""
+
+    uses_contrastive_loss = True
+    options = ("loss", "loss_options", "projection_dim", "projection_hidden", "views", "view_options",
+               "queue_size")
+
+    @classmethod
+    def validate(cls, cfg: TrainConfig) -> None:
+        super().validate(cfg)
+        from mlsupcon.losses import CLASSIFIER_LOSSES, CONTRASTIVE_LOSSES, FLAT_LOSSES
+        from mlsupcon.losses.queue import LABEL_FORMATS
+
+        name = cfg.loss.lower() if isinstance(cfg.loss, str) else cfg.loss
+        if name not in CONTRASTIVE_LOSSES:
+            if name in CLASSIFIER_LOSSES:
+                from mlsupcon.training.methods import METHODS
+
+                owner = next((m.name for m in METHODS.values() if m.classifier_loss == name), None)
+                use = f"use --method {owner}" if owner else f"use a contrastive loss {sorted(CONTRASTIVE_LOSSES)}"
+                raise ValueError(f"loss: {cfg.loss!r} is a classifier loss; {use}")
+            raise ValueError(f"loss: unknown contrastive loss {cfg.loss!r}; expected one of "
+                             f"{sorted(CONTRASTIVE_LOSSES)}")
+        if cfg.queue_size and CONTRASTIVE_LOSSES[name].label_format not in LABEL_FORMATS:
+            raise ValueError(f"queue_size: memory queues work with the flat losses {sorted(FLAT_LOSSES)}, "
+                             f"not '{cfg.loss}'")
+
+    @classmethod
+    def oom_hints(cls, cfg: TrainConfig) -> list[str]:
+        return ["loss_options: {chunk_size: 256} (the contrastive loss in blocks of anchors, "
+                "O(chunk_size x batch) memory)", *super().oom_hints(cfg)]
+
+    def result_loss(self, cfg: TrainConfig) -> str:
+        return cfg.loss
+
+    def prepare(self, ctx: FitContext) -> None:
+        super().prepare(ctx)
+        self.contrastive = contrastive_parts(ctx)
+
+
+def contrastive_parts(ctx: FitContext) -> dict[str, Any]:
+    """Projection head, criterion (loss, in a memory queue if ``queue_size``), label converter
+    and view maker of a contrastive method, as :class:`~mlsupcon.training.modules.ClassifierModule`
+    takes them (``contrastive=``)."""
+    from mlsupcon.losses import build as build_loss
+    from mlsupcon.models import ProjectionHead
+    from mlsupcon.training.batches import LossLabels, build_view_fn
+    from mlsupcon.training.scale import wrap_criterion
+
+    cfg, ds, encoder = ctx.cfg, ctx.dataset, ctx.encoder
+    loss_labels = LossLabels(cfg.loss, ds)
+    return {
+        "projection": ProjectionHead(encoder.output_dim, cfg.projection_hidden, cfg.projection_dim),
+        "loss_fn": wrap_criterion(cfg, build_loss(cfg.loss, **cfg.loss_options), cfg.loss, ds.num_labels),
+        "loss_labels": loss_labels,
+        "view_fn": build_view_fn(encoder, cfg.view_options),
+        "views": cfg.views,
+        "weight": cfg.contrastive_weight,
+    }
+
+
+def label_prior_logits(ds: MultiLabelDataset) -> torch.Tensor:
+    """Every label's training log-odds log(p / (1 - p)), p clipped to [1e-4, 1 - 1e-4] (float64)."""
+    import numpy as np
+    import torch
+
+    train = ds.splits["train"]
+    p = np.asarray(train.labels.sum(0)).ravel() / max(1, len(train))
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return torch.from_numpy(np.log(p / (1 - p)))
+
+
+def make_head(ctx: FitContext, kind: str | None = None, options: dict[str, Any] | None = None,
+              encoder=None):
+    """A new classifier head (``kind``: default the config's ``head``) for the run's labels,
+    each label's logit starting at its training prior."""
+    from mlsupcon.models import build_head
+
+    head = build_head(kind or ctx.cfg.head, encoder or ctx.encoder, ctx.dataset.num_labels, **(options or {}))
+    # With hundreds of rare labels, a zero bias spends the first epochs only learning that most
+    # labels are absent.
+    init = getattr(head, "init_prior", None)
+    if init is not None:
+        init(label_prior_logits(ctx.dataset))
+    return head

@@ -1,0 +1,40 @@
+"""``bce`` and ``asl``: encoder + classifier head trained with a classifier loss only.
+
+``asl`` is the asymmetric loss (Ridnik et al. 2021) with ``classifier_loss_options``; both stop
+early on validation mAP and keep the best epoch.
+"""
+
+from __future__ import annotations
+
+from mlsupcon.training.methods.base import FitContext, Method, make_head
+
+
+class ClassifierOnly(Method):
+    """Shared by :class:`BCE` and :class:`ASL`, which differ only in ``classifier_loss``."""
+
+    options = ("epochs", "head", "patience")
+
+    def fit(self, ctx: FitContext):
+        from mlsupcon.models import Classifier
+        from mlsupcon.training.modules import ClassifierModule
+
+        cfg = ctx.cfg
+        with ctx.timed("train_s"):
+            head = make_head(ctx)
+            module = ClassifierModule(ctx.encoder, head, cfg.lr, cfg.weight_decay,
+                                      classifier_loss=self.classifier_loss or "bce",
+                                      classifier_loss_options=cfg.classifier_loss_options)
+            ctx.fit_stage("end_to_end", module, ctx.loaders["train"], ctx.loaders["validation"], cfg.epochs,
+                          early_stop=True)
+            module.restore_best()
+        return Classifier(ctx.encoder, head)
+
+
+class BCE(ClassifierOnly):
+    name = "bce"
+
+
+class ASL(ClassifierOnly):
+    name = "asl"
+    classifier_loss = "asl"
+    options = ClassifierOnly.options + ("classifier_loss_options",)

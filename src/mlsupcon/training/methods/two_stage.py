@@ -1,0 +1,71 @@
+"""``two-stage``: contrastive pretraining of the encoder, then a classifier on top of it.
+
+Stage ``contrastive`` trains encoder + projection head with the contrastive loss (optionally
+with a memory queue filled by a momentum key encoder). Stage ``classifier`` then trains a head
+(early stopping on validation mAP, best epoch kept): by default on the frozen encoder — a
+pooled-feature head (linear) on embeddings computed once, the SimDis paper's linear probe; a
+sequence head (attention) through the frozen encoder — or, with ``finetune_encoder``, together
+with the encoder (the MulSupCon authors' protocol).
+"""
+
+from __future__ import annotations
+
+from mlsupcon.training.methods.base import ContrastiveMethod, FitContext, make_head
+
+
+class TwoStage(ContrastiveMethod):
+    name = "two-stage"
+    options = ContrastiveMethod.options + ("momentum", "epochs", "classifier_epochs", "classifier_lr",
+                                           "finetune_encoder", "probe_batch_size", "head", "patience")
+
+    @classmethod
+    def validate(cls, cfg) -> None:
+        super().validate(cfg)
+        if cfg.momentum is not None and not cfg.queue_size:
+            raise ValueError("momentum: a momentum (key) encoder fills a memory queue; set queue_size > 0 too")
+
+    @classmethod
+    def oom_hints(cls, cfg) -> list[str]:
+        hints = super().oom_hints(cfg)
+        if not cfg.finetune_encoder:  # the probe's batches are probe_batch_size cached embeddings
+            hints[-1] = (f"a smaller probe_batch_size (now {cfg.probe_batch_size}) or eval_batch_size "
+                         f"(now {cfg.eval_batch_size})")
+        return hints
+
+    def fit(self, ctx: FitContext):
+        from mlsupcon.models import Classifier
+        from mlsupcon.training.batches import tensor_loader
+        from mlsupcon.training.modules import ClassifierModule, ContrastiveModule, FeatureInput, embed_all
+        from mlsupcon.training.reliability import oom_guidance
+        from mlsupcon.training.scale import make_momentum
+
+        cfg, encoder, loaders, parts = ctx.cfg, ctx.encoder, ctx.loaders, self.contrastive
+        with ctx.timed("contrastive_s"):
+            stage1 = ContrastiveModule(encoder, parts["projection"], parts["loss_fn"], parts["loss_labels"],
+                                       parts["view_fn"], cfg.views, cfg.lr, cfg.weight_decay,
+                                       momentum_encoder=make_momentum(cfg, encoder, parts["projection"]))
+            ctx.fit_stage("contrastive", stage1, loaders["train"], loaders["validation"], cfg.epochs,
+                          early_stop=False)
+        encoder.to("cpu")
+        with ctx.timed("classifier_s"):
+            head = make_head(ctx)
+            with oom_guidance(cfg, "classifier"):
+                if cfg.finetune_encoder:
+                    stage2 = ClassifierModule(encoder, head, cfg.classifier_lr, cfg.weight_decay)
+                    train_l, val_l = loaders["train"], loaders["validation"]
+                elif getattr(head, "input", "pooled") == "pooled":
+                    for p in encoder.parameters():
+                        p.requires_grad_(False)
+                    # The encoder is frozen: embed every split once and train the probe on the
+                    # cached embeddings (the protocol of the SimDis paper).
+                    feats = {s: embed_all(encoder, ctx.eval_loader(s)) for s in ("train", "validation")}
+                    stage2 = ClassifierModule(FeatureInput(), head, cfg.classifier_lr, cfg.weight_decay)
+                    train_l = tensor_loader(*feats["train"], cfg.probe_batch_size, shuffle=True, seed=cfg.seed)
+                    val_l = tensor_loader(*feats["validation"], cfg.eval_batch_size, shuffle=False)
+                else:
+                    stage2 = ClassifierModule(encoder, head, cfg.classifier_lr, cfg.weight_decay,
+                                              freeze_encoder=True)
+                    train_l, val_l = loaders["train"], loaders["validation"]
+            ctx.fit_stage("classifier", stage2, train_l, val_l, max(1, cfg.classifier_epochs), early_stop=True)
+            stage2.restore_best()
+        return Classifier(encoder, head, parts["projection"])

@@ -1,0 +1,174 @@
+"""The run folder around a method: lock, ``config.yaml`` / ``environment.json``, ``--resume`` checks.
+
+Only rank 0 of a distributed launch locks and writes the folder
+(:func:`~mlsupcon.training.stages.is_primary_process`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import errno
+import io
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlsupcon.training.config import TrainConfig, save_config
+from mlsupcon.training.io import atomic_write_bytes, write_json
+
+__all__ = ["RESUME_FREE_KEYS", "environment_info", "run_lock", "start_run_folder", "atomic_savez"]
+
+#: Options that may change between an interrupted run and its ``--resume``: they do not change
+#: the training, except that a different ``eval_batch_size`` (to get past an out-of-memory error
+#: in evaluation) can change the last bits of predictions and, in a contrastive stage, the
+#: random views drawn for the validation loss and so the randomness of the following steps.
+RESUME_FREE_KEYS = frozenset({"resume", "progress", "output", "num_workers", "eval_batch_size"})
+
+PACKAGES = ("mlsupcon", "torch", "lightning", "numpy", "scipy", "scikit-learn", "safetensors", "pyyaml",
+            "transformers", "tokenizers", "kornia", "pillow", "pandas")
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions and settings that a run's numbers can depend on (``environment.json``)."""
+    import importlib.metadata as md
+
+    import torch
+
+    import mlsupcon
+
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    cuda = torch.cuda.is_available()
+    return {
+        "mlsupcon_version": mlsupcon.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "torch": {"version": torch.__version__, "cuda_available": cuda, "cuda_version": torch.version.cuda,
+                  "device_names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+                  if cuda else [],
+                  "num_threads": torch.get_num_threads(),
+                  "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()},
+        "command": list(sys.argv),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """One process at a time per output folder (a second one would interleave checkpoints and
+    logs). ``flock`` is released by the kernel when the holder dies, even by SIGKILL."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): no guard
+        yield
+        return
+    fh = open(out / ".mlsupcon.lock", "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                yield  # a file system without locks (some network mounts): no guard
+                return
+            fh.seek(0)
+            holder = fh.read().strip() or "pid unknown"
+            raise ValueError(
+                f"output: another mlsupcon process ({holder}) is writing to {out}; wait for it to end "
+                "(then use --resume if it was interrupted) or choose another --output"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {platform.node()}\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # releases the lock
+
+
+def clear_stage_state(out: Path) -> None:
+    """A new (not resumed) run in an existing folder: forget the checkpoints of the old one
+    (of every stage there, whichever method wrote it)."""
+    ckpts = out / "checkpoints"
+    stages = {d.name for d in ckpts.iterdir() if d.is_dir()} if ckpts.is_dir() else set()
+    logs = out / "logs"
+    stages |= {d.name for d in logs.iterdir() if d.is_dir()} if logs.is_dir() else set()
+    for stage in sorted(stages):
+        d = ckpts / stage
+        if d.is_dir():
+            for p in [d / "last.ckpt", d / "done.json", *d.glob(".last.ckpt.*.tmp")]:
+                p.unlink(missing_ok=True)
+        (logs / stage / "metrics.before_resume.csv").unlink(missing_ok=True)
+
+
+def check_resume_config(cfg: TrainConfig, out: Path) -> None:
+    """``--resume`` continues the same configuration: any other difference is refused."""
+    import yaml
+
+    path = out / "config.yaml"
+    try:
+        saved = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"resume: cannot read {path} ({' '.join(str(exc).split())[:160]}); "
+                         "rerun without --resume") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"resume: {path} is not a mapping of option: value; rerun without --resume")
+    defaults = TrainConfig().to_dict()
+    current = json.loads(json.dumps(cfg.to_dict()))
+    diffs = []
+    for key, value in current.items():
+        if key in RESUME_FREE_KEYS:
+            continue
+        before = json.loads(json.dumps(saved.get(key, defaults[key])))
+        if before != value:
+            diffs.append(f"{key}: {before!r} -> {value!r}")
+    if diffs:
+        raise ValueError(
+            f"resume: the configuration differs from the interrupted run's {path} ({'; '.join(diffs[:6])}); "
+            "resume with the same options (`mlsupcon train --output DIR --resume` reads DIR/config.yaml), "
+            "or start a new run without --resume"
+        )
+
+
+def start_run_folder(cfg: TrainConfig, out: Path, note) -> TrainConfig:
+    """Writes (or, with ``--resume``, checks and extends) the folder's config.yaml and
+    environment.json; returns the config the run continues with (``resume`` cleared for a new run).
+
+    Called once the data, encoder and method are known to be valid, so that a user mistake
+    (unknown dataset, bad option…) never overwrites the config.yaml of a finished run there.
+    """
+    if cfg.resume and (out / "config.yaml").is_file():
+        check_resume_config(cfg, out)
+        env_path = out / "environment.json"
+        try:
+            env = json.loads(env_path.read_text())
+        except (OSError, ValueError):
+            env = {}
+        env.setdefault("resumes", []).append(environment_info())
+        write_json(env_path, env)
+        return cfg
+    if cfg.resume:
+        note(f"nothing to resume in {out} (no config.yaml): starting a new run")
+    out.mkdir(parents=True, exist_ok=True)
+    clear_stage_state(out)
+    save_config(dataclasses.replace(cfg, resume=False), out / "config.yaml")
+    write_json(out / "environment.json", environment_info())
+    return dataclasses.replace(cfg, resume=False)
+
+
+def atomic_savez(path: Path, **arrays) -> None:
+    """``np.savez_compressed`` written atomically."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())

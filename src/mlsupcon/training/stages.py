@@ -1,0 +1,195 @@
+"""One checkpointed, resumable Lightning stage of a run (``checkpoints/<stage>/``, ``logs/<stage>/``).
+
+A training method fits its Lightning modules through :meth:`FitContext.fit_stage
+<mlsupcon.training.methods.base.FitContext.fit_stage>`, which lands in :func:`fit_stage`: the
+trainer, atomic checkpoints every ``checkpoint_every_n_steps`` steps and every epoch, resume from
+``last.ckpt`` (or skipping a stage that had finished), the non-finite loss and out-of-memory
+policies, and the stage's CSV log. docs/failures.md describes the behaviour.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from mlsupcon.training.io import write_json
+from mlsupcon.training.reliability import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    EpochSampler,
+    ResumableCheckpoint,
+    TrainingInterrupted,
+    load_checkpoint_file,
+    merge_resumed_log,
+    oom_guidance,
+    read_log_rows,
+    restore_rng,
+    write_log_rows,
+)
+from mlsupcon.training.scale import lightning_strategy
+
+__all__ = ["RunState", "fit_stage", "is_primary_process", "quiet_lightning", "seed_everything"]
+
+
+def quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
+    # Mid-epoch resume is exact here (EpochSampler + ResumableCheckpoint), whatever Lightning
+    # infers from the loader; and a resumed stage keeps its earlier log rows (merge_resumed_log).
+    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+    # A skipped (non-finite) step returns None on purpose; it is counted and logged instead.
+    warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds python, numpy and torch (and the data-loader workers), as Lightning does."""
+    import lightning as L
+
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
+def is_primary_process() -> bool:
+    """False in the extra processes of a distributed launch (Lightning's DDP launcher or
+    torchrun set RANK / LOCAL_RANK / NODE_RANK): only rank 0 locks and writes the run folder."""
+    return all(int(os.environ.get(v, "0") or 0) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+class RunState:
+    """Per-run bookkeeping of the stages: non-finite step counts, resume notes."""
+
+    def __init__(self) -> None:
+        self.nonfinite: dict[str, int] = {}
+        self.notes: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+        print(f"mlsupcon: {message}", file=sys.stderr, flush=True)
+
+
+def _trainer(cfg, out: Path, stage: str, max_epochs: int, early_stop: bool, checkpoint):
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.loggers import CSVLogger
+
+    callbacks = [checkpoint]
+    if early_stop:
+        callbacks.append(EarlyStopping(monitor="val/map", mode="max", patience=cfg.patience))
+    try:
+        return L.Trainer(
+            max_epochs=max_epochs,
+            accelerator=cfg.accelerator,
+            devices=cfg.devices,
+            strategy=lightning_strategy(cfg),
+            num_nodes=cfg.num_nodes,
+            precision=cfg.precision,
+            logger=CSVLogger(str(out), name="logs", version=stage),
+            callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()],
+            enable_progress_bar=cfg.progress,
+            enable_model_summary=False,
+            enable_checkpointing=True,
+            num_sanity_val_steps=0,
+            log_every_n_steps=10,
+            deterministic=False,
+        )
+    except (MisconfigurationException, TypeError, ValueError, ImportError) as exc:
+        # Bad accelerator / devices / strategy / precision values (or a backend that is not
+        # installed): a user mistake, reported in one line rather than as a Lightning traceback.
+        raise ValueError(
+            f"trainer: accelerator={cfg.accelerator!r}, devices={cfg.devices!r}, strategy={cfg.strategy!r}, "
+            f"precision={cfg.precision!r}: {' '.join(str(exc).split())}"
+        ) from None
+
+
+def _check_stage_checkpoint(ckpt: dict[str, Any], path: Path, module) -> dict[str, Any]:
+    """The checkpoint is one of ours and fits the module; returns its resume state."""
+    state = (ckpt.get("callbacks") or {}).get(ResumableCheckpoint.STATE_KEY)
+    weights = ckpt.get("state_dict")
+    if not isinstance(state, dict) or not isinstance(weights, dict) or "rng" not in state:
+        raise CheckpointError(
+            f"checkpoint: {path} was not written by this version of mlsupcon (no resume state); "
+            "delete it and rerun with --resume to restart that stage, or rerun without --resume"
+        )
+    own = module.state_dict()
+    bad = sorted(set(own) ^ set(weights))[:5] or [
+        k for k in own if tuple(own[k].shape) != tuple(getattr(weights[k], "shape", ()))][:5]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint: {path} does not match the model of this configuration (e.g. {bad}); "
+            "resume with the configuration of the interrupted run, or rerun without --resume"
+        )
+    return state
+
+
+def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_epochs: int,
+              early_stop: bool, run: RunState) -> None:
+    """Fits one stage: checkpoints, resume (or skipping a finished stage), non-finite and OOM policies.
+
+    Args:
+        cfg: the run's :class:`~mlsupcon.training.TrainConfig` (``resume``, trainer settings).
+        out: the run folder.
+        stage: the stage's name (its ``checkpoints/`` and ``logs/`` subfolder).
+        module: a Lightning module of :mod:`mlsupcon.training.modules`.
+        train_loader, val_loader: its data.
+        max_epochs: epochs of this stage.
+        early_stop: stop when validation mAP has not improved for ``cfg.patience`` epochs.
+        run: the run's bookkeeping (non-finite step counts, notes).
+    """
+    module.stage, module.max_nonfinite_steps = stage, cfg.max_nonfinite_steps
+    ckpt_dir = out / "checkpoints" / stage
+    last, done = ckpt_dir / "last.ckpt", ckpt_dir / "done.json"
+    sampler = train_loader.sampler if isinstance(train_loader.sampler, EpochSampler) else None
+    checkpoint = ResumableCheckpoint(ckpt_dir, cfg.checkpoint_every_n_steps, sampler, train_loader.batch_size)
+    if cfg.resume and last.is_file():
+        ckpt = load_checkpoint_file(last)
+        state = _check_stage_checkpoint(ckpt, last, module)
+        if done.is_file():
+            # Finished before: the weights, best epoch and RNG states as they were at its end.
+            module.load_state_dict(ckpt["state_dict"])
+            module.on_load_checkpoint(ckpt)
+            restore_rng(state["rng"])
+            run.nonfinite[stage] = module.nonfinite_steps
+            run.note(f"stage '{stage}' had finished; loaded it from {last}")
+            return
+        del ckpt
+        run.note(f"resuming stage '{stage}' from {last} (epoch {state['epoch']}, batch {state['batches_done']} "
+                 f"of it, step {state['global_step']})")
+        ckpt_path = str(last)
+        log_dir = out / "logs" / stage
+        kept_rows = read_log_rows(log_dir, int(state["epoch"]))
+        # Lightning's CSV logger deletes metrics.csv when it starts: keep the complete epochs aside.
+        (log_dir / "metrics.before_resume.csv").unlink(missing_ok=True)
+        write_log_rows(log_dir / "metrics.before_resume.csv", kept_rows)
+    else:
+        ckpt_path, kept_rows, log_dir = None, None, None
+    trainer = _trainer(cfg, out, stage, max_epochs, early_stop, checkpoint)
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        with oom_guidance(cfg, stage):
+            trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        # Lightning stops at a batch boundary on SIGTERM and exits "successfully"; say what happened.
+        where = f"{last}" if last.is_file() else "no checkpoint yet"
+        raise TrainingInterrupted(
+            f"stopped by SIGTERM in stage '{stage}' (step {trainer.global_step}; last checkpoint: {where}); "
+            f"continue with `mlsupcon train --output {out} --resume`"
+        ) from None
+    checkpoint.restore_pending(trainer)  # a stage that had ended just before the kill
+    if kept_rows is not None:
+        merge_resumed_log(log_dir, kept_rows)
+        (log_dir / "metrics.before_resume.csv").unlink(missing_ok=True)
+    if is_primary_process():
+        write_json(done, {"stage": stage, "finished": True, "nonfinite_steps": int(module.nonfinite_steps)})
+    run.nonfinite[stage] = module.nonfinite_steps
