@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mlsupcon.models import Classifier
+from mlsupcon.models.portable import resolve_encoder_assets, save_encoder_assets
 from mlsupcon.training.io import file_sha256, load_weights, save_weights, write_json
 
 __all__ = ["FORMAT", "READABLE_FORMATS", "save_classifier", "load_classifier"]
@@ -46,18 +47,29 @@ def _parts(model: Classifier) -> dict[str, Any]:
     return parts
 
 
-def save_classifier(model: Classifier, folder: str | Path, extra_meta: Mapping[str, Any] | None = None) -> None:
-    """Writes ``folder/weights.safetensors`` and ``folder/model.json`` (atomically, in that order).
+def save_classifier(model: Classifier, folder: str | Path, extra_meta: Mapping[str, Any] | None = None,
+                    backbone: str = "auto") -> None:
+    """Writes ``folder/weights.safetensors``, ``folder/encoder/`` and ``folder/model.json``
+    (atomically, in that order).
+
+    ``encoder/`` holds what the encoder needs besides its weights (a transformer's tokenizer and
+    architecture, …: :mod:`mlsupcon.models.portable`), so the folder loads without the model
+    folders the run was trained from.
 
     Args:
         model: the classifier.
         folder: created if needed.
         extra_meta: JSON-able keys stored in ``model.json`` next to the model's config.
+        backbone: whether a ``frozen`` encoder's transformer is copied too (``"auto"``: unless
+            it is the bundled MiniLM; ``"always"``; ``"never"``).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, **model.config(), **dict(extra_meta or {})}
     save_weights(folder / WEIGHTS, _parts(model))
+    assets = save_encoder_assets(model.encoder, folder, backbone)
+    if assets is not None:
+        meta["encoder_assets"] = assets
     meta["weights_sha256"] = file_sha256(folder / WEIGHTS)
     write_json(folder / META, meta)
 
@@ -97,8 +109,11 @@ def load_classifier(folder: str | Path) -> tuple[Classifier, dict[str, Any]]:
     if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ValueError(f"model: {meta_path} has format {got!r}, expected one of {list(READABLE_FORMATS)}")
+    source, assets = meta, meta.get("encoder_assets")
+    if assets is not None and isinstance(meta.get("encoder"), dict):  # build from the export's own files
+        source = {**meta, "encoder": resolve_encoder_assets(meta["encoder"], assets, folder)}
     try:
-        config = _config_v1(meta) if meta["format"] == "mlsupcon-model/1" else meta
+        config = _config_v1(source) if meta["format"] == "mlsupcon-model/1" else source
         model = Classifier.from_config(config)
         if "label_names" in meta and not isinstance(meta["label_names"], list):
             raise ValueError("label_names must be a list")
