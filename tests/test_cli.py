@@ -10,10 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import fixtures_pipeline as fp
+import pytest
 from fixtures_pipeline import assert_user_error, run_cli
+
 from mlsupcon.cli.main import main
 
 TINY = ["--dataset", "yeast", "--encoder", "mlp", "--method", "bce", "--epochs", "1", "--batch-size", "16",

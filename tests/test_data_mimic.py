@@ -61,7 +61,8 @@ def test_caml_errors(tmp_path):
         load_dataset(f"mimic-caml:{d}", version="100")
     df = pd.read_csv(d / "train_full.csv").drop(columns=["LABELS"])
     df.to_csv(d / "train_full.csv", index=False)
-    with pytest.raises(ValueError, match=r"missing column 'LABELS' in .*train_full\.csv \(columns: SUBJECT_ID, HADM_ID, TEXT, length\)"):
+    with pytest.raises(ValueError, match=r"missing column 'LABELS' in .*train_full\.csv "
+                                         r"\(columns: SUBJECT_ID, HADM_ID, TEXT, length\)"):
         load_dataset(f"mimic-caml:{d}")
     d2 = _write_caml(tmp_path / "m2")
     df = pd.read_csv(d2 / "test_full.csv", keep_default_na=False)

@@ -84,7 +84,8 @@ CASES.update({
 })
 QUEUE_CASES = {
     "queue-simdis-all-views": dict(key="simdis", opts={}, V=2, enqueue_views="all", keys=False, mask=False),
-    "queue-mulsupcon-first-mask": dict(key="mulsupcon_pair", opts={}, V=2, enqueue_views="first", keys=False, mask=True),
+    "queue-mulsupcon-first-mask": dict(key="mulsupcon_pair", opts={}, V=2, enqueue_views="first", keys=False,
+                                       mask=True),
     "queue-supcon-keys": dict(key="supcon", opts={}, V=1, enqueue_views="all", keys=True, mask=True),
     "queue-simclr-keys": dict(key="simclr", opts={}, V=2, enqueue_views="first", keys=True, mask=False),
 }
@@ -192,7 +193,7 @@ def _run_queue_case(cid, spec, rank, world):
     sl = slice(lo, lo + split[rank])
     out = {"loss_err": 0.0, "param_grad_err": 0.0, "queue_vs_single": 0.0, "queue_vs_rank0": 0.0,
            "filled": [], "pushed": [], "ref_grad_norm": 0.0}
-    for step in range(4):
+    for _step in range(4):
         x = torch.randn(btot, v, D_IN, generator=g, dtype=torch.float64)
         y = _labels("random", spec["key"], btot, g)
         mask = (torch.rand(btot, generator=g) < 0.6) if spec["mask"] else None

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from kmcl_reference import (
     ref_asl,
     ref_contrastive,
@@ -14,6 +13,7 @@ from kmcl_reference import (
     ref_reconstruction,
     ref_total,
 )
+
 from mlsupcon.losses import kmcl as kmcl_mod
 from mlsupcon.losses.kmcl import (
     KMCLContrastiveLoss,
@@ -312,7 +312,7 @@ def test_chunked_memory_is_bounded(mode):
     # nothing pairwise is kept for backward, chunked or not
     for c in (chunk, b):
         _, saved = _largest_saved_tensor(
-            lambda: kmcl_contrastive_loss(mu, sigma2, y, chunk_size=c, dim=m)
+            lambda c=c: kmcl_contrastive_loss(mu, sigma2, y, chunk_size=c, dim=m)
         )
         assert saved <= b * k * m
     out.backward()
@@ -339,7 +339,7 @@ def test_gradcheck(mode):
     y[0, 0] = y[1, 0] = 1
     for chunk in (None, 2):
         assert torch.autograd.gradcheck(
-            lambda a, s: kmcl_contrastive_loss(a, s, y, chunk_size=chunk, dim=2), (mu, sigma2)
+            lambda a, s, chunk=chunk: kmcl_contrastive_loss(a, s, y, chunk_size=chunk, dim=2), (mu, sigma2)
         )
 
 

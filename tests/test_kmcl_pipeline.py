@@ -2,10 +2,9 @@
 
 import json
 
-import pytest
-
 import fixtures_pipeline as fp
-from test_pipeline import _case, evaluate_json, assert_same_metrics, train
+import pytest
+from test_pipeline import _case, assert_same_metrics, evaluate_json, train
 
 
 @pytest.mark.parametrize("modality", ["yeast", "debtags", "fashion-mosaic"])
@@ -30,7 +29,8 @@ def test_kmcl_anisotropic_head(tmp_path):
     flags = {**flags, "method": "kmcl"}
     flags.pop("loss", None)
     flags.pop("classifier-epochs", None)
-    run, metrics = train(tmp_path, "kmcl-aniso", flags, {**yml, "head_options": {"mode": "anisotropic", "reduce_dim": 8}})
+    run, metrics = train(tmp_path, "kmcl-aniso", flags,
+                         {**yml, "head_options": {"mode": "anisotropic", "reduce_dim": 8}})
     assert json.loads((run / "model" / "model.json").read_text())["head"]["mode"] == "anisotropic"
     assert_same_metrics(metrics, evaluate_json(run))
 

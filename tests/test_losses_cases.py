@@ -224,7 +224,7 @@ def test_single_label_strategies_agree(V):
                        ("simdis", {"normalization": "weight"}), ("all", {}), ("any", {}),
                        ("mulsupcon", {}), ("mulsupcon", {"reduction": "anchor"})]:
         assert_close(build(name, **opts)(feats, onehot), sup, **TOL,
-                     msg=lambda m: f"{name} {opts}: {m}")
+                     msg=lambda m, name=name, opts=opts: f"{name} {opts}: {m}")
     jac = build("jaccard")(feats, onehot)
     assert_close(jac * (0.3 + 1e-8), sup, **TOL)
 

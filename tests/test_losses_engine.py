@@ -2,11 +2,10 @@
 
 import pytest
 import torch
-
-from mlsupcon.losses import build, relation_counts
-from mlsupcon.losses import relations
-from mlsupcon.losses.engine import plan_chunks
 from reference import ref_flat
+
+from mlsupcon.losses import build, relation_counts, relations
+from mlsupcon.losses.engine import plan_chunks
 
 FLAT = ["all", "any", "mulsupcon", "simdis", "jaccard", "mlcl"]
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from reference import ref_asl, ref_flat, ref_hierarchical, ref_relation_counts
 from torch.testing import assert_close
 
 from mlsupcon.losses import build, relation_counts
-from reference import ref_asl, ref_flat, ref_hierarchical, ref_relation_counts
 
 DT = torch.float64
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -260,9 +260,9 @@ def test_chunked_equals_dense(config, with_refs):
     exp, exp_g = _value_and_grad(lambda f: dense(f, lab, **kw), feats)
     for chunk in (3, 7):
         chunked = build(name, chunk_size=chunk, **opts)
-        got, got_g = _value_and_grad(lambda f: chunked(f, lab, **kw), feats)
-        assert_close(got, exp, **CHUNK_TOL, msg=lambda m: f"{name} chunk={chunk} value: {m}")
-        assert_close(got_g, exp_g, **CHUNK_TOL, msg=lambda m: f"{name} chunk={chunk} grad: {m}")
+        got, got_g = _value_and_grad(lambda f, chunked=chunked: chunked(f, lab, **kw), feats)
+        assert_close(got, exp, **CHUNK_TOL, msg=lambda m, chunk=chunk: f"{name} chunk={chunk} value: {m}")
+        assert_close(got_g, exp_g, **CHUNK_TOL, msg=lambda m, chunk=chunk: f"{name} chunk={chunk} grad: {m}")
 
 
 @pytest.mark.parametrize("name", ["simdis", "mulsupcon", "jaccard"])

@@ -11,8 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-
 from fixtures_pipeline import TINY_MLP, assert_user_error, run_cli
+
 from mlsupcon.training.config import TrainConfig, load_config
 from mlsupcon.training.methods import METHODS, FitContext, Method, get_method
 from mlsupcon.training.methods.base import make_head

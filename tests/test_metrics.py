@@ -12,13 +12,13 @@ import scipy.sparse as sp
 from sklearn import metrics as skm
 
 from mlsupcon import evaluation as ev
-from mlsupcon.evaluation import metrics as M
-from mlsupcon.evaluation import thresholds as T
 from mlsupcon.evaluation import (
     compute_metrics,
     tune_global_threshold,
     tune_per_label_thresholds,
 )
+from mlsupcon.evaluation import metrics as M
+from mlsupcon.evaluation import thresholds as T
 
 REQUIRED_KEYS = {
     "micro_f1", "macro_f1", "macro_f1_all", "macro_f1_pr",

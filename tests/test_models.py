@@ -265,7 +265,8 @@ def test_transformer_encode_sequence_matches_per_segment_runs(tiny):
     with torch.no_grad():
         for s in range(3):
             k = int(m[0, s].sum())
-            ref = tiny.backbone(input_ids=ids[0, s : s + 1, :k], attention_mask=m[0, s : s + 1, :k]).last_hidden_state[0]
+            ref = tiny.backbone(input_ids=ids[0, s : s + 1, :k],
+                                attention_mask=m[0, s : s + 1, :k]).last_hidden_state[0]
             torch.testing.assert_close(seq[0, s * 16 : s * 16 + k], ref, rtol=1e-4, atol=1e-5)
     assert torch.all(seq[0, 2 * 16 + 10 :] == 0)  # last segment: [CLS] + 8 + [SEP] and torch.all(seq[1, 3:] == 0)
     # Pooled = mean over every real token of every segment.
@@ -296,13 +297,15 @@ def test_transformer_relayout_after_token_deletion(tiny):
     # Delete content tokens and pack rows to the left (what token-dropout views do): the
     # encoder re-cuts segments exactly as if the shorter documents had been laid out.
     g = torch.Generator().manual_seed(0)
-    drop = (torch.rand(b["input_ids"].shape, generator=g) < 0.4) & ~torch.isin(b["input_ids"], torch.tensor([cls_, sep]))
+    drop = ((torch.rand(b["input_ids"].shape, generator=g) < 0.4)
+            & ~torch.isin(b["input_ids"], torch.tensor([cls_, sep])))
     survive = b["attention_mask"].bool() & ~drop
     order = torch.argsort((~survive).to(torch.int8), dim=1, stable=True)
     v_ids = torch.gather(b["input_ids"], 1, order)
     v_mask = torch.gather(survive, 1, order).long()
     v_ids = torch.where(v_mask.bool(), v_ids, torch.zeros_like(v_ids))
-    kept = [[t for t, k in zip(b["input_ids"][i].tolist(), survive[i].tolist()) if k and t not in (cls_, sep)] for i in range(3)]
+    kept = [[t for t, k in zip(b["input_ids"][i].tolist(), survive[i].tolist()) if k and t not in (cls_, sep)]
+            for i in range(3)]
     expect = tiny.layout(kept)
     ids, mask = tiny.relayout(v_ids, v_mask)
     assert torch.equal(ids[:, : expect["input_ids"].shape[1]], expect["input_ids"])
@@ -400,7 +403,8 @@ def test_resnet_preprocess_shapes_and_grads():
 
 
 def test_resnet_config_round_trip_presets_and_local_path(tmp_path):
-    enc = build_encoder("resnet", config={"depths": [1, 1], "hidden_sizes": [8, 16], "embedding_size": 8}, image_size=16, mean=[0.5] * 3, std=[0.25] * 3)
+    enc = build_encoder("resnet", config={"depths": [1, 1], "hidden_sizes": [8, 16], "embedding_size": 8},
+                        image_size=16, mean=[0.5] * 3, std=[0.25] * 3)
     assert enc.output_dim == 16
     enc.eval()
     re = build_encoder(**json.loads(json.dumps(enc.config())))
@@ -412,7 +416,8 @@ def test_resnet_config_round_trip_presets_and_local_path(tmp_path):
     torch.testing.assert_close(enc(b), manual)
     assert build_encoder("resnet", preset="resnet18", image_size=32).output_dim == 512
     enc.backbone.save_pretrained(tmp_path / "r")
-    loaded = build_encoder("resnet", model_path=str(tmp_path / "r"), image_size=16, mean=[0.5] * 3, std=[0.25] * 3).eval()
+    loaded = build_encoder("resnet", model_path=str(tmp_path / "r"), image_size=16, mean=[0.5] * 3,
+                           std=[0.25] * 3).eval()
     torch.testing.assert_close(loaded(b), enc(b))
     frozen = build_encoder("resnet", model_path=str(tmp_path / "r"), image_size=16, freeze=True)
     frozen.train()

@@ -35,7 +35,8 @@ def test_minilm_loads_offline_and_tokenizes_like_transformers(minilm):
     assert torch.equal(b["input_ids"], ref["input_ids"])
     assert torch.equal(b["attention_mask"], ref["attention_mask"])
     info = minilm.tokenizer_info
-    assert (info["cls_token_id"], info["sep_token_id"], info["mask_token_id"], info["pad_token_id"]) == (101, 102, 103, 0)
+    ids = (info["cls_token_id"], info["sep_token_id"], info["mask_token_id"], info["pad_token_id"])
+    assert ids == (101, 102, 103, 0)
 
 
 def test_minilm_mean_pooling_and_similarity(minilm):

@@ -12,11 +12,11 @@ import math
 import re
 from pathlib import Path
 
+import fixtures_pipeline as fp
 import numpy as np
 import pytest
-
-import fixtures_pipeline as fp
 from fixtures_pipeline import run_cli
+
 from mlsupcon.data import load_dataset
 from mlsupcon.data.fashion import DEFAULT_FASHION_ROOT
 from mlsupcon.evaluation import compute_metrics, tune_global_threshold

@@ -18,10 +18,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import ref_flat
 from torch.testing import assert_close
 
 from mlsupcon.losses import build
-from reference import ref_flat
 
 LOSSES = ("all", "any", "mulsupcon", "simdis", "jaccard", "mlcl")
 

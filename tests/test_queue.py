@@ -7,11 +7,11 @@ import io
 
 import pytest
 import torch
+from reference import ref_flat
 from torch import nn
 
 from mlsupcon.losses import MemoryQueue, MomentumEncoder, QueueLoss, build
 from mlsupcon.losses import queue as queue_module
-from reference import ref_flat
 
 C, D = 4, 6
 FLAT = [
@@ -60,7 +60,7 @@ def test_queue_loss_equals_loss_with_queue_as_references(name, opts, views):
     crit = QueueLoss(build(name, **opts), size=size, dim=D, num_labels=C, enqueue_views=views, dtype=torch.float64)
     plain = build(name, **opts)
     hist_f, hist_y = [], []
-    for step in range(4):  # 4 × (5 or 10) rows through 11 slots: wraps around
+    for _step in range(4):  # 4 × (5 or 10) rows through 11 slots: wraps around
         f = torch.randn(5, v, D, generator=g, dtype=torch.float64, requires_grad=True)
         y = _labels(name, 5, g)
         loss = crit(f, y)
@@ -265,7 +265,7 @@ def test_momentum_encoder_ema_no_grad_and_state_dict():
     ema = MomentumEncoder(online, momentum=m)
     expected = {k: v.clone() for k, v in online.named_parameters()}
     opt = torch.optim.SGD(online.parameters(), lr=0.05)
-    for step in range(3):
+    for _step in range(3):
         x = torch.randn(5, 3, dtype=torch.float64)
         out = ema(x)
         assert not out.requires_grad
@@ -315,7 +315,7 @@ def test_momentum_keys_fill_the_queue():
     key_encoder = MomentumEncoder(encoder, momentum=0.99)
     crit = QueueLoss(build("mulsupcon"), size=20, dim=D, num_labels=C, enqueue_views="first")
     opt = torch.optim.SGD(encoder.parameters(), lr=0.1)
-    for step in range(3):
+    for _step in range(3):
         x1, x2 = torch.randn(4, 3), torch.randn(4, 3)
         y = torch.randint(0, 2, (4, C))
         key_encoder.update()

@@ -19,11 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+import fixtures_pipeline as fp
 import numpy as np
 import pytest
 import torch
-
-import fixtures_pipeline as fp
 from fixtures_pipeline import assert_user_error, run_cli
 
 pytestmark = pytest.mark.slow

@@ -107,7 +107,8 @@ def _overrides(args: argparse.Namespace, command: str) -> dict[str, Any]:
     return o
 
 
-def _print_metrics(m: dict[str, Any], keys=("micro_f1", "macro_f1", "micro_auc", "macro_auc", "map", "p@1", "p@5")) -> None:
+def _print_metrics(m: dict[str, Any],
+                   keys=("micro_f1", "macro_f1", "micro_auc", "macro_auc", "map", "p@1", "p@5")) -> None:
     from rich.console import Console
     from rich.table import Table
 

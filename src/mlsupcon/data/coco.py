@@ -194,7 +194,8 @@ def load_coco(
         parts[k] = rows(f, np.arange(len(f.image_ids)))
     if missing:
         assert main is not None
-        fr = np.array([split_fractions[i] if k in missing else 0.0 for i, k in enumerate(("train", "validation", "test"))])
+        fr = np.array([split_fractions[i] if k in missing else 0.0
+                       for i, k in enumerate(("train", "validation", "test"))])
         if fr.sum() <= 0:
             raise ValueError(f"split_fractions {split_fractions} give nothing to the missing split(s) {missing}")
         fr = fr / fr.sum()

@@ -38,7 +38,8 @@ from .base import MultiLabelDataset, Split, encode_labels, split_seed
 from .hierarchy import LabelHierarchy
 from .images import ImageArray
 
-__all__ = ["FASHION_MNIST_CLASSES", "FASHION_GROUPS", "DEFAULT_FASHION_ROOT", "load_fashion_mosaic", "read_fashion_mnist"]
+__all__ = ["FASHION_MNIST_CLASSES", "FASHION_GROUPS", "DEFAULT_FASHION_ROOT", "load_fashion_mosaic",
+           "read_fashion_mnist"]
 
 DEFAULT_FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
 
@@ -107,7 +108,8 @@ def _read_part(root: str, part: str, mtime: float) -> tuple[np.ndarray, np.ndarr
     return images, labels
 
 
-def read_fashion_mnist(root: str | os.PathLike = DEFAULT_FASHION_ROOT, part: str = "train") -> tuple[np.ndarray, np.ndarray]:
+def read_fashion_mnist(root: str | os.PathLike = DEFAULT_FASHION_ROOT,
+                       part: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST images ``uint8 [n, 28, 28]`` and labels ``uint8 [n]`` (cached).
 
     Args:

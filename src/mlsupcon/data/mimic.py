@@ -180,7 +180,8 @@ def _find_files(d: Path, data_file: str | None, split_file: str | None) -> tuple
         if len(cands) != 1:
             raise ValueError(
                 f"cannot tell which file in {d} holds the data "
-                f"({'candidates: ' + ', '.join(x.name for x in cands) if cands else 'no .feather/.parquet data file'}); "
+                f"({'candidates: ' + ', '.join(x.name for x in cands) if cands else 'no .feather/.parquet data file'})"
+                "; "
                 f"pass data_file=..."
             )
         dp = cands[0]
@@ -191,14 +192,16 @@ def _find_files(d: Path, data_file: str | None, split_file: str | None) -> tuple
             raise FileNotFoundError(f"split file not found: {sp_}")
     else:
         stem = dp.name.split(".")[0]
-        preferred = [d / f"{stem}_split.feather", d / f"{stem}_splits.feather", d / f"{stem}_split.csv", d / f"{stem}_splits.csv"]
+        preferred = [d / f"{stem}_split.feather", d / f"{stem}_splits.feather", d / f"{stem}_split.csv",
+                     d / f"{stem}_splits.csv"]
         found = [p for p in preferred if p.is_file()]
         if not found:
             found = [x for x in tables if _is_split_name(x.name.lower()) and "subset" not in x.name.lower()]
         if len(found) != 1:
             raise ValueError(
                 f"cannot tell which file in {d} holds the splits "
-                f"({'candidates: ' + ', '.join(x.name for x in found) if found else 'no *_split(s).feather/.csv file'}); "
+                f"({'candidates: ' + ', '.join(x.name for x in found) if found else 'no *_split(s).feather/.csv file'})"
+                "; "
                 f"pass split_file=..."
             )
         sp_ = found[0]

@@ -147,7 +147,8 @@ def read_jsonl_records(
             labels = obj[label_field]
             if labels is None:
                 labels = []
-            if not isinstance(labels, list) or not all(isinstance(l, (str, int)) and not isinstance(l, bool) for l in labels):
+            if not isinstance(labels, list) or not all(
+                    isinstance(l, (str, int)) and not isinstance(l, bool) for l in labels):
                 raise ValueError(
                     f"line {lineno} of {src}: field '{label_field}' must be a list of strings, "
                     f"got {json.dumps(labels)[:80]}"

@@ -143,7 +143,7 @@ def _to_numpy(x: Any) -> Any:
     """
     if sp.issparse(x):
         return x
-    if hasattr(x, "detach") and callable(getattr(x, "detach")):
+    if hasattr(x, "detach") and callable(x.detach):
         x = x.detach()
         if hasattr(x, "cpu"):
             x = x.cpu()

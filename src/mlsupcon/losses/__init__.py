@@ -55,7 +55,6 @@ from mlsupcon.losses.hierarchical import (  # noqa: E402  (needs FLAT_LOSSES)
     HiMulConELoss,
     HiMulConLoss,
 )
-
 from mlsupcon.losses.kmcl import KMCLLoss  # noqa: E402
 
 HIERARCHICAL_LOSSES = {"himulcon": HiMulConLoss, "hicone": HiConELoss, "himulcone": HiMulConELoss}

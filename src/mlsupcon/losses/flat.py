@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlsupcon.losses import distributed as _distributed
 from mlsupcon.losses._validation import (
     check_choice,
     check_chunk_size,
@@ -18,7 +19,6 @@ from mlsupcon.losses._validation import (
     check_positive,
     flatten_features,
 )
-from mlsupcon.losses import distributed as _distributed
 from mlsupcon.losses.engine import reduce_anchor_losses, weighted_log_softmax
 from mlsupcon.losses.relations import LabelStatistics
 from mlsupcon.losses.strategies import (

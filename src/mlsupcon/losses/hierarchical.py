@@ -23,7 +23,8 @@ def default_level_weights(num_levels: int) -> list[float]:
     return [2.0 ** (1.0 / (num_levels - l + 1)) for l in range(1, num_levels + 1)]
 
 
-def path_to_levels(paths: torch.Tensor, ref_paths: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+def path_to_levels(paths: torch.Tensor,
+                   ref_paths: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     """One-hot label rows per level from ``[B, L]`` class-id paths (coarsest first).
 
     At level l two samples share a label iff their paths agree on levels 1..l, so the flat

@@ -115,7 +115,8 @@ class LabelStatistics:
             return (block @ self._dense_t).to(self.dtype)
         # Very large label spaces × very many rows: sparse @ sparse, memory ∝ non-zeros.
         rows = torch.repeat_interleave(torch.arange(s1 - s0, device=cols.device), crow.diff())
-        left = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (s1 - s0, self.num_present), check_invariants=False)
+        left = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (s1 - s0, self.num_present),
+                                       check_invariants=False)
         right = torch.sparse_coo_tensor(
             torch.stack([self._cols, self._rows]),
             torch.ones_like(self._cols, dtype=self._sp_dtype),

@@ -18,13 +18,13 @@ Example:
 """
 
 from .base import Encoder, pad_sequences, pad_text_batches
+from .classifier import HEADS, Classifier, build_head, head_logits
 from .cnn import CNNEncoder
 from .factory import ENCODERS, build_encoder, encoder_options
 from .frozen import FrozenEncoder
 from .fusion import FusionEncoder
 from .heads import ClassifierHead, LabelWiseAttention, LinearClassifier, ProjectionHead
 from .kmcl import KMCLClassifier, KMCLHead, KMCLHeadOutput
-from .classifier import HEADS, Classifier, build_head, head_logits
 from .knn_head import BlendHead, KNNHead
 from .linear_baseline import LinearScores, fit_one_vs_rest, fit_vector_linear
 from .mlp import MLPEncoder

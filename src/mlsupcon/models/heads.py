@@ -270,5 +270,6 @@ class LabelWiseAttention(ClassifierHead):
         return torch.bmm(self.attention(seq, mask), seq)
 
     def extra_repr(self) -> str:
-        return f"hidden_dim={self.hidden_dim}, num_labels={self.num_labels}, form={self.form!r}, attention_dim={self.attention_dim}"
+        return (f"hidden_dim={self.hidden_dim}, num_labels={self.num_labels}, form={self.form!r}, "
+                f"attention_dim={self.attention_dim}")
 

@@ -163,7 +163,8 @@ def fit_one_vs_rest(
     coef = np.zeros((num_labels, k), dtype=np.float32)
     intercept = np.array([constant_logit(int(p), int(n - p)) for p in pos], dtype=np.float32)
     fits = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_label)(_make_estimator(estimator, C, class_weight, max_iter, tol, seed), Xf, y[:, j].astype(np.int32))
+        delayed(_fit_label)(_make_estimator(estimator, C, class_weight, max_iter, tol, seed), Xf,
+                            y[:, j].astype(np.int32))
         for j in trainable
     )
     for j, (w, b) in zip(trainable, fits):
@@ -246,9 +247,11 @@ class LinearScores(nn.Module):
     def __init__(self, coef: Any, intercept: Any) -> None:
         super().__init__()
         w = torch.as_tensor(np.asarray(coef, dtype=np.float32) if not isinstance(coef, torch.Tensor) else coef)
-        b = torch.as_tensor(np.asarray(intercept, dtype=np.float32) if not isinstance(intercept, torch.Tensor) else intercept)
+        b = torch.as_tensor(intercept if isinstance(intercept, torch.Tensor)
+                            else np.asarray(intercept, dtype=np.float32))
         if w.dim() != 2 or b.dim() != 1 or b.shape[0] != w.shape[0]:
-            raise ValueError(f"coef must be [num_labels, K] and intercept [num_labels], got {tuple(w.shape)} and {tuple(b.shape)}")
+            raise ValueError(f"coef must be [num_labels, K] and intercept [num_labels], got {tuple(w.shape)} "
+                             f"and {tuple(b.shape)}")
         self.weight = nn.Parameter(w.detach().float().t().contiguous())
         self.bias = nn.Parameter(b.detach().float().clone())
 
@@ -261,7 +264,8 @@ class LinearScores(nn.Module):
         return int(self.weight.shape[1])
 
     def forward(self, x: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Dense ``[n, K]`` tensor, or ``{"ids": int64 [n, L], "weights": float [n, L]}`` -> logits ``[n, num_labels]``."""
+        """Dense ``[n, K]`` tensor, or ``{"ids": int64 [n, L], "weights": float [n, L]}`` -> logits
+        ``[n, num_labels]``."""
         if isinstance(x, Mapping):
             ids = x["ids"].to(self.weight.device)
             wts = x["weights"].to(device=self.weight.device, dtype=self.weight.dtype)

@@ -35,10 +35,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: ``ResNetConfig`` values of the presets. "small" is a CPU-friendly default (~1.2M params).
 RESNET_PRESETS: dict[str, dict[str, Any]] = {
     "small": {"layer_type": "basic", "depths": [1, 1, 1, 1], "hidden_sizes": [32, 64, 128, 256], "embedding_size": 32},
-    "resnet18": {"layer_type": "basic", "depths": [2, 2, 2, 2], "hidden_sizes": [64, 128, 256, 512], "embedding_size": 64},
-    "resnet34": {"layer_type": "basic", "depths": [3, 4, 6, 3], "hidden_sizes": [64, 128, 256, 512], "embedding_size": 64},
-    "resnet50": {"layer_type": "bottleneck", "depths": [3, 4, 6, 3], "hidden_sizes": [256, 512, 1024, 2048], "embedding_size": 64},
-    "resnet101": {"layer_type": "bottleneck", "depths": [3, 4, 23, 3], "hidden_sizes": [256, 512, 1024, 2048], "embedding_size": 64},
+    "resnet18": {"layer_type": "basic", "depths": [2, 2, 2, 2], "hidden_sizes": [64, 128, 256, 512],
+                 "embedding_size": 64},
+    "resnet34": {"layer_type": "basic", "depths": [3, 4, 6, 3], "hidden_sizes": [64, 128, 256, 512],
+                 "embedding_size": 64},
+    "resnet50": {"layer_type": "bottleneck", "depths": [3, 4, 6, 3], "hidden_sizes": [256, 512, 1024, 2048],
+                 "embedding_size": 64},
+    "resnet101": {"layer_type": "bottleneck", "depths": [3, 4, 23, 3], "hidden_sizes": [256, 512, 1024, 2048],
+                  "embedding_size": 64},
 }
 
 

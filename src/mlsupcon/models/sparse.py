@@ -155,7 +155,8 @@ class SparseTextEncoder(Encoder):
                 raise ValueError("featurizer: the TextFeaturizer is not fitted; call fit(train_texts) first")
             fz = featurizer
         elif featurizer is not None and not isinstance(featurizer, Mapping):
-            raise ValueError(f"featurizer must be a dict of TextFeaturizer options or a TextFeaturizer, got {type(featurizer).__name__}")
+            raise ValueError("featurizer must be a dict of TextFeaturizer options or a TextFeaturizer, "
+                             f"got {type(featurizer).__name__}")
         elif train_texts is not None:
             if num_features is not None:
                 raise ValueError("sparse encoder takes train_texts or num_features (rebuilding from config), not both")

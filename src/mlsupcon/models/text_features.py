@@ -195,7 +195,8 @@ class TextFeaturizer:
         kept_ids = np.asarray(kept_ids, dtype=np.int64).ravel()
         idf = np.asarray(idf, dtype=np.float32).ravel()
         if kept_ids.size == 0 or kept_ids.size != idf.size:
-            raise ValueError(f"kept_ids and idf must be non-empty and of equal length, got {kept_ids.size} and {idf.size}")
+            raise ValueError(f"kept_ids and idf must be non-empty and of equal length, got {kept_ids.size} "
+                             f"and {idf.size}")
         if kept_ids[0] < 0 or kept_ids[-1] >= width or (kept_ids.size > 1 and np.any(np.diff(kept_ids) <= 0)):
             raise ValueError(f"kept_ids must be strictly increasing hashed ids in [0, {width}) for this config")
         lut = np.full(width, -1, dtype=np.int32 if kept_ids.size < 2**31 else np.int64)

@@ -167,7 +167,8 @@ class TransformerEncoder(Encoder):
             tok_path = path if tokenizer_path is None else _resolve_model_path(tokenizer_path, "tokenizer_path")
         else:
             path = None
-            tok_path = minilm_path() if tokenizer_path is None else _resolve_model_path(tokenizer_path, "tokenizer_path")
+            tok_path = (minilm_path() if tokenizer_path is None
+                        else _resolve_model_path(tokenizer_path, "tokenizer_path"))
         self.tokenizer = TextTokenizer.from_path(tok_path)
 
         with quiet_transformers():
@@ -232,7 +233,8 @@ class TransformerEncoder(Encoder):
             if not getattr(self.backbone, "supports_gradient_checkpointing", False):
                 raise ValueError(f"gradient_checkpointing: {type(self.backbone).__name__} does not support it")
             # transformers 5 renamed the method; keep working with 4.x too.
-            enable = getattr(self.backbone, "activation_checkpointing_enable", None) or self.backbone.gradient_checkpointing_enable
+            enable = (getattr(self.backbone, "activation_checkpointing_enable", None)
+                      or self.backbone.gradient_checkpointing_enable)
             if hasattr(self.backbone.config, "use_cache"):
                 self.backbone.config.use_cache = False  # incompatible with checkpointing anyway
             with quiet_transformers():

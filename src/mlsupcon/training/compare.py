@@ -193,7 +193,8 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
             for rank in range(len(top)):  # later (rarer) labels overwrite earlier ones
                 colour[y[:, top[rank]] > 0] = rank
             ax.scatter(xy[colour < 0, 0], xy[colour < 0, 1], s=3, c="lightgrey")
-            sc = ax.scatter(xy[colour >= 0, 0], xy[colour >= 0, 1], s=3, c=colour[colour >= 0], cmap="tab10", vmin=0, vmax=9)
+            ax.scatter(xy[colour >= 0, 0], xy[colour >= 0, 1], s=3, c=colour[colour >= 0], cmap="tab10",
+                       vmin=0, vmax=9)
             ax.set_title(loss)
             ax.set_xticks([])
             ax.set_yticks([])

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+
 @dataclass
 class TrainConfig:
     """Everything a run needs; ``config.yaml`` in the output folder is this, resolved.

@@ -106,7 +106,8 @@ def load_weights(path: str | Path, modules: dict[str, torch.nn.Module]) -> None:
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"weights: {path} is not a readable safetensors file (truncated or tampered?): {exc}") from None
+        raise ValueError(f"weights: {path} is not a readable safetensors file (truncated or tampered?): "
+                         f"{exc}") from None
     for prefix, module in modules.items():
         own = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
         missing, unexpected = module.load_state_dict(own, strict=False)

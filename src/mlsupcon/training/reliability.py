@@ -37,7 +37,6 @@ from mlsupcon.training.errors import (  # noqa: F401 - re-exported
 )
 from mlsupcon.training.io import atomic_write
 
-
 # ------------------------------------------------------------------------------ RNG states
 
 

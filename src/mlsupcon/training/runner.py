@@ -58,7 +58,8 @@ def make_encoder(cfg: TrainConfig, ds: MultiLabelDataset):
             opts.setdefault("train_texts", list(train.inputs))
     encoder = build_encoder(cfg.encoder, **opts)
     if encoder.modality != ds.modality:
-        raise ValueError(f"encoder: '{cfg.encoder}' takes {encoder.modality} inputs; dataset '{ds.name}' is {ds.modality}")
+        raise ValueError(f"encoder: '{cfg.encoder}' takes {encoder.modality} inputs; dataset '{ds.name}' "
+                         f"is {ds.modality}")
     return encoder
 
 
