@@ -50,7 +50,7 @@ from typing import Any, Mapping
 from torch import nn
 
 __all__ = ["ASSETS_DIR", "BACKBONE_CHOICES", "save_encoder_assets", "resolve_encoder_assets", "save_hf_tokenizer",
-           "TOKENIZER_FILES"]
+           "tokenizer_source", "TOKENIZER_FILES"]
 
 #: Folder of the assets inside a model folder.
 ASSETS_DIR = "encoder"
@@ -99,7 +99,7 @@ def save_hf_tokenizer(tokenizer: Any, source: str | os.PathLike | None, out: str
     PreTrainedTokenizerFast(tokenizer_object=backend, **roles).save_pretrained(str(out))
 
 
-def _tokenizer_source(cfg: Mapping[str, Any]) -> str | None:
+def tokenizer_source(cfg: Mapping[str, Any]) -> str | None:
     """The folder a transformer's ``config()`` reads its tokenizer from (None if gone)."""
     from .transformer import _resolve_model_path
 
@@ -111,7 +111,7 @@ def _tokenizer_source(cfg: Mapping[str, Any]) -> str | None:
 
 
 def _write_transformer(encoder: nn.Module, dest: Path, backbone: str) -> dict[str, Any]:
-    save_hf_tokenizer(encoder.tokenizer, _tokenizer_source(encoder.config()), dest)
+    save_hf_tokenizer(encoder.tokenizer, tokenizer_source(encoder.config()), dest)
     encoder.backbone.config.save_pretrained(str(dest))
     return {"kind": "hf-config"}
 
