@@ -43,14 +43,8 @@ PROGRESS_MIN_BATCHES = 4
 
 
 def model_folder(path: str | os.PathLike) -> Path:
-    """The ``model/`` folder of a run folder (or ``path`` itself when it is a model folder).
-
-    Raises:
-        ValueError: when ``path`` does not exist.
-    """
+    """The ``model/`` folder of a run folder (or ``path`` itself when it is a model folder)."""
     p = Path(path).expanduser()
-    if not p.exists():
-        raise ValueError(f"model: {p} not found (expected a run folder or its model/ folder)")
     return p / "model" if (p / "model").is_dir() and not (p / "model.json").is_file() else p
 
 
