@@ -240,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("losses", help="list the losses").set_defaults(func=cmd_losses)
     sub.add_parser("datasets", help="list the dataset specs").set_defaults(func=cmd_datasets)
+    from mlsupcon.cli.predict import add_commands  # predict, embed, export; evaluate's data options
+
+    add_commands(sub, evaluate=e)
     return p
 
 
