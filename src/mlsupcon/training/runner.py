@@ -183,29 +183,10 @@ def _load_run_model(model_dir: str | Path) -> tuple[Classifier, dict[str, Any]]:
 
 
 def evaluate_run(path: str | Path, split: str = "test", dataset: str | None = None, ks=(1, 5, 8, 15),
-                 batch_size: int = 512) -> dict[str, Any]:
-    """Re-evaluates an exported model on a split with its saved (validation-tuned) threshold."""
-    path = Path(path)
-    model_dir = path / "model" if (path / "model").is_dir() else path
-    model, meta = _load_run_model(model_dir)
-    spec = dataset or meta["dataset"]
-    ds = load_dataset(spec, **(meta.get("dataset_options") or {}))
-    if list(ds.label_names) != list(meta["label_names"]):
-        ours, theirs = list(meta["label_names"]), list(ds.label_names)
-        missing = [lab for lab in ours if lab not in set(theirs)][:3]
-        extra = [lab for lab in theirs if lab not in set(ours)][:3]
-        detail = (f"not in the data: {missing}; " if missing else "") + (f"not in the model: {extra}" if extra else "")
-        if not detail:
-            detail = "same labels in another order"
-        raise ValueError(
-            f"dataset: the label vocabulary of {spec!r} ({ds.num_labels} labels) differs from the model's "
-            f"({len(ours)} labels; {detail.rstrip('; ')}); evaluate on data with the same labels"
-        )
-    if split not in ds.splits:
-        raise ValueError(f"split: expected one of {sorted(ds.splits)}, got {split!r}")
-    prepare_encoder(model.encoder, ds, (split,))
-    loader = make_loader(ds.splits[split], model.preprocess, batch_size, shuffle=False)
-    scores, y = predict(model, loader)
-    result = compute_metrics(y, scores, meta["threshold"], ks=tuple(ks))
-    result.update({"threshold": meta["threshold"], "split": split, "num_examples": int(len(y))})
-    return result
+                 batch_size: int = 512, dataset_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Re-evaluates an exported model on a split with its saved (validation-tuned) threshold:
+    :func:`mlsupcon.training.inference.evaluate_model` (``mlsupcon evaluate``)."""
+    from mlsupcon.training.inference import evaluate_model
+
+    return evaluate_model(path, split=split, dataset=dataset, dataset_options=dataset_options, ks=ks,
+                          batch_size=batch_size)
