@@ -49,8 +49,9 @@ def _choices(names) -> str:
 #: Every flag that sets a config field: argparse and the overrides both come from this table.
 FLAGS: tuple[Flag, ...] = (
     Flag("--dataset", str, "dataset", "debtags | yeast | fashion-mosaic | jsonl:PATH | csv:PATH | "
-                                      "mimic-caml:DIR | mimic-repro:DIR | coco:ANNOTATIONS[:IMAGES]"),
-    Flag("--encoder", str, "encoder", "mlp | cnn | transformer | resnet"),
+                                      "mimic-caml:DIR | mimic-repro:DIR | coco:ANNOTATIONS[:IMAGES] | vectors:PATH "
+                                      "(see `mlsupcon datasets`)"),
+    Flag("--encoder", str, "encoder", "mlp | cnn | transformer | resnet | sparse | frozen | fusion"),
     Flag("--model-path", str, "encoder_options.model_path", "local Hugging Face model folder (transformer / resnet)"),
     Flag("--method", str, "method", _choices(METHODS)),
     Flag("--loss", str, "loss", "contrastive loss (see `mlsupcon losses`)", commands=("train",)),
