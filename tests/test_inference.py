@@ -515,3 +515,22 @@ def test_fusion_of_sparse_and_transformer_loads_without_the_minilm_package(text_
     np.testing.assert_allclose(proba, scores, rtol=0, atol=TOL)
     assert_metrics_match(json.loads((run / "metrics.json").read_text()),
                          compute_metrics(y, proba, model.threshold, ks=KS))
+
+
+def test_tokenizer_folder_without_its_source(tmp_path):
+    """When the folder a tokenizer came from is gone, it is rebuilt from the tokenizer itself:
+    same ids, same special tokens, readable by AutoTokenizer."""
+    from transformers import AutoTokenizer
+
+    from mlsupcon.models import minilm_path
+    from mlsupcon.models.portable import save_hf_tokenizer
+    from mlsupcon.models.tokenization import TextTokenizer
+
+    original = TextTokenizer.from_path(minilm_path())
+    save_hf_tokenizer(original, None, tmp_path / "tok")
+    again = TextTokenizer.from_path(tmp_path / "tok")
+    texts = ["Héllo, wörld!", "A longer sentence about compilers and pointers."]
+    assert again.encode(texts) == original.encode(texts)
+    assert again.info() == original.info()
+    hf = AutoTokenizer.from_pretrained(tmp_path / "tok", local_files_only=True)
+    assert hf.cls_token == "[CLS]" and hf.pad_token_id == original.pad_token_id
