@@ -1,4 +1,4 @@
-"""The ``mlsupcon`` command: train, evaluate, compare, losses, datasets.
+"""The ``mlsupcon`` command: train, evaluate, compare, report, losses, datasets; predict, embed, export.
 
 A user mistake (bad file, unknown option, wrong labels) prints one clear message and exits
 with status 2; it never shows a traceback from deep inside a library.
@@ -7,7 +7,6 @@ with status 2; it never shows a traceback from deep inside a library.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -148,16 +147,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
-    from mlsupcon.training.runner import evaluate_run
-
-    m = evaluate_run(args.path, split=args.split, dataset=args.dataset)
-    _print_metrics(m)
-    if args.json:
-        print(json.dumps(m, indent=2))
-    return 0
-
-
 def cmd_compare(args) -> int:
     from mlsupcon.training.config import load_config
 
@@ -221,9 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate a trained run folder (or its model/ folder)")
     e.add_argument("path")
     e.add_argument("--split", default="test")
-    e.add_argument("--dataset", help="evaluate on another dataset spec with the same labels")
+    e.add_argument("--dataset", help="evaluate on another dataset spec (its labels among the model's)")
     e.add_argument("--json", action="store_true", help="also print every metric as JSON")
-    e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("compare", help="several losses × seeds → results.csv, report.md, figures")
     _add_run_flags(c, "compare")
