@@ -48,6 +48,7 @@ from torch import nn
 from .factory import build_encoder
 from .heads import ClassifierHead, LabelWiseAttention, LinearClassifier, ProjectionHead
 from .kmcl import KMCLClassifier
+from .score_head import ScoresHead
 
 __all__ = ["Classifier", "HEADS", "build_head", "head_class", "head_logits"]
 
@@ -56,6 +57,7 @@ HEADS: dict[str, type[ClassifierHead]] = {
     "linear": LinearClassifier,
     "attention": LabelWiseAttention,
     "kmcl": KMCLClassifier,
+    "scores": ScoresHead,
 }
 
 

@@ -28,8 +28,17 @@ class TrainConfig:
             ``kmcl`` (the KMCL head and its three losses, end to end).
         loss: contrastive loss name for :func:`mlsupcon.losses.build`.
         loss_options: its options (``temperature`` …).
-        epochs: contrastive (stage-1) epochs for two-stage; training epochs otherwise.
-        classifier_epochs: stage-2 epochs (early stopping on validation mAP).
+        epochs: the cap of contrastive (stage-1) epochs for two-stage (early stopping on the kNN
+            mAP of a validation subset, ``val/knn_map``); of training epochs otherwise.
+        classifier_epochs: the cap of stage-2 epochs (early stopping on validation mAP).
+        lr: learning rate (AdamW) of every stage but two-stage's classifier (``classifier_lr``).
+        lr_schedule: ``cosine`` (linear warm-up, then cosine decay to ``min_lr_ratio`` × lr at a
+            stage's epoch cap, per step; :mod:`mlsupcon.training.schedule`) or ``constant``.
+        warmup_epochs: epochs of linear warm-up at the start of every stage (fractions allowed;
+            null: a tenth of the stage's epochs, at most 1).
+        min_lr_ratio: the cosine schedule's final learning rate as a fraction of the initial one.
+        patience: epochs without improvement of the monitored validation metric before a stage
+            stops early (classifier: validation mAP; contrastive stage 1: ``val/knn_map``).
         finetune_encoder: stage 2 trains the encoder with the classifier (the MulSupCon
             authors' protocol) instead of a probe on the frozen encoder (the SimDis paper's).
         views: views per sample in contrastive training.
@@ -39,6 +48,8 @@ class TrainConfig:
             (label-wise attention; text encoders) or ``kmcl``.
         kmcl_options: KMCLLoss options used when ``compare`` runs ``kmcl`` (``train --method kmcl``
             takes them from ``loss_options``).
+        linear_options: options of method ``linear`` (``estimator``: svm/logreg, ``C``, ``class_weight``,
+            ``featurizer``: TF-IDF options such as ``max_features``).
         head_options: options of the KMCL head of method ``kmcl`` (``mode``: isotropic/anisotropic,
             ``reduce_dim``, ``isotropic_mean``).
         threshold: ``"tune"`` (one global threshold maximising validation micro-F1) or a number.
@@ -53,6 +64,13 @@ class TrainConfig:
             end of every epoch (0: epochs only); a killed run loses at most this many steps.
         max_nonfinite_steps: stop after that many consecutive steps with a NaN/inf loss (each
             is skipped and counted); 0: never stop.
+        preset: the recipe of a bundled dataset (:data:`mlsupcon.training.presets.PRESETS`) that
+            :func:`load_config` put under the YAML file and the flags: by default the named
+            dataset's own; ``none``: no preset. In ``config.yaml``: the preset that applied, or null.
+        auto: choose the fields nobody set from the data for a ``jsonl:``/``csv:``/``vectors:``
+            dataset (:mod:`mlsupcon.training.auto`, printed when the run starts); false in any
+            YAML config that does not say ``auto: true``, and once applied (``config.yaml`` then
+            holds the chosen values).
     """
 
     dataset: str = "debtags"
@@ -72,6 +90,9 @@ class TrainConfig:
     lr: float = 1e-3
     classifier_lr: float = 1e-3
     weight_decay: float = 1e-4
+    lr_schedule: str = "cosine"
+    warmup_epochs: float | None = None
+    min_lr_ratio: float = 0.0
     projection_dim: int = 128
     projection_hidden: int | None = None
     views: int = 2
@@ -79,6 +100,7 @@ class TrainConfig:
     head: str = "linear"
     head_options: dict[str, Any] = field(default_factory=dict)
     kmcl_options: dict[str, Any] = field(default_factory=dict)
+    linear_options: dict[str, Any] = field(default_factory=dict)
     threshold: Any = "tune"
     contrastive_weight: float = 1.0
     queue_size: int = 0
@@ -98,6 +120,8 @@ class TrainConfig:
     resume: bool = False
     checkpoint_every_n_steps: int = 100
     max_nonfinite_steps: int = 10
+    preset: str | None = None
+    auto: bool = True
 
     def validate(self) -> "TrainConfig":
         """Checks every field (ValueError naming it), then the method's own checks.
@@ -117,6 +141,17 @@ class TrainConfig:
         for name in ("lr", "classifier_lr"):
             if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
                 raise ValueError(f"{name}: expected a number > 0, got {getattr(self, name)!r}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"lr_schedule: expected 'cosine' or 'constant', got {self.lr_schedule!r}")
+        def number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+        if self.warmup_epochs is not None and not (number(self.warmup_epochs) and 0 <= self.warmup_epochs < 1e9):
+            raise ValueError(f"warmup_epochs: expected a number >= 0 or null, got {self.warmup_epochs!r}")
+        if not (number(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1):
+            raise ValueError(f"min_lr_ratio: expected a number in [0, 1], got {self.min_lr_ratio!r}")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise ValueError(f"patience: expected an integer >= 0, got {self.patience!r}")
         if self.threshold != "tune":
             try:
                 t = float(self.threshold)
@@ -139,8 +174,16 @@ class TrainConfig:
                 raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
         if not isinstance(self.resume, bool):
             raise ValueError(f"resume: expected true or false, got {self.resume!r}")
+        if not isinstance(self.auto, bool):
+            raise ValueError(f"auto: expected true or false, got {self.auto!r}")
+        from mlsupcon.training.presets import PRESETS
+
+        if isinstance(self.preset, str) and self.preset.strip().lower() == "none":
+            self.preset = None
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"preset: unknown preset {self.preset!r}; expected one of {sorted(PRESETS)} or none")
         for name in ("dataset_options", "encoder_options", "loss_options", "classifier_loss_options",
-                     "view_options", "head_options", "kmcl_options"):
+                     "view_options", "head_options", "kmcl_options", "linear_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name}: expected a mapping of option: value, got {getattr(self, name)!r}")
         method.validate(self)
@@ -155,16 +198,23 @@ class TrainConfig:
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file (``yaml.safe_load``), then ``overrides`` (e.g. CLI flags); validated.
+    """Defaults, then the dataset's preset, then the YAML file (``yaml.safe_load``), then
+    ``overrides`` (e.g. CLI flags); validated.
 
     An override ``"a.b": v`` sets option ``b`` inside the mapping field ``a`` (e.g.
     ``loss_options.temperature``), keeping the file's other options there. None values are
-    skipped. Unknown keys raise ValueError naming the key and the file.
+    skipped. Unknown keys raise ValueError naming the key and the file. The preset is that of
+    the dataset the file or the overrides name (:mod:`mlsupcon.training.presets`; ``preset``
+    names another, ``none`` none); ``cfg.preset`` says which applied. A YAML file turns
+    ``auto`` off unless it sets it.
 
     Example:
         >>> cfg = load_config(None, {"method": "bce", "epochs": 2, "dataset_options.top_k_labels": 5})
-        >>> cfg.method, cfg.epochs, cfg.dataset_options
-        ('bce', 2, {'top_k_labels': 5})
+        >>> cfg.method, cfg.epochs, cfg.dataset_options, cfg.preset
+        ('bce', 2, {'top_k_labels': 5}, None)
+        >>> cfg = load_config(None, {"dataset": "yeast", "epochs": 1})
+        >>> cfg.preset, cfg.encoder, cfg.epochs, cfg.batch_size
+        ('yeast', 'mlp', 1, 64)
     """
     import yaml
 
@@ -184,6 +234,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not isinstance(loaded, dict):
             raise ValueError(f"config: {path} must hold a mapping of option: value")
         values.update(loaded)
+        values.setdefault("auto", False)  # a config file says what it wants: nothing chosen from the data
+    explicit = set(values)  # what the user set (auto settings never change it)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
@@ -193,12 +245,32 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             values[field_name] = {**(nested if isinstance(nested, dict) else {}), option: value}
         else:
             values[key] = value
+        explicit.add(key)
     known = set(TrainConfig.fields())
     unknown = sorted(set(values) - known)
     if unknown:
         where = f" in {path}" if path is not None else ""
         raise ValueError(f"config: unknown key(s) {unknown}{where}; known keys: {sorted(known)}")
-    return TrainConfig(**values).validate()
+    values, preset = _with_preset(values)
+    cfg = TrainConfig(**values).validate()
+    cfg._explicit = frozenset(explicit | set(preset))  # for mlsupcon.training.auto; not a field, not saved
+    return cfg
+
+
+def _with_preset(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``values`` (YAML file < flags) over the preset they name, with ``preset`` set to its name
+    or None; and the preset's values."""
+    from mlsupcon.training.presets import PRESETS, preset_layer, preset_name
+
+    name = values.get("preset", preset_name(values.get("dataset")))
+    if isinstance(name, str) and name.strip().lower() == "none":
+        name = None
+    if name is not None and name not in PRESETS:
+        raise ValueError(f"preset: unknown preset {name!r}; expected one of {sorted(PRESETS)} or none")
+    preset = PRESETS[name] if name is not None else {}
+    merged = preset_layer(preset, values)
+    merged["preset"] = name
+    return merged, preset
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

@@ -3,7 +3,8 @@
 Artefacts written to ``config.output``:
 
 * ``config.yaml`` — the resolved configuration; ``environment.json`` — package and library versions;
-* ``metrics.json`` — test metrics (and validation metrics under ``"validation"``), the threshold;
+* ``metrics.json`` — test metrics (and validation metrics under ``"validation"``), the threshold,
+  the run's notes (``"notes"``: e.g. a stage that reached its epoch cap while still improving);
 * ``model/weights.safetensors`` + ``model/model.json`` — everything ``mlsupcon evaluate`` needs,
   loadable without executing code (:mod:`mlsupcon.training.export`);
 * ``checkpoints/<stage>/last.ckpt`` — Lightning checkpoints, written atomically every
@@ -51,9 +52,9 @@ def make_encoder(cfg: TrainConfig, ds: MultiLabelDataset):
         if ds.modality != "vector":
             raise ValueError(f"encoder: 'mlp' takes feature vectors; dataset '{ds.name}' is {ds.modality}")
         opts.setdefault("in_dim", int(train.inputs.shape[1]))
-    elif cfg.encoder == "cnn":
+    elif cfg.encoder in ("cnn", "sparse", "fusion"):
         if ds.modality != "text":
-            raise ValueError(f"encoder: 'cnn' takes text; dataset '{ds.name}' is {ds.modality}")
+            raise ValueError(f"encoder: '{cfg.encoder}' takes text; dataset '{ds.name}' is {ds.modality}")
         if "tokenizer_path" not in opts and "tokenizer_json" not in opts:
             opts.setdefault("train_texts", list(train.inputs))
     encoder = build_encoder(cfg.encoder, **opts)
@@ -94,8 +95,16 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
     t_start = time.perf_counter()
 
     ds = dataset if dataset is not None else load_dataset(cfg.dataset, **cfg.dataset_options)
-    encoder = make_encoder(cfg, ds)
-    ctx = FitContext(cfg, ds, encoder, _loaders(cfg, ds, encoder.preprocess), out, run=RunState())
+    if cfg.auto:  # jsonl:/csv:/vectors: data without a config: settings chosen from the data, printed
+        from mlsupcon.training.auto import apply_auto_settings
+
+        cfg, ds = apply_auto_settings(cfg, ds)
+    if getattr(method, "builds_own_encoder", False):  # e.g. linear: its featurizer is its encoder
+        encoder, loaders = None, {}
+    else:
+        encoder = make_encoder(cfg, ds)
+        loaders = _loaders(cfg, ds, encoder.preprocess)
+    ctx = FitContext(cfg, ds, encoder, loaders, out, run=RunState())
     method.prepare(ctx)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -145,6 +154,7 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
         "skipped_nonfinite_by_stage": {k: int(v) for k, v in run.nonfinite.items()},
         "timings": timings,
         "validation": val_metrics,
+        "notes": list(run.notes),  # what the run told the user (resumes, stages that hit their epoch cap)
     }
     write_json(out / "metrics.json", result)
     export_model(out, cfg, ds, model, threshold)

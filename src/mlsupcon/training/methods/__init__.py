@@ -23,7 +23,7 @@ Example:
     >>> get_method("nope")
     Traceback (most recent call last):
     ...
-    ValueError: method: expected one of ('two-stage', 'end-to-end', 'bce', 'asl', 'kmcl'), got 'nope'
+    ValueError: method: expected one of ('two-stage', 'end-to-end', 'bce', 'asl', 'kmcl', 'linear'), got 'nope'
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from mlsupcon.training.methods.base import ContrastiveMethod, FitContext, Method
 from mlsupcon.training.methods.classifier_only import ASL, BCE
 from mlsupcon.training.methods.end_to_end import EndToEnd
 from mlsupcon.training.methods.kmcl import KMCL
+from mlsupcon.training.methods.linear import Linear
 from mlsupcon.training.methods.two_stage import TwoStage
 
 __all__ = ["METHODS", "get_method", "Method", "ContrastiveMethod", "FitContext"]
@@ -45,6 +46,7 @@ METHODS: dict[str, type[Method]] = {
     "bce": BCE,
     "asl": ASL,
     "kmcl": KMCL,
+    "linear": Linear,
 }
 
 
