@@ -50,15 +50,24 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--dataset", str, "dataset", "debtags | yeast | fashion-mosaic | jsonl:PATH | csv:PATH | "
                                       "mimic-caml:DIR | mimic-repro:DIR | coco:ANNOTATIONS[:IMAGES] | vectors:PATH "
                                       "(see `mlsupcon datasets`)"),
+    Flag("--preset", str, "preset", "recipe of a bundled dataset under the config and flags (default: the "
+                                    "--dataset's own: debtags | yeast | fashion-mosaic; none: no preset)"),
+    Flag("--no-auto", "switch", "auto", "jsonl:/csv:/vectors: data without a config: keep the defaults instead "
+         "of choosing settings from the data", value=False),
     Flag("--encoder", str, "encoder", "mlp | cnn | transformer | resnet | sparse | frozen | fusion"),
     Flag("--model-path", str, "encoder_options.model_path", "local Hugging Face model folder (transformer / resnet)"),
     Flag("--method", str, "method", _choices(METHODS)),
     Flag("--loss", str, "loss", "contrastive loss (see `mlsupcon losses`)", commands=("train",)),
     Flag("--seed", int, "seed", commands=("train",)),
-    Flag("--epochs", int, "epochs", "contrastive epochs (two-stage) or training epochs"),
-    Flag("--classifier-epochs", int, "classifier_epochs", "stage-2 epochs (early stopping on validation mAP)"),
+    Flag("--epochs", int, "epochs", "cap of contrastive epochs (two-stage; early stopping on validation "
+                                    "kNN mAP) or of training epochs"),
+    Flag("--classifier-epochs", int, "classifier_epochs", "cap of stage-2 epochs (early stopping on validation mAP)"),
+    Flag("--patience", int, "patience", "epochs without validation improvement before a stage stops early"),
     Flag("--batch-size", int, "batch_size"),
     Flag("--lr", float, "lr"),
+    Flag("--lr-schedule", str, "lr_schedule", "cosine (warm-up, then cosine decay per step) | constant"),
+    Flag("--warmup-epochs", float, "warmup_epochs", "epochs of linear learning-rate warm-up per stage "
+                                                    "(default: a tenth of the stage, at most 1)"),
     Flag("--temperature", float, "loss_options.temperature", "τ of the contrastive loss"),
     Flag("--head", str, "head", "linear | attention (label-wise attention, text encoders) | kmcl"),
     Flag("--max-examples", int, "dataset_options.max_examples_per_split",
@@ -70,6 +79,11 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--num-nodes", int, "num_nodes", "machines of a multi-node run (torchrun; docs/scaling.md)"),
     Flag("--queue-size", int, "queue_size", "rows of the label-aware memory queue (0: none)"),
     Flag("--momentum", float, "momentum", "momentum of a MoCo-style key encoder filling the queue"),
+    Flag("--knn", str, "knn", "after training: blend a validation-tuned kNN head with the trained one "
+         "(blend), use it alone (only) or not (off)"),
+    Flag("--blend-linear", "switch", "blend_linear", "text: blend the TF-IDF linear model's scores in "
+         "(wide & deep; weight chosen on validation)", value=True),
+    Flag("--no-blend-linear", "switch", "blend_linear", "do not blend the TF-IDF linear model in", value=False),
     Flag("--accelerator", str, "accelerator", "cpu | gpu | auto"),
     Flag("--no-progress", "switch", "progress", "hide progress bars", value=False),
     Flag("--resume", "switch", "resume", "continue an interrupted run from its last checkpoints (same "

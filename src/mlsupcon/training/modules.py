@@ -29,6 +29,10 @@ class _Base(L.LightningModule):
     consecutive ones stop training with :class:`NonFiniteLossError` (0: never stop).
     """
 
+    #: The validation metric this module's stage selects its best epoch and stops early on
+    #: (None: the module does not select epochs).
+    monitor: str | None = None
+
     def __init__(self, lr: float, weight_decay: float) -> None:
         super().__init__()
         self.lr, self.weight_decay = lr, weight_decay
@@ -36,10 +40,21 @@ class _Base(L.LightningModule):
         self.stage = "training"
         self.nonfinite_steps = 0
         self._nonfinite_run = 0
+        # The learning-rate schedule (mlsupcon.training.schedule); fit_stage sets the run's.
+        self.lr_schedule, self.warmup_epochs, self.min_lr_ratio = "cosine", None, 0.0
+        self.best_epoch = -1
 
     def configure_optimizers(self):
+        from mlsupcon.training.schedule import build_scheduler
+
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        trainer = self.trainer
+        scheduler = build_scheduler(optimizer, self.lr_schedule, trainer.estimated_stepping_batches,
+                                    trainer.max_epochs, self.warmup_epochs, self.min_lr_ratio)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
     def _finite_or_skip(self, loss: torch.Tensor) -> torch.Tensor | None:
         """``loss`` if finite; else None (skip the step), counting it and stopping after too many."""
@@ -63,6 +78,9 @@ class _Base(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self.log("train/skipped_nonfinite", float(self.nonfinite_steps), on_step=False, on_epoch=True)
+        optimizers = self.trainer.optimizers
+        if optimizers:  # the learning rate the schedule has reached at the end of the epoch
+            self.log("train/lr", float(optimizers[0].param_groups[0]["lr"]), on_step=False, on_epoch=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["mlsupcon_module"] = self.extra_state()
@@ -89,16 +107,65 @@ def embed_views(encoder: nn.Module, projection: nn.Module, view_fn, inputs, view
     return z.view(views, b, -1).transpose(0, 1)
 
 
+class KNNMonitor:
+    """Scores an encoder by kNN mAP: embeddings of a fixed reference set (training examples)
+    vote for the labels of a fixed query set (validation examples).
+
+    Used by :class:`ContrastiveModule` to select its best epoch and stop early. Both loaders
+    give batches ``(inputs, labels, indices)`` in a fixed order (no shuffling, no random views),
+    so the score draws on no random number generator and a resumed run scores as an
+    uninterrupted one. The scores are :func:`mlsupcon.evaluation.knn_scores` of the encoder
+    outputs (L2-normalised, ``k`` neighbours, softmax weights at ``temperature``); the value is
+    their :func:`mlsupcon.evaluation.mean_average_precision` (0 when no query label has a positive).
+
+    Example:
+        >>> import torch
+        >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
+        >>> y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+        >>> batches = lambda i: [({"x": x[i]}, y[i], torch.as_tensor(i))]
+        >>> monitor = KNNMonitor(batches([0, 1]), batches([2, 3]), k=1)
+        >>> monitor.score(FeatureInput(), "cpu")
+        1.0
+    """
+
+    def __init__(self, reference_loader, query_loader, k: int = 20, temperature: float = 0.05) -> None:
+        self.reference_loader, self.query_loader = reference_loader, query_loader
+        self.k, self.temperature = int(k), float(temperature)
+
+    @torch.no_grad()
+    def score(self, encoder: nn.Module, device) -> float:
+        """kNN mAP of ``encoder`` (put in eval mode; the caller restores its mode)."""
+        from mlsupcon.evaluation import knn_scores
+
+        ref, ref_y = embed_all(encoder, self.reference_loader, device)
+        query, query_y = embed_all(encoder, self.query_loader, device)
+        scores = knn_scores(ref, ref_y, query, k=self.k, temperature=self.temperature)
+        value = mean_average_precision(query_y.numpy(), scores)
+        return 0.0 if np.isnan(value) else float(value)
+
+
 class ContrastiveModule(_Base):
-    """Stage 1: encoder + projection head trained with a contrastive loss."""
+    """Stage 1: encoder + projection head trained with a contrastive loss.
+
+    The validation contrastive loss is logged every epoch (``val/contrastive_loss``). With a
+    :class:`KNNMonitor` the encoder is also scored after every validation epoch by kNN mAP
+    (``val/knn_map``); the encoder and projection weights of the best epoch are kept in memory
+    (``best_state``, saved in checkpoints) and :meth:`restore_best` puts them back, so a stage
+    that stops early (on ``val/knn_map``) or goes on past its best epoch returns the best one.
+    """
 
     def __init__(self, encoder, projection, loss_fn, loss_labels: LossLabels, view_fn: Callable,
-                 views: int, lr: float, weight_decay: float, momentum_encoder=None) -> None:
+                 views: int, lr: float, weight_decay: float, momentum_encoder=None,
+                 knn_monitor: KNNMonitor | None = None) -> None:
         super().__init__(lr, weight_decay)
         self.encoder, self.projection, self.loss_fn = encoder, projection, loss_fn
         self.loss_labels, self.view_fn, self.views = loss_labels, view_fn, views
         # MoCo-style key encoder (an EMA copy of encoder + projection) whose keys fill the queue.
         self.momentum_encoder = momentum_encoder
+        self.knn_monitor = knn_monitor
+        self.monitor = "val/knn_map" if knn_monitor is not None else None
+        self.best_score = -float("inf")
+        self.best_state: dict[str, torch.Tensor] | None = None
 
     def on_fit_start(self) -> None:
         from mlsupcon.training.scale import enable_distributed_gather
@@ -130,6 +197,37 @@ class ContrastiveModule(_Base):
         loss, b = self._loss(batch)
         self.log("val/contrastive_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=b)
 
+    def on_validation_epoch_end(self) -> None:
+        if self.knn_monitor is None or self.trainer.sanity_checking:
+            return
+        value = self.knn_monitor.score(self.encoder, self.device)
+        self.log("val/knn_map", value, prog_bar=True)
+        if value > self.best_score:
+            self.best_score, self.best_epoch = value, self.current_epoch
+            # Only what the next stages use (not a momentum encoder or queue), on the CPU.
+            self.best_state = {f"{name}.{k}": v.detach().to("cpu", copy=True)
+                               for name in ("encoder", "projection")
+                               for k, v in getattr(self, name).state_dict().items()}
+
+    def restore_best(self) -> None:
+        """Puts the encoder and projection weights of the best ``val/knn_map`` epoch back."""
+        if self.best_state is None:
+            return
+        for name in ("encoder", "projection"):
+            prefix = f"{name}."
+            getattr(self, name).load_state_dict(
+                {k[len(prefix):]: v for k, v in self.best_state.items() if k.startswith(prefix)})
+
+    def extra_state(self) -> dict[str, Any]:
+        return {**super().extra_state(), "best_score": float(self.best_score), "best_epoch": int(self.best_epoch),
+                "best_state": self.best_state}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        self.best_score = float(state.get("best_score", -float("inf")))
+        self.best_epoch = int(state.get("best_epoch", -1))
+        self.best_state = state.get("best_state")
+
 
 class ClassifierModule(_Base):
     """Encoder + classifier head; BCE or ASL; optionally + λ · contrastive loss (end-to-end).
@@ -137,6 +235,8 @@ class ClassifierModule(_Base):
     Keeps the weights of the best validation epoch (by validation mAP) in memory and restores
     them with :meth:`restore_best`, so early stopping returns the best model, not the last.
     """
+
+    monitor = "val/map"
 
     def __init__(self, encoder, head, lr: float, weight_decay: float,
                  classifier_loss: str = "bce", classifier_loss_options: dict | None = None,

@@ -65,7 +65,8 @@ def is_primary_process() -> bool:
 
 
 class RunState:
-    """Per-run bookkeeping of the stages: non-finite step counts, resume notes."""
+    """Per-run bookkeeping of the stages: non-finite step counts, notes (resume, epoch caps),
+    which the runner records in metrics.json (``notes``)."""
 
     def __init__(self) -> None:
         self.nonfinite: dict[str, int] = {}
@@ -76,15 +77,15 @@ class RunState:
         print(f"mlsupcon: {message}", file=sys.stderr, flush=True)
 
 
-def _trainer(cfg, out: Path, stage: str, max_epochs: int, early_stop: bool, checkpoint):
+def _trainer(cfg, out: Path, stage: str, max_epochs: int, monitor: str | None, checkpoint):
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import EarlyStopping
     from lightning.pytorch.loggers import CSVLogger
 
     callbacks = [checkpoint]
-    if early_stop:
-        callbacks.append(EarlyStopping(monitor="val/map", mode="max", patience=cfg.patience))
+    if monitor is not None:
+        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience))
     try:
         return L.Trainer(
             max_epochs=max_epochs,
@@ -132,9 +133,24 @@ def _check_stage_checkpoint(ckpt: dict[str, Any], path: Path, module) -> dict[st
     return state
 
 
+def _note_epoch_cap(run: RunState, stage: str, module, max_epochs: int, epochs_option: str) -> None:
+    """One note when the stage's best epoch (by its monitored metric) was its last allowed one:
+    it stopped at the cap while still improving."""
+    monitor, best = getattr(module, "monitor", None), getattr(module, "best_epoch", -1)
+    if monitor is None or max_epochs < 2 or best != max_epochs - 1:
+        return
+    run.note(f"stage '{stage}' reached {epochs_option}={max_epochs} while {monitor} was still improving "
+             f"(best at the last epoch); a larger --{epochs_option.replace('_', '-')} may help")
+
+
 def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_epochs: int,
-              early_stop: bool, run: RunState) -> None:
+              early_stop: bool, run: RunState, epochs_option: str = "epochs") -> None:
     """Fits one stage: checkpoints, resume (or skipping a finished stage), non-finite and OOM policies.
+
+    Every stage trains with AdamW and the config's learning-rate schedule (``lr_schedule``,
+    ``warmup_epochs``, ``min_lr_ratio``: :mod:`mlsupcon.training.schedule`), per step over
+    ``max_epochs``. A stage whose best epoch (by the module's ``monitor``) is its last one
+    ends with a note (:attr:`RunState.notes`, metrics.json) that ``max_epochs`` cut it short.
 
     Args:
         cfg: the run's :class:`~mlsupcon.training.TrainConfig` (``resume``, trainer settings).
@@ -142,11 +158,18 @@ def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_
         stage: the stage's name (its ``checkpoints/`` and ``logs/`` subfolder).
         module: a Lightning module of :mod:`mlsupcon.training.modules`.
         train_loader, val_loader: its data.
-        max_epochs: epochs of this stage.
-        early_stop: stop when validation mAP has not improved for ``cfg.patience`` epochs.
+        max_epochs: epochs of this stage (a cap when it stops early).
+        early_stop: stop when the module's ``monitor`` (validation mAP of a classifier, kNN mAP
+            of a contrastive encoder) has not improved for ``cfg.patience`` epochs.
         run: the run's bookkeeping (non-finite step counts, notes).
+        epochs_option: the config field that set ``max_epochs`` (named in the note).
     """
     module.stage, module.max_nonfinite_steps = stage, cfg.max_nonfinite_steps
+    for name in ("lr_schedule", "warmup_epochs", "min_lr_ratio"):
+        setattr(module, name, getattr(cfg, name))
+    monitor = getattr(module, "monitor", None) if early_stop else None
+    if early_stop and monitor is None:
+        raise ValueError(f"stage '{stage}': early stopping needs a module with a validation metric (monitor)")
     ckpt_dir = out / "checkpoints" / stage
     last, done = ckpt_dir / "last.ckpt", ckpt_dir / "done.json"
     sampler = train_loader.sampler if isinstance(train_loader.sampler, EpochSampler) else None
@@ -161,6 +184,7 @@ def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_
             restore_rng(state["rng"])
             run.nonfinite[stage] = module.nonfinite_steps
             run.note(f"stage '{stage}' had finished; loaded it from {last}")
+            _note_epoch_cap(run, stage, module, max_epochs, epochs_option)
             return
         del ckpt
         run.note(f"resuming stage '{stage}' from {last} (epoch {state['epoch']}, batch {state['batches_done']} "
@@ -173,7 +197,7 @@ def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_
         write_log_rows(log_dir / "metrics.before_resume.csv", kept_rows)
     else:
         ckpt_path, kept_rows, log_dir = None, None, None
-    trainer = _trainer(cfg, out, stage, max_epochs, early_stop, checkpoint)
+    trainer = _trainer(cfg, out, stage, max_epochs, monitor, checkpoint)
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     try:
@@ -193,3 +217,4 @@ def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_
     if is_primary_process():
         write_json(done, {"stage": stage, "finished": True, "nonfinite_steps": int(module.nonfinite_steps)})
     run.nonfinite[stage] = module.nonfinite_steps
+    _note_epoch_cap(run, stage, module, max_epochs, epochs_option)

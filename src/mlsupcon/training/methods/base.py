@@ -57,20 +57,44 @@ class FitContext:
     out: Path
     run: RunState | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: what a method chose besides its weights (e.g. the kNN's k, blend weights): metrics.json.
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    def fit_stage(self, stage: str, module, train_loader, val_loader, max_epochs: int, early_stop: bool) -> None:
+    def fit_stage(self, stage: str, module, train_loader, val_loader, max_epochs: int, early_stop: bool,
+                  epochs_option: str = "epochs") -> None:
         """Fits a Lightning module as the checkpointed, resumable stage ``stage``
-        (:func:`mlsupcon.training.stages.fit_stage`)."""
+        (:func:`mlsupcon.training.stages.fit_stage`); ``epochs_option`` is the config field
+        that set ``max_epochs`` (named when the stage ends at that cap while still improving)."""
         from mlsupcon.training.stages import fit_stage
 
-        fit_stage(self.cfg, self.out, stage, module, train_loader, val_loader, max_epochs, early_stop, self.run)
+        fit_stage(self.cfg, self.out, stage, module, train_loader, val_loader, max_epochs, early_stop, self.run,
+                  epochs_option=epochs_option)
 
-    def eval_loader(self, split: str, preprocess=None):
-        """An ordered loader over ``split`` (``eval_batch_size``), preprocessed by the encoder."""
+    def eval_loader(self, split: str, preprocess=None, max_examples: int | None = None):
+        """An ordered loader over ``split`` (``eval_batch_size``), preprocessed by the encoder.
+
+        ``max_examples``: only that many examples of the split, a random subset (seeded by the
+        run's ``seed``, in the split's order), the same in every call."""
         from mlsupcon.training.batches import make_loader
 
-        return make_loader(self.dataset.splits[split], preprocess or self.encoder.preprocess,
+        split_data = self.dataset.splits[split]
+        if max_examples is not None and len(split_data) > max_examples:
+            import numpy as np
+
+            rng = np.random.default_rng([int(self.cfg.seed), len(split_data)])
+            split_data = split_data.subset(np.sort(rng.choice(len(split_data), size=max_examples, replace=False)))
+        return make_loader(split_data, preprocess or self.encoder.preprocess,
                            self.cfg.eval_batch_size, shuffle=False, num_workers=self.cfg.num_workers)
+
+    def knn_monitor(self, reference_examples: int = 5000, query_examples: int = 2000, k: int = 20,
+                    temperature: float = 0.05):
+        """A :class:`~mlsupcon.training.modules.KNNMonitor` of the encoder: up to
+        ``reference_examples`` training examples vote for up to ``query_examples`` validation
+        examples (fixed, seeded subsets)."""
+        from mlsupcon.training.modules import KNNMonitor
+
+        return KNNMonitor(self.eval_loader("train", max_examples=reference_examples),
+                          self.eval_loader("validation", max_examples=query_examples), k=k, temperature=temperature)
 
     def note(self, message: str) -> None:
         """A one-line note for the user (stderr)."""

@@ -1,7 +1,10 @@
 """``two-stage``: contrastive pretraining of the encoder, then a classifier on top of it.
 
 Stage ``contrastive`` trains encoder + projection head with the contrastive loss (optionally
-with a memory queue filled by a momentum key encoder). Stage ``classifier`` then trains a head
+with a memory queue filled by a momentum key encoder), scores the encoder after every epoch by
+kNN mAP on a validation subset (``val/knn_map``, :class:`~mlsupcon.training.modules.KNNMonitor`),
+stops early on it (``patience``; ``epochs`` is a cap) and hands its best epoch's encoder to
+stage 2. Stage ``classifier`` then trains a head
 (early stopping on validation mAP, best epoch kept): by default on the frozen encoder — a
 pooled-feature head (linear) on embeddings computed once, the SimDis paper's linear probe; a
 sequence head (attention) through the frozen encoder — or, with ``finetune_encoder``, together
@@ -11,6 +14,7 @@ with the encoder (the MulSupCon authors' protocol).
 from __future__ import annotations
 
 from mlsupcon.training.methods.base import ContrastiveMethod, FitContext, make_head
+from mlsupcon.training.methods.finish import finish
 
 
 class TwoStage(ContrastiveMethod):
@@ -43,9 +47,11 @@ class TwoStage(ContrastiveMethod):
         with ctx.timed("contrastive_s"):
             stage1 = ContrastiveModule(encoder, parts["projection"], parts["loss_fn"], parts["loss_labels"],
                                        parts["view_fn"], cfg.views, cfg.lr, cfg.weight_decay,
-                                       momentum_encoder=make_momentum(cfg, encoder, parts["projection"]))
+                                       momentum_encoder=make_momentum(cfg, encoder, parts["projection"]),
+                                       knn_monitor=ctx.knn_monitor())
             ctx.fit_stage("contrastive", stage1, loaders["train"], loaders["validation"], cfg.epochs,
-                          early_stop=False)
+                          early_stop=True)
+            stage1.restore_best()  # the encoder of the best val/knn_map epoch goes on to stage 2
         encoder.to("cpu")
         with ctx.timed("classifier_s"):
             head = make_head(ctx)
@@ -66,6 +72,7 @@ class TwoStage(ContrastiveMethod):
                     stage2 = ClassifierModule(encoder, head, cfg.classifier_lr, cfg.weight_decay,
                                               freeze_encoder=True)
                     train_l, val_l = loaders["train"], loaders["validation"]
-            ctx.fit_stage("classifier", stage2, train_l, val_l, max(1, cfg.classifier_epochs), early_stop=True)
+            ctx.fit_stage("classifier", stage2, train_l, val_l, max(1, cfg.classifier_epochs), early_stop=True,
+                          epochs_option="classifier_epochs")
             stage2.restore_best()
-        return Classifier(encoder, head, parts["projection"])
+        return finish(ctx, Classifier(encoder, head, parts["projection"]))
