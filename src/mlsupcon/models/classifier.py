@@ -48,7 +48,9 @@ from torch import nn
 from .factory import build_encoder
 from .heads import ClassifierHead, LabelWiseAttention, LinearClassifier, ProjectionHead
 from .kmcl import KMCLClassifier
+from .knn_head import BlendHead, KNNHead
 from .score_head import ScoresHead
+from .slice_head import SliceHead
 
 __all__ = ["Classifier", "HEADS", "build_head", "head_class", "head_logits"]
 
@@ -58,6 +60,9 @@ HEADS: dict[str, type[ClassifierHead]] = {
     "attention": LabelWiseAttention,
     "kmcl": KMCLClassifier,
     "scores": ScoresHead,
+    "knn": KNNHead,
+    "blend": BlendHead,
+    "slice": SliceHead,
 }
 
 
@@ -160,6 +165,9 @@ class Classifier(nn.Module):
         if space not in ("projection", "encoder"):
             raise ValueError(f"space: expected 'projection' or 'encoder', got {space!r}")
         h = self.encoder(batch)
+        part = getattr(self.encoder, "embedding_slice", None)
+        if part is not None:  # a fusion encoder whose contrastive branch is one of several
+            h = h[:, part]
         if space == "projection" and self.projection is not None:
             return self.projection(h)
         return h

@@ -61,7 +61,8 @@ class FusionEncoder(Encoder):
     name = "fusion"
     modality = "text"
 
-    def __init__(self, encoders: Sequence[Mapping[str, Any]] = (), train_texts: Iterable[str] | None = None) -> None:
+    def __init__(self, encoders: Sequence[Mapping[str, Any]] = (), train_texts: Iterable[str] | None = None,
+                 embedding_branch: int | None = None) -> None:
         super().__init__()
         from .factory import build_encoder, encoder_options
 
@@ -88,6 +89,12 @@ class FusionEncoder(Encoder):
             if enc.modality != "text":
                 raise ValueError(f"encoders[{i}]: '{name}' takes {enc.modality} inputs; fusion joins text encoders")
             branches.append(enc)
+        self._set_branches(branches, embedding_branch)
+
+    def _set_branches(self, branches: Sequence[Encoder], embedding_branch: int | None) -> None:
+        if embedding_branch is not None and not 0 <= int(embedding_branch) < len(branches):
+            raise ValueError(f"embedding_branch must be in [0, {len(branches)}), got {embedding_branch!r}")
+        self.embedding_branch = None if embedding_branch is None else int(embedding_branch)
         self.branches = nn.ModuleList(branches)
         self.prefixes = tuple(f"{b.name}{i}." for i, b in enumerate(branches))
         self.input_keys = tuple(p + k for p, b in zip(self.prefixes, branches) for k in b.input_keys)
@@ -170,7 +177,27 @@ class FusionEncoder(Encoder):
         return view
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "encoders": [b.config() for b in self.branches]}
+        cfg: dict[str, Any] = {"name": self.name, "encoders": [b.config() for b in self.branches]}
+        if self.embedding_branch is not None:
+            cfg["embedding_branch"] = self.embedding_branch
+        return cfg
+
+    @classmethod
+    def from_encoders(cls, encoders: Sequence[Encoder], embedding_branch: int | None = None) -> "FusionEncoder":
+        """Joins already built (trained) text encoders, e.g. a contrastive encoder and a fitted
+        linear model's featurizer, keeping their state (caches included)."""
+        self = cls.__new__(cls)
+        Encoder.__init__(self)
+        self._set_branches(list(encoders), embedding_branch)
+        return self
+
+    @property
+    def embedding_slice(self) -> slice | None:
+        """Columns of :meth:`forward` that are the ``embedding_branch``'s features (None: all)."""
+        if self.embedding_branch is None:
+            return None
+        start = sum(b.output_dim for b in self.branches[: self.embedding_branch])
+        return slice(start, start + self.branches[self.embedding_branch].output_dim)
 
 
 def _branch_view(enc: Encoder, options: dict[str, Any]) -> Callable[[dict], dict]:

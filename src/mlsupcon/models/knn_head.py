@@ -336,6 +336,10 @@ def _build_sub(cfg: Mapping[str, Any], builders: Mapping[str, Callable[..., nn.M
         return builders[name](**kwargs)
     if name == "BlendHead":
         return BlendHead.from_config(kwargs, builders)
+    if name == "SliceHead":  # a head that nests another one
+        from .slice_head import SliceHead
+
+        return SliceHead.from_config(kwargs)
     known = {"LinearClassifier": LinearClassifier, "KNNHead": KNNHead}
     if name not in known:
         from mlsupcon import models  # late: any head class exported with a config() convention

@@ -48,6 +48,12 @@ class TrainConfig:
             (label-wise attention; text encoders) or ``kmcl``.
         kmcl_options: KMCLLoss options used when ``compare`` runs ``kmcl`` (``train --method kmcl``
             takes them from ``loss_options``).
+        knn: after training, ``blend`` a kNN head (label votes of the nearest training examples,
+            k and temperature tuned on validation) with the trained head, weight chosen on
+            validation mAP; ``only``: the kNN head alone; ``off`` (training/methods/finish.py).
+        knn_options: ``ks`` and ``temperatures`` searched on validation.
+        blend_linear: wide & deep (text): blend the TF-IDF linear model's scores in, weight chosen
+            on validation mAP.
         linear_options: options of method ``linear`` (``estimator``: svm/logreg, ``C``, ``class_weight``,
             ``featurizer``: TF-IDF options such as ``max_features``).
         head_options: options of the KMCL head of method ``kmcl`` (``mode``: isotropic/anisotropic,
@@ -101,6 +107,9 @@ class TrainConfig:
     head_options: dict[str, Any] = field(default_factory=dict)
     kmcl_options: dict[str, Any] = field(default_factory=dict)
     linear_options: dict[str, Any] = field(default_factory=dict)
+    knn: str = "off"
+    knn_options: dict[str, Any] = field(default_factory=dict)
+    blend_linear: bool = False
     threshold: Any = "tune"
     contrastive_weight: float = 1.0
     queue_size: int = 0
@@ -143,7 +152,8 @@ class TrainConfig:
                 raise ValueError(f"{name}: expected a number > 0, got {getattr(self, name)!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"lr_schedule: expected 'cosine' or 'constant', got {self.lr_schedule!r}")
-        def number(value) -> bool:
+
+        def number(value) -> bool:  # int or float, not bool, not NaN
             return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
         if self.warmup_epochs is not None and not (number(self.warmup_epochs) and 0 <= self.warmup_epochs < 1e9):
@@ -186,6 +196,9 @@ class TrainConfig:
                      "view_options", "head_options", "kmcl_options", "linear_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name}: expected a mapping of option: value, got {getattr(self, name)!r}")
+        from mlsupcon.training.methods.finish import validate_finish_options
+
+        validate_finish_options(self)
         method.validate(self)
         return self
 

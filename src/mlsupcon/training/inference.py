@@ -184,11 +184,12 @@ class TrainedModel:
         """
         if space not in ("projection", "encoder"):
             raise ValueError(f"space: expected 'projection' or 'encoder', got {space!r}")
+        part = getattr(self.classifier.encoder, "embedding_slice", None)  # a fusion's contrastive branch
+        width = int(self.classifier.encoder.output_dim) if part is None else part.stop - part.start
         if space == "projection" and self.classifier.projection is not None:
-            dim = int(self.classifier.projection(torch.zeros(1, self.classifier.encoder.output_dim,
-                                                             device=self.device)).shape[1])
+            dim = int(self.classifier.projection(torch.zeros(1, width, device=self.device)).shape[1])
         else:
-            dim = int(self.classifier.encoder.output_dim)
+            dim = width
         n, get = self._source(inputs)
         return self._run(n, get, batch_size, progress, lambda b: self.classifier.embed(b, space), dim, "embedding")
 

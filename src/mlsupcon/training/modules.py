@@ -343,10 +343,11 @@ def predict(model: Classifier, loader, want_embeddings: bool = False, device=Non
     scores, labels, embs = [], [], []
     for inputs, y, _ in loader:
         inputs = {k: v.to(device) for k, v in inputs.items()}
-        h = model.embed(inputs, space="encoder") if want_embeddings else None
+        h = model.encoder(inputs) if want_embeddings else None
         scores.append(torch.sigmoid(model.logits(inputs, pooled=h)).float().cpu())
         if want_embeddings:
-            embs.append(h.float().cpu())
+            part = getattr(model.encoder, "embedding_slice", None)  # a fusion's contrastive branch
+            embs.append((h if part is None else h[:, part]).float().cpu())
         labels.append(y)
     out = (torch.cat(scores).numpy(), torch.cat(labels).numpy())
     return out + ((torch.cat(embs).numpy() if embs else None),) if want_embeddings else out

@@ -154,6 +154,7 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
         "skipped_nonfinite_by_stage": {k: int(v) for k, v in run.nonfinite.items()},
         "timings": timings,
         "validation": val_metrics,
+        **({"chosen_on_validation": ctx.extra} if ctx.extra else {}),
         "notes": list(run.notes),  # what the run told the user (resumes, stages that hit their epoch cap)
     }
     write_json(out / "metrics.json", result)

@@ -7,6 +7,7 @@ early on validation mAP and keep the best epoch.
 from __future__ import annotations
 
 from mlsupcon.training.methods.base import FitContext, Method, make_head
+from mlsupcon.training.methods.finish import finish
 
 
 class ClassifierOnly(Method):
@@ -27,7 +28,7 @@ class ClassifierOnly(Method):
             ctx.fit_stage("end_to_end", module, ctx.loaders["train"], ctx.loaders["validation"], cfg.epochs,
                           early_stop=True)
             module.restore_best()
-        return Classifier(ctx.encoder, head)
+        return finish(ctx, Classifier(ctx.encoder, head))
 
 
 class BCE(ClassifierOnly):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from mlsupcon.training.methods.base import ContrastiveMethod, FitContext, make_head
+from mlsupcon.training.methods.finish import finish
 
 
 class EndToEnd(ContrastiveMethod):
@@ -24,4 +25,4 @@ class EndToEnd(ContrastiveMethod):
             ctx.fit_stage("end_to_end", module, ctx.loaders["train"], ctx.loaders["validation"], cfg.epochs,
                           early_stop=True)
             module.restore_best()
-        return Classifier(ctx.encoder, head, self.contrastive["projection"])
+        return finish(ctx, Classifier(ctx.encoder, head, self.contrastive["projection"]))

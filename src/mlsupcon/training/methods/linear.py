@@ -59,54 +59,58 @@ class Linear(Method):
                              f"{ctx.dataset.modality} (use bce or a contrastive method)")
 
     def fit(self, ctx: FitContext):
-        import numpy as np
-        import torch
-
-        from mlsupcon.models import Classifier, build_encoder
-        from mlsupcon.models.linear_baseline import fit_one_vs_rest, fit_vector_linear
+        from mlsupcon.models import Classifier
         from mlsupcon.models.score_head import ScoresHead
 
-        ds, cfg = ctx.dataset, ctx.cfg
-        train = ds.splits["train"]
-        text = ds.modality == "text"
-        opts = {**(TEXT_DEFAULTS if text else VECTOR_DEFAULTS), **cfg.linear_options}
-        fit_opts = {k: v for k, v in opts.items() if k in ("estimator", "C", "class_weight", "n_jobs", "max_iter")}
-        c = ds.num_labels
-        with ctx.timed("featurize_s"):
-            if text:
-                encoder = build_encoder("sparse", train_texts=list(train.inputs), featurizer=dict(opts["featurizer"]),
-                                        hidden_dims=(c,), final_activation=False, cache_nnz=0)
-                x = encoder.featurizer.transform(list(train.inputs))
-            else:
-                x = np.asarray(train.inputs, dtype=np.float32)
-                encoder = build_encoder("mlp", in_dim=int(x.shape[1]), hidden_dims=(c,), final_activation=False)
-        with ctx.timed("train_s"):
-            if text:
-                coef, intercept = fit_one_vs_rest(x, train.labels, seed=cfg.seed, **fit_opts)
-            else:
-                coef, intercept = fit_vector_linear(x, train.labels, seed=cfg.seed, **fit_opts)
-        with torch.no_grad():
-            if text:
-                encoder.weight.copy_(torch.from_numpy(np.ascontiguousarray(coef.T)))
-                encoder.bias.copy_(torch.from_numpy(intercept))
-            else:
-                layer = encoder.net[0]
-                layer.weight.copy_(torch.from_numpy(coef))
-                layer.bias.copy_(torch.from_numpy(intercept))
-        for p in encoder.parameters():
-            p.requires_grad_(False)
-        ctx.encoder = encoder
-        self._write_log(ctx, x, train)
-        return Classifier(encoder, ScoresHead(c))
+        encoder, num_features = fit_linear_encoder(ctx)
+        self._write_log(ctx, num_features, ctx.dataset.splits["train"])
+        return Classifier(encoder, ScoresHead(ctx.dataset.num_labels))
 
     @staticmethod
-    def _write_log(ctx: FitContext, x, train) -> None:
+    def _write_log(ctx: FitContext, num_features: int, train) -> None:
         """``logs/linear/metrics.csv``: one row (the fit has no epochs), like the Lightning stages' logs."""
         from mlsupcon.training.io import atomic_write_text
 
         log_dir = ctx.out / "logs" / "linear"
         log_dir.mkdir(parents=True, exist_ok=True)
-        row = {"epoch": 0, "num_train": len(train), "num_features": int(x.shape[1]),
-               "featurize_s": round(ctx.timings.get("featurize_s", 0.0), 3),
-               "train_s": round(ctx.timings.get("train_s", 0.0), 3)}
+        row = {"epoch": 0, "num_train": len(train), "num_features": int(num_features),
+               "featurize_s": round(ctx.timings.get("linear_featurize_s", 0.0), 3),
+               "fit_s": round(ctx.timings.get("linear_fit_s", 0.0), 3)}
         atomic_write_text(log_dir / "metrics.csv", ",".join(row) + "\n" + ",".join(map(str, row.values())) + "\n")
+
+
+def fit_linear_encoder(ctx: FitContext):
+    """The fitted one-vs-rest linear model as an encoder whose output is the decision values
+    ``[n, C]`` (text: a ``sparse`` encoder over TF-IDF; vectors: a one-layer ``mlp``), and the
+    number of input features. Also used by other methods to blend a linear model in."""
+    import numpy as np
+    import torch
+
+    from mlsupcon.models import build_encoder
+    from mlsupcon.models.linear_baseline import fit_one_vs_rest, fit_vector_linear
+
+    ds, cfg = ctx.dataset, ctx.cfg
+    train = ds.splits["train"]
+    text = ds.modality == "text"
+    opts = {**(TEXT_DEFAULTS if text else VECTOR_DEFAULTS), **cfg.linear_options}
+    fit_opts = {k: v for k, v in opts.items() if k in ("estimator", "C", "class_weight", "n_jobs", "max_iter")}
+    c = ds.num_labels
+    with ctx.timed("linear_featurize_s"):
+        if text:
+            encoder = build_encoder("sparse", train_texts=list(train.inputs), featurizer=dict(opts["featurizer"]),
+                                    hidden_dims=(c,), final_activation=False, cache_nnz=0)
+            x = encoder.featurizer.transform(list(train.inputs))
+        else:
+            x = np.asarray(train.inputs, dtype=np.float32)
+            encoder = build_encoder("mlp", in_dim=int(x.shape[1]), hidden_dims=(c,), final_activation=False)
+    with ctx.timed("linear_fit_s"):
+        fit = fit_one_vs_rest if text else fit_vector_linear
+        coef, intercept = fit(x, train.labels, seed=cfg.seed, **fit_opts)
+    with torch.no_grad():
+        layer = encoder if text else encoder.net[0]
+        w = coef.T if text else coef
+        layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+        layer.bias.copy_(torch.from_numpy(intercept))
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    return encoder.eval(), int(x.shape[1])

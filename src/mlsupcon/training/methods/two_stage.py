@@ -14,6 +14,7 @@ with the encoder (the MulSupCon authors' protocol).
 from __future__ import annotations
 
 from mlsupcon.training.methods.base import ContrastiveMethod, FitContext, make_head
+from mlsupcon.training.methods.finish import finish
 
 
 class TwoStage(ContrastiveMethod):
@@ -74,4 +75,4 @@ class TwoStage(ContrastiveMethod):
             ctx.fit_stage("classifier", stage2, train_l, val_l, max(1, cfg.classifier_epochs), early_stop=True,
                           epochs_option="classifier_epochs")
             stage2.restore_best()
-        return Classifier(encoder, head, parts["projection"])
+        return finish(ctx, Classifier(encoder, head, parts["projection"]))
