@@ -194,13 +194,24 @@ def write_coco(root: Path, n_images: int = 40, seed: int = 0) -> Path:
 
 def expected_config(yaml_values: dict[str, Any], flag_values: dict[str, Any],
                     nested: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """What config.yaml must hold: the defaults, then the YAML file, then the CLI flags.
+    """What config.yaml must hold: the defaults, then the named dataset's preset, then the YAML
+    file (mappings merged into the preset's option by option), then the CLI flags.
 
-    Built independently of ``load_config`` (from the dataclass defaults) so that a bug in the
-    merge shows up as a difference.
+    Built independently of ``load_config`` (from the dataclass defaults and ``PRESETS``) so that
+    a bug in the merge shows up as a difference. A YAML file was given: ``auto`` is false.
     """
+    from mlsupcon.training.presets import PRESETS
+
     expected = TrainConfig().to_dict()
-    expected.update(yaml_values)
+    dataset = flag_values.get("dataset", yaml_values.get("dataset"))
+    preset = json.loads(json.dumps(PRESETS.get(dataset, {})))
+    for options, owner in (("encoder_options", "encoder"), ("view_options", "encoder"), ("loss_options", "loss")):
+        if flag_values.get(owner, yaml_values.get(owner, preset.get(owner))) != preset.get(owner):
+            preset.pop(options, None)  # the preset's options of another encoder / loss
+    expected.update(preset, preset=dataset if preset else None, auto=False)
+    for key, value in yaml_values.items():
+        below = expected.get(key)
+        expected[key] = {**below, **value} if isinstance(below, dict) and isinstance(value, dict) else value
     expected.update(flag_values)
     for key, extra in (nested or {}).items():
         expected[key] = {**expected[key], **extra}

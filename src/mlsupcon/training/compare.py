@@ -99,6 +99,10 @@ def run_compare(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(base.dataset, **base.dataset_options)
+    if base.auto:  # chosen once from the data (and printed) for every run of the table
+        from mlsupcon.training.auto import apply_auto_settings
+
+        base, ds = apply_auto_settings(base, ds)
     rows = []
     for loss in losses:
         for seed in seeds:

@@ -1,0 +1,333 @@
+"""Settings chosen from the data when a ``jsonl:``/``csv:``/``vectors:`` dataset comes without a config.
+
+A bundled dataset has its recipe (:mod:`mlsupcon.training.presets`); a user's own file has none,
+so :func:`auto_settings` measures the training split and chooses:
+
+=================  =========================================================================
+field              choice
+=================  =========================================================================
+``encoder``        text: ``sparse`` (TF-IDF features, hidden_dims [512]) up to
+                   :data:`LARGE_TEXT_EXAMPLES` training texts, ``cnn`` (own tokenizer,
+                   ``tokenizer: auto``) above; vectors: ``mlp`` (MulSupCon's 256-512-256)
+``encoder_options`` cnn: ``max_length`` = 95th percentile of the token counts (the tokenizer
+                   kind :func:`~mlsupcon.models.tokenizer_choice.choose_tokenizer` expects:
+                   words, sub-words or characters), the Debtags recipe's sizes; sparse:
+                   character 1-3-grams only for scripts without spaces or symbol text,
+                   ``max_chars`` for long documents, at most 200,000 TF-IDF columns
+``view_options``   the encoder's views (token crop/drop/mask, feature drop, feature masking)
+``batch_size``     min(256, n_train / 8), rounded down to a power of two
+``epochs``         about 1,000 optimizer steps, 5 to 100 epochs (more for small data);
+                   ``patience`` 10 under 5,000 examples
+stage 2            text: a linear probe on the frozen encoder (the Debtags recipe's
+                   ``classifier_lr`` 0.02), ``probe_batch_size`` min(2048, n_train / 8);
+                   vectors: ``finetune_encoder`` with ``classifier_lr`` 0.0005 (MulSupCon);
+                   ``classifier_epochs``: about 1,000 steps, 30 to 100 epochs
+vectors            ``dataset_options.standardize`` (the training split's mean and std)
+=================  =========================================================================
+
+:func:`apply_auto_settings` (called by :func:`~mlsupcon.training.runner.run_training` and
+``compare`` when ``cfg.auto`` is true) never changes a field the user set (a flag, the YAML
+file, a preset, or — for a config built in Python — any value other than the default), prints
+what it chose as one block on stderr and returns the config with ``auto`` false.
+
+Example:
+    >>> from mlsupcon.data import MultiLabelDataset, Split, encode_labels
+    >>> texts = [f"short text number {i} about {'cats' if i % 2 else 'dogs'}" for i in range(400)]
+    >>> y = encode_labels([["cat"] if i % 2 else ["dog"] for i in range(400)], ["cat", "dog"])
+    >>> ids = [str(i) for i in range(400)]
+    >>> ds = MultiLabelDataset("toy", "text", ["cat", "dog"],
+    ...                        {s: Split(s, texts, y, ids) for s in ("train", "validation", "test")})
+    >>> overrides, reasons = auto_settings(ds)
+    >>> overrides["encoder"], overrides["batch_size"], overrides["epochs"]
+    ('sparse', 32, 84)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import sys
+from typing import Any, TextIO
+
+import numpy as np
+
+from mlsupcon.data import MultiLabelDataset, load_dataset
+from mlsupcon.models.tokenizer_choice import choose_tokenizer
+from mlsupcon.training.config import TrainConfig
+
+__all__ = ["AUTO_SPECS", "LARGE_TEXT_EXAMPLES", "data_statistics", "auto_settings", "apply_auto_settings",
+           "user_set_fields"]
+
+#: Dataset kinds (spec prefixes) whose settings are chosen from the data.
+AUTO_SPECS = ("jsonl", "csv", "vectors")
+#: Training texts from which a CNN with its own tokenizer is chosen over TF-IDF features: below
+#: it, TF-IDF n-grams (nothing learnt from scratch but one sparse layer) are the safer first run.
+LARGE_TEXT_EXAMPLES = 20_000
+#: Optimizer steps the epochs aim at (within MIN_EPOCHS..MAX_EPOCHS).
+TARGET_STEPS = 1000
+MIN_EPOCHS, MAX_EPOCHS = 5, 100
+#: Examples below which validation is noisy: longer patience, more classifier epochs.
+SMALL_DATA = 5000
+#: Chosen fields that only some methods read (``Method.options``); the others are read by all.
+_METHOD_FIELDS = {"view_options", "epochs", "classifier_epochs", "classifier_lr", "probe_batch_size",
+                  "finetune_encoder", "patience"}
+#: Texts measured (evenly spaced) for the length statistics.
+_SAMPLE = 20_000
+# Words and single punctuation marks: what a word tokenizer's pre-tokenizer makes of a text.
+_WORDS = re.compile(r"\w+|[^\w\s]")
+# Sub-word pieces per word of a byte-level BPE on code, identifiers, URLs (a rough, safe factor).
+_SUBWORD_FACTOR = 1.5
+# The Debtags recipe's CNN sizes (src/mlsupcon/training/presets.py), good on short and long texts alike.
+_CNN = {"embed_dim": 64, "num_filters": 128, "kernel_size": 3, "vocab_size": 20000, "min_frequency": 2, "dropout": 0.1}
+
+
+def _sample(items: list[Any], k: int = _SAMPLE) -> list[Any]:
+    if len(items) <= k:
+        return list(items)
+    step = len(items) / k
+    return [items[int(i * step)] for i in range(k)]
+
+
+def data_statistics(dataset: MultiLabelDataset) -> dict[str, Any]:
+    """What the choices depend on, measured on the training split.
+
+    Returns:
+        ``{"modality", "n_train", "num_labels", "labels_per_example"}``; text adds
+        ``"tokenizer"`` (kind), ``"tokenizer_reason"``, ``"unspaced_script_share"``,
+        ``"symbol_share"``, ``"chars_median"``, ``"words_median"`` and ``"tokens_p95"`` (tokens of
+        that kind); vectors add ``"num_features"``.
+    """
+    train = dataset.splits["train"]
+    n = len(train)
+    stats: dict[str, Any] = {
+        "modality": dataset.modality,
+        "n_train": n,
+        "num_labels": int(dataset.num_labels),
+        "labels_per_example": float(train.labels.nnz / n) if n else 0.0,
+    }
+    if dataset.modality == "text":
+        texts = [t if isinstance(t, str) else "" for t in _sample(list(train.inputs))]
+        kind, report = choose_tokenizer(texts)
+        words = np.array([len(_WORDS.findall(t)) for t in texts] or [0])
+        if kind == "char":  # one token per non-space character
+            tokens = np.array([len(t) - sum(c.isspace() for c in t) for t in texts] or [0])
+        else:
+            tokens = words * (_SUBWORD_FACTOR if kind == "subword" else 1.0)
+        stats.update({
+            "tokenizer": kind,
+            "tokenizer_reason": report["reason"],
+            "unspaced_script_share": report["unspaced_script_share"],
+            "symbol_share": report["symbol_share"],
+            "chars_median": int(np.median([len(t) for t in texts] or [0])),
+            "words_median": int(np.median(words)),
+            "tokens_p95": int(math.ceil(np.percentile(tokens, 95))),
+        })
+    elif dataset.modality == "vector":
+        stats["num_features"] = int(np.asarray(train.inputs).shape[1])
+    return stats
+
+
+def _pow2_floor(x: int) -> int:
+    return 1 << (max(int(x), 1).bit_length() - 1)
+
+
+def _describe(s: dict[str, Any]) -> str:
+    head = f"{s['n_train']:,} training examples, {s['num_labels']:,} labels, {s['labels_per_example']:.1f} per example"
+    if s["modality"] == "text":
+        length = "short" if s["tokens_p95"] <= 128 else "long" if s["tokens_p95"] > 1000 else "medium-length"
+        return (f"{s['n_train']:,} {length} texts (median {s['chars_median']:,} characters, "
+                f"{s['words_median']:,} words), {s['num_labels']:,} labels, {s['labels_per_example']:.1f} per "
+                f"example; {s['tokenizer_reason']}")
+    if s["modality"] == "vector":
+        return f"{head}, {s['num_features']:,} features"
+    return head
+
+
+def auto_settings(dataset: MultiLabelDataset, encoder: str | None = None,
+                  finetune_encoder: bool | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Settings for ``dataset`` chosen from its training split (rules in the module docstring).
+
+    Args:
+        dataset: The loaded dataset (text or vector; other modalities get no settings).
+        encoder: The encoder the user chose, if any: the options are then that encoder's, and
+            no encoder is chosen.
+        finetune_encoder: The user's choice of stage 2, if any (the stage-2 settings follow it).
+
+    Returns:
+        ``(overrides, reasons)``: overrides as :func:`~mlsupcon.training.config.load_config`
+        takes them (``field`` or ``field.option``: value); ``reasons``: the first line describes
+        the data, each further one gives one or more choices and why (``"encoder=sparse: ..."``).
+    """
+    overrides, why, description = _choose(dataset, encoder, finetune_encoder)
+    return overrides, [description, *_reason_lines(overrides, why)] if description else []
+
+
+def _reason_lines(chosen: dict[str, Any], why: dict[str, str]) -> list[str]:
+    """``key=value: why`` lines; consecutive choices with the same reason share a line."""
+    groups: list[tuple[list[str], str]] = []
+    for key, value in chosen.items():
+        item, reason = f"{key}={_show(value)}", why.get(key, "")
+        if groups and groups[-1][1] == reason:
+            groups[-1][0].append(item)
+        else:
+            groups.append(([item], reason))
+    return [", ".join(items) + (f": {reason}" if reason else "") for items, reason in groups]
+
+
+def _choose(dataset: MultiLabelDataset, encoder: str | None,
+            finetune: bool | None) -> tuple[dict[str, Any], dict[str, str], str]:
+    """(overrides, why per key, description of the data): see :func:`auto_settings`."""
+    s = data_statistics(dataset)
+    o: dict[str, Any] = {}
+    why: dict[str, str] = {}
+    n, modality = s["n_train"], s["modality"]
+    if modality not in ("text", "vector") or n == 0:
+        return {}, {}, _describe(s) if n else ""
+
+    if modality == "text":
+        chosen = "cnn" if n > LARGE_TEXT_EXAMPLES else "sparse"
+        if encoder is None:
+            o["encoder"] = chosen
+            why["encoder"] = (f"{n:,} training texts > {LARGE_TEXT_EXAMPLES:,}: a CNN with its own tokenizer"
+                              if chosen == "cnn" else
+                              f"{n:,} training texts <= {LARGE_TEXT_EXAMPLES:,}: TF-IDF n-grams under one "
+                              "trained layer, nothing to learn from scratch")
+        enc = (encoder or chosen).strip().lower()
+        if enc == "cnn":
+            length = int(min(2500, max(16, 16 * math.ceil(s["tokens_p95"] / 16))))
+            o["encoder_options.tokenizer"] = "auto"
+            why["encoder_options.tokenizer"] = f"{s['tokenizer']} tokens expected ({s['tokenizer_reason']})"
+            o["encoder_options.max_length"] = length
+            why["encoder_options.max_length"] = (f"95th percentile of the texts' {s['tokenizer']} token counts "
+                                                 f"({s['tokens_p95']:,}), rounded up to 16, within 16..2,500")
+            for k, v in _CNN.items():
+                o[f"encoder_options.{k}"] = v
+                why[f"encoder_options.{k}"] = "the Debtags recipe's CNN sizes"
+            o["view_options"] = {"crop": 0.9, "p_drop": 0.1, "p_mask": 0.1}
+            why["view_options"] = "token views: crop 90 %, delete and mask 10 % of the tokens"
+        elif enc == "sparse":
+            feat: dict[str, Any] = {"max_features": 200_000}
+            note = "at most 200,000 TF-IDF columns (as the linear baseline; the sparse layer stays < 0.5 GB)"
+            if s["unspaced_script_share"] >= 0.3 or s["symbol_share"] >= 0.25:
+                feat.update({"word_ngram_range": None, "char_ngram_range": [1, 3], "char_analyzer": "char"})
+                note = (f"character 1-3-grams only: {s['unspaced_script_share']:.0%} of the characters in scripts "
+                        f"without spaces, {s['symbol_share']:.0%} symbols (no words to split); " + note)
+            if s["tokens_p95"] > 1000:
+                feat["max_chars"] = 20_000
+                note = (f"long texts (95th percentile {s['tokens_p95']:,} tokens): the first 20,000 characters "
+                        "of each; " + note)
+            o["encoder_options.hidden_dims"] = [512]
+            why["encoder_options.hidden_dims"] = "one 512-wide layer over the TF-IDF features"
+            o["encoder_options.featurizer"] = feat
+            why["encoder_options.featurizer"] = note
+            o["view_options"] = {"p_drop": 0.2}
+            why["view_options"] = "feature views: drop 20 % of each text's n-grams"
+    else:
+        if encoder is None:
+            o["encoder"] = "mlp"
+            why["encoder"] = "feature vectors: an MLP"
+        if (encoder or "mlp").strip().lower() == "mlp":
+            o["encoder_options.hidden_dims"] = [256, 512, 256]
+            why["encoder_options.hidden_dims"] = "MulSupCon's MLP (256-512-256, as the yeast recipe)"
+            o["view_options"] = {"p_mask": 0.5, "noise_std": 0.0}
+            why["view_options"] = "feature views: mask each feature with p = 0.5, no noise (MulSupCon)"
+        o["dataset_options.standardize"] = True
+        why["dataset_options.standardize"] = "features standardised with the training split's mean and std"
+        if finetune is None:
+            o["finetune_encoder"] = finetune = True
+            why["finetune_encoder"] = "stage 2 fine-tunes the MLP with the classifier (the MulSupCon protocol)"
+
+    batch = _pow2_floor(min(256, max(8, n // 8), n))
+    o["batch_size"] = batch
+    why["batch_size"] = f"min(256, {n:,} / 8) rounded down to a power of two"
+    steps = max(1, n // batch)
+    epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps))))
+    o["epochs"] = epochs
+    why["epochs"] = (f"about {TARGET_STEPS:,} optimizer steps at {steps:,} batches per epoch, "
+                     f"within {MIN_EPOCHS}..{MAX_EPOCHS}")
+    if finetune:  # stage 2 trains the encoder too: batches of batch_size, a fine-tuning rate
+        o["classifier_lr"] = 0.0005
+        why["classifier_lr"] = "fine-tuning the encoder with the classifier: MulSupCon's rate"
+        probe_steps = steps
+    else:  # a linear probe on cached embeddings: cheap steps, a probe's rate
+        probe = _pow2_floor(min(2048, max(32, n // 8), n))
+        o["probe_batch_size"] = probe
+        why["probe_batch_size"] = f"min(2048, {n:,} / 8) rounded down to a power of two: several probe steps per epoch"
+        o["classifier_lr"] = 0.02
+        why["classifier_lr"] = "the linear probe's rate of the Debtags recipe"
+        probe_steps = max(1, math.ceil(n / probe))
+    o["classifier_epochs"] = int(min(MAX_EPOCHS, max(30, math.ceil(TARGET_STEPS / probe_steps))))
+    why["classifier_epochs"] = (f"about {TARGET_STEPS:,} steps at {probe_steps:,} per epoch, within 30..{MAX_EPOCHS} "
+                                "(early stopping on validation mAP ends it sooner)")
+    if n < SMALL_DATA:
+        o["patience"] = 10
+        why["patience"] = f"under {SMALL_DATA:,} training examples validation is noisy: wait 10 epochs"
+    return o, why, _describe(s)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
+    return "none" if value is None else str(value)
+
+
+def user_set_fields(cfg: TrainConfig) -> frozenset[str]:
+    """Fields (``field``) and options (``field.option``) the user set: recorded by
+    :func:`~mlsupcon.training.config.load_config`; for a config built in Python, every field whose
+    value is not the default."""
+    explicit = getattr(cfg, "_explicit", None)
+    if explicit is not None:
+        return frozenset(explicit)
+    defaults = TrainConfig()
+    return frozenset(f for f in TrainConfig.fields() if getattr(cfg, f) != getattr(defaults, f))
+
+
+def apply_auto_settings(cfg: TrainConfig, dataset: MultiLabelDataset,
+                        stream: TextIO | None = None) -> tuple[TrainConfig, MultiLabelDataset]:
+    """``cfg`` with the settings :func:`auto_settings` chooses for ``dataset`` in the fields the user
+    did not set, and the dataset (reloaded when a dataset option was chosen).
+
+    Does nothing (returns its arguments) unless ``cfg.auto`` is true and the dataset is a
+    ``jsonl:``/``csv:``/``vectors:`` spec; a method that builds its own model from the data
+    (``linear``) needs no settings. Prints the choices as one block on ``stream`` (stderr).
+
+    Returns:
+        ``(config, dataset)``; the config is validated and has ``auto`` false.
+    """
+    from mlsupcon.training.methods import get_method
+
+    kind = cfg.dataset.partition(":")[0].strip().lower() if isinstance(cfg.dataset, str) else ""
+    method = get_method(cfg.method)
+    if not cfg.auto or kind not in AUTO_SPECS or getattr(method, "builds_own_encoder", False):
+        return cfg, dataset
+    user = user_set_fields(cfg)
+    overrides, why, description = _choose(dataset, cfg.encoder if "encoder" in user else None,
+                                          cfg.finetune_encoder if "finetune_encoder" in user else None)
+    changes: dict[str, Any] = {}
+    applied: dict[str, Any] = {}
+    kept = [f"encoder={cfg.encoder}"] if "encoder" in user and overrides else []
+    for key, value in overrides.items():
+        field_name, _, option = key.partition(".")
+        if field_name in _METHOD_FIELDS and field_name not in method.options:
+            continue  # e.g. the probe's settings for bce, which has no stage 2
+        if field_name in user or key in user:
+            kept.append(f"{key}={_show(getattr(cfg, field_name).get(option) if option else getattr(cfg, key))}")
+            continue
+        if option:
+            current = changes.get(field_name, dict(getattr(cfg, field_name)))
+            changes[field_name] = {**current, option: value}
+        else:
+            changes[key] = value
+        applied[key] = value
+    new = dataclasses.replace(cfg, **changes, auto=False).validate()
+    if new.dataset_options != cfg.dataset_options:
+        dataset = load_dataset(new.dataset, **new.dataset_options)
+    out = stream if stream is not None else sys.stderr
+    block = [f"mlsupcon: no config given; chose from the data ({description}):"]
+    block += [f"  {line}" for line in _reason_lines(applied, why)]
+    if kept:
+        block.append(f"  kept as you set them: {', '.join(kept)}")
+    block.append("  (a YAML config, or flags, override any of these; auto: false keeps the defaults)")
+    print("\n".join(block), file=out, flush=True)
+    return new, dataset

@@ -1,0 +1,245 @@
+"""Dataset presets (defaults < preset < YAML < flags) and settings chosen from the data (auto)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import fixtures_pipeline as fp
+from mlsupcon.data import load_dataset
+from mlsupcon.training import auto
+from mlsupcon.training.config import TrainConfig, load_config
+from mlsupcon.training.presets import PRESETS, preset_for
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+# ------------------------------------------------------------------------------------ presets
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_config_file_equals_preset(name):
+    assert yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()) == PRESETS[name]
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_naming_the_dataset_gives_its_preset(name):
+    cfg = load_config(overrides={"dataset": name})
+    resolved = json.loads(json.dumps(cfg.to_dict()))
+    for key, value in PRESETS[name].items():
+        assert resolved[key] == value, key
+    assert cfg.preset == name
+    # a field the preset leaves alone keeps its default
+    assert cfg.eval_batch_size == TrainConfig().eval_batch_size
+
+
+def test_yeast_preset_is_the_mulsupcon_recipe():
+    cfg = load_config(overrides={"dataset": "yeast"})
+    assert (cfg.encoder, cfg.encoder_options, cfg.method, cfg.loss, cfg.finetune_encoder) == (
+        "mlp", {"hidden_dims": [256, 512, 256]}, "two-stage", "mulsupcon", True)
+    assert (cfg.epochs, cfg.classifier_epochs, cfg.batch_size, cfg.lr, cfg.classifier_lr) == (100, 100, 64, 1e-3, 5e-4)
+    assert cfg.view_options == {"p_mask": 0.5, "noise_std": 0.0}
+
+
+def test_flags_override_the_preset():
+    cfg = load_config(overrides={"dataset": "yeast", "epochs": 3, "encoder_options.dropout": 0.2,
+                                 "loss_options.temperature": 0.3})
+    assert cfg.epochs == 3 and cfg.preset == "yeast"
+    assert cfg.encoder_options == {"hidden_dims": [256, 512, 256], "dropout": 0.2}  # option by option
+    assert cfg.loss_options == {"temperature": 0.3}
+    assert cfg.classifier_epochs == PRESETS["yeast"]["classifier_epochs"]  # the rest is the preset's
+    # another loss or encoder: the preset's options of its loss / encoder do not follow
+    other = load_config(overrides={"dataset": "debtags", "loss": "himulcon", "encoder": "sparse"})
+    assert other.loss_options == {} and other.encoder_options == {} and other.view_options == {}
+    assert other.lr == PRESETS["debtags"]["lr"]
+
+
+def test_yaml_overrides_the_preset_and_flags_override_the_yaml(tmp_path):
+    path = fp.write_yaml(tmp_path / "c.yaml", {"dataset": "yeast", "batch_size": 32, "epochs": 7,
+                                               "encoder_options": {"dropout": 0.1}})
+    cfg = load_config(path, {"epochs": 2})
+    assert (cfg.batch_size, cfg.epochs, cfg.preset) == (32, 2, "yeast")
+    assert cfg.encoder_options == {"hidden_dims": [256, 512, 256], "dropout": 0.1}
+    assert cfg.loss == "mulsupcon" and cfg.finetune_encoder is True  # from the preset
+    assert cfg.auto is False  # a config file: nothing is chosen from the data
+    # the dataset named by a flag picks the preset under the YAML file too
+    bare = fp.write_yaml(tmp_path / "bare.yaml", {"epochs": 7})
+    cfg = load_config(bare, {"dataset": "yeast"})
+    assert (cfg.epochs, cfg.encoder, cfg.preset) == (7, "mlp", "yeast")
+
+
+def test_no_dataset_named_no_preset_and_preset_none():
+    assert load_config(None, {}).to_dict() == TrainConfig().to_dict()
+    plain = load_config(None, {"dataset": "yeast", "preset": "none", "encoder": "mlp"})
+    assert plain.preset is None and plain.epochs == TrainConfig().epochs and plain.encoder_options == {}
+    chosen = load_config(None, {"dataset": f"jsonl:{Path('x.jsonl')}", "preset": "debtags"})
+    assert chosen.preset == "debtags" and chosen.encoder_options == PRESETS["debtags"]["encoder_options"]
+    assert chosen.dataset.startswith("jsonl:")
+
+
+def test_unknown_preset_is_a_one_line_error(tmp_path):
+    with pytest.raises(ValueError, match=r"^preset: unknown preset 'nope'"):
+        load_config(None, {"preset": "nope"})
+    rc, _, err = fp.run_cli(["train", "--dataset", "yeast", "--preset", "nope", "--output", str(tmp_path / "r")])
+    fp.assert_user_error(rc, err, "preset", "nope", "yeast")
+    assert not (tmp_path / "r").exists()
+
+
+def test_preset_for_is_a_copy():
+    p = preset_for("YEAST")
+    p["encoder_options"]["hidden_dims"].append(1)
+    assert PRESETS["yeast"]["encoder_options"]["hidden_dims"] == [256, 512, 256]
+    assert preset_for("jsonl:a.jsonl") == {} and preset_for(None) == {}
+
+
+def test_train_dataset_yeast_uses_the_preset(tmp_path):
+    out = tmp_path / "run"
+    rc, _, err = fp.run_cli(["train", "--dataset", "yeast", "--loss", "mulsupcon", "--epochs", "1",
+                             "--classifier-epochs", "1", "--max-examples", "96", "--no-progress",
+                             "--output", str(out)])
+    assert rc == 0, err
+    saved = fp.read_config_yaml(out)
+    assert saved["preset"] == "yeast" and saved["encoder"] == "mlp" and saved["finetune_encoder"] is True
+    assert saved["encoder_options"] == {"hidden_dims": [256, 512, 256]}
+    assert (saved["batch_size"], saved["epochs"], saved["classifier_epochs"]) == (64, 1, 1)
+    assert "chose from the data" not in err  # a preset is a recipe: nothing chosen from the data
+    m = fp.check_run_folder(out)
+    assert m["loss"] == "mulsupcon" and m["params"]["encoder"] == 103 * 256 + 256 + 256 * 512 + 512 + 512 * 256 + 256
+
+
+# ------------------------------------------------------------------------------- auto settings
+
+
+def _write_texts(path: Path, texts: list[str], seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    labels = [f"l{i}" for i in range(6)]
+    rows = []
+    for i, text in enumerate(texts):
+        split = "train" if i % 10 < 8 else ("validation" if i % 10 == 8 else "test")
+        labs = sorted(rng.choice(labels, size=int(rng.integers(1, 3)), replace=False).tolist())
+        rows.append(json.dumps({"text": text, "labels": labs, "split": split}, ensure_ascii=False))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+_WORDS = ["editor", "game", "library", "network", "audio", "puzzle", "server", "python", "kernel", "font"]
+_HAN = "我喜欢学习中文今天天气很好他们在公园里散步这本书非常有意思"
+
+
+def _short(n, rng):
+    return [" ".join(rng.choice(_WORDS, size=int(rng.integers(4, 12)))) for _ in range(n)]
+
+
+def _long(n, rng):
+    return [" ".join(rng.choice(_WORDS, size=int(rng.integers(1100, 1500)))) for _ in range(n)]
+
+
+def _cjk(n, rng):
+    return ["".join(rng.choice(list(_HAN), size=int(rng.integers(10, 30)))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def text_sets(tmp_path_factory):
+    d = tmp_path_factory.mktemp("auto")
+    rng = np.random.default_rng(0)
+    return {kind: load_dataset(f"jsonl:{_write_texts(d / f'{kind}.jsonl', make(300, rng))}")
+            for kind, make in (("short", _short), ("long", _long), ("cjk", _cjk))}
+
+
+def test_auto_settings_differ_with_the_texts(text_sets):
+    chosen = {k: auto.auto_settings(ds) for k, ds in text_sets.items()}
+    for kind, (o, reasons) in chosen.items():
+        assert o["encoder"] == "sparse", kind  # 240 training texts: TF-IDF
+        assert o["batch_size"] == 16 and o["epochs"] == 67 and o["patience"] == 10  # 240 // 8 -> 16; 1000 / 15
+        assert "240" in reasons[0] and "6 labels" in reasons[0], reasons[0]
+        assert any(r.startswith("encoder=sparse") and "240 training texts" in r for r in reasons), reasons
+    short, long, cjk = (chosen[k][0]["encoder_options.featurizer"] for k in ("short", "long", "cjk"))
+    assert short == {"max_features": 200_000}
+    assert long == {"max_features": 200_000, "max_chars": 20_000}
+    assert cjk["word_ngram_range"] is None and cjk["char_analyzer"] == "char" and "max_chars" not in cjk
+    assert "short texts" in chosen["short"][1][0] and "long texts" in chosen["long"][1][0]
+    assert "CJK" in chosen["cjk"][1][0]  # the tokenizer choice's reason: an unspaced script
+
+
+def test_auto_settings_cnn_for_large_data(text_sets, monkeypatch):
+    monkeypatch.setattr(auto, "LARGE_TEXT_EXAMPLES", 100)
+    lengths = {}
+    for kind, ds in text_sets.items():
+        o, reasons = auto.auto_settings(ds)
+        assert o["encoder"] == "cnn" and o["encoder_options.tokenizer"] == "auto", kind
+        assert o["view_options"] == {"crop": 0.9, "p_drop": 0.1, "p_mask": 0.1}
+        lengths[kind] = o["encoder_options.max_length"]
+        assert any("95th percentile" in r for r in reasons)
+    # max_length: 95th percentile of the token counts (words; characters for Chinese), in steps of 16:
+    # 4-11 words, 1,100-1,499 words, 10-29 characters
+    assert lengths["short"] == 16 and lengths["cjk"] == 32
+    assert 1440 <= lengths["long"] <= 1504 and lengths["long"] % 16 == 0
+
+
+def test_apply_prints_one_block_and_keeps_what_the_user_set(text_sets, tmp_path):
+    ds = text_sets["short"]
+    spec = ds.info["spec"]
+    cfg = load_config(None, {"dataset": spec, "encoder": "cnn", "batch_size": 7, "encoder_options.max_length": 33})
+    err = io.StringIO()
+    new, same = auto.apply_auto_settings(cfg, ds, stream=err)
+    assert same is ds and new.auto is False
+    assert (new.encoder, new.batch_size, new.encoder_options["max_length"]) == ("cnn", 7, 33)  # untouched
+    assert new.encoder_options["embed_dim"] == 64 and new.epochs != cfg.epochs  # the rest chosen
+    text = err.getvalue()
+    assert text.startswith("mlsupcon: no config given; chose from the data (240 short texts")
+    assert "kept as you set them: encoder=cnn" in text and "batch_size=7" in text
+    assert "epochs=" in text and "encoder=sparse" not in text
+    # a YAML config turns auto off; --no-auto too; a config built in Python keeps its non-defaults
+    yml = fp.write_yaml(tmp_path / "c.yaml", {"dataset": spec})
+    for off in (load_config(yml), load_config(None, {"dataset": spec, "auto": False})):
+        quiet = io.StringIO()
+        assert auto.apply_auto_settings(off, ds, stream=quiet)[0] is off and quiet.getvalue() == ""
+    lib, _ = auto.apply_auto_settings(TrainConfig(dataset=spec, epochs=3), ds, stream=io.StringIO())
+    assert lib.epochs == 3 and lib.encoder == "sparse"
+    # bundled datasets and methods that build their own model get nothing
+    yeast = load_config(None, {"dataset": "yeast", "preset": "none"})
+    assert auto.apply_auto_settings(yeast, ds, stream=io.StringIO())[0] is yeast
+
+
+def test_auto_vectors_standardise_and_reload(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(50.0, 10.0, size=(200, 12)).astype(np.float32)
+    y = (rng.random((200, 4)) < 0.3).astype(np.uint8)
+    np.savez(tmp_path / "v.npz", x=x, y=y)
+    cfg = load_config(None, {"dataset": f"vectors:{tmp_path / 'v.npz'}", "dataset_options.seed": 1})
+    ds = load_dataset(cfg.dataset, **cfg.dataset_options)
+    new, ds2 = auto.apply_auto_settings(cfg, ds, stream=io.StringIO())
+    assert new.encoder == "mlp" and new.finetune_encoder is True
+    assert new.dataset_options == {"seed": 1, "standardize": True}
+    assert abs(float(ds2.splits["train"].inputs.mean())) < 1e-3 and float(ds.splits["train"].inputs.mean()) > 40
+
+
+def test_cli_run_on_jsonl_chooses_from_the_data_and_resumes(tmp_path):
+    from mlsupcon.training.run_folder import check_resume_config
+
+    data = fp.write_jsonl(tmp_path / "d.jsonl", n=120)
+    out = tmp_path / "run"
+    flags = ["--dataset", f"jsonl:{data}", "--epochs", "1", "--classifier-epochs", "1", "--no-progress",
+             "--output", str(out)]
+    rc, _, err = fp.run_cli(["train", *flags])
+    assert rc == 0, err
+    block = [line for line in err.splitlines() if line.startswith("mlsupcon: no config given")]
+    assert len(block) == 1 and "short texts" in block[0]
+    assert "encoder=sparse" in err and "kept as you set them: epochs=1, classifier_epochs=1" in err
+    saved = fp.read_config_yaml(out)
+    assert saved["encoder"] == "sparse" and saved["auto"] is False and saved["preset"] is None
+    assert saved["epochs"] == 1 and saved["encoder_options"]["hidden_dims"] == [512]
+    n_train = len(load_dataset(f"jsonl:{data}").splits["train"])
+    assert 64 <= n_train < 128 and saved["batch_size"] == 8  # min(256, n_train // 8) rounded down to 8
+    fp.check_run_folder(out)
+    # --resume with the same flags chooses the same settings; so does the saved config.yaml
+    again = load_config(None, {"dataset": f"jsonl:{data}", "epochs": 1, "classifier_epochs": 1, "progress": False,
+                               "output": str(out), "resume": True})
+    ds = load_dataset(again.dataset)
+    check_resume_config(auto.apply_auto_settings(again, ds, stream=io.StringIO())[0], out)
+    check_resume_config(load_config(out / "config.yaml", {"resume": True}), out)
