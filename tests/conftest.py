@@ -13,6 +13,11 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Feature and linear-model caches of the test runs go to a throw-away folder, not the user's.
+if "MLSUPCON_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["MLSUPCON_CACHE"] = tempfile.mkdtemp(prefix="mlsupcon-test-cache-")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -105,7 +105,7 @@ def add_linear_blend(ctx: FitContext, model):
         return model
     model.to("cpu").eval()
     with ctx.timed("linear_blend_s"):
-        linear, _ = fit_linear_encoder(ctx)
+        linear, _ = fit_linear_encoder(ctx, seed=0)  # the same wide model under every seed
         c = ctx.dataset.num_labels
         p_model, y_val = _scores(model, ctx.eval_loader("validation", model.preprocess))
         lin_model = Classifier(linear, ScoresHead(c))

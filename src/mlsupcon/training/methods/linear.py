@@ -79,10 +79,14 @@ class Linear(Method):
         atomic_write_text(log_dir / "metrics.csv", ",".join(row) + "\n" + ",".join(map(str, row.values())) + "\n")
 
 
-def fit_linear_encoder(ctx: FitContext):
+def fit_linear_encoder(ctx: FitContext, seed: int | None = None):
     """The fitted one-vs-rest linear model as an encoder whose output is the decision values
     ``[n, C]`` (text: a ``sparse`` encoder over TF-IDF; vectors: a one-layer ``mlp``), and the
-    number of input features. Also used by other methods to blend a linear model in."""
+    number of input features. Also used by other methods to blend a linear model in.
+
+    The fitted weights are cached on disk (``$MLSUPCON_CACHE/features``, keyed by the training
+    texts and labels, the options and ``seed``): the fit is deterministic, and a seed sweep or a
+    comparison that blends the same linear model into every run fits it once."""
     import numpy as np
     import torch
 
@@ -103,9 +107,15 @@ def fit_linear_encoder(ctx: FitContext):
         else:
             x = np.asarray(train.inputs, dtype=np.float32)
             encoder = build_encoder("mlp", in_dim=int(x.shape[1]), hidden_dims=(c,), final_activation=False)
+    seed = cfg.seed if seed is None else seed
     with ctx.timed("linear_fit_s"):
         fit = fit_one_vs_rest if text else fit_vector_linear
-        coef, intercept = fit(x, train.labels, seed=cfg.seed, **fit_opts)
+        if text:
+            coef, intercept = _cached_fit(lambda: fit(x, train.labels, seed=seed, **fit_opts), train,
+                                          {"featurizer": encoder.featurizer.config(), "num_features": encoder.num_features,
+                                           "fit": fit_opts, "seed": seed})
+        else:
+            coef, intercept = fit(x, train.labels, seed=seed, **fit_opts)
     with torch.no_grad():
         layer = encoder if text else encoder.net[0]
         w = coef.T if text else coef
@@ -114,3 +124,29 @@ def fit_linear_encoder(ctx: FitContext):
     for p in encoder.parameters():
         p.requires_grad_(False)
     return encoder.eval(), int(x.shape[1])
+
+
+def _cached_fit(fit, train, identity):
+    """``fit()`` -> (coef, intercept), through the on-disk cache of fitted linear models."""
+    import hashlib
+
+    import numpy as np
+
+    from mlsupcon.models.feature_cache import cache_key, default_cache_dir, read_table, write_table
+
+    labels = train.labels.tocsr()
+    digest = hashlib.sha256(labels.indptr.tobytes() + labels.indices.tobytes()).hexdigest()
+    key = cache_key({"kind": "linear-ovr", "labels": digest, **identity}, [str(t) for t in train.inputs])
+    path = default_cache_dir() / f"linear-{key[:32]}.npz"
+    num_labels = labels.shape[1]
+    num_features = identity["num_features"]
+    if isinstance(num_features, int):
+        table = read_table(path, key, num_labels, num_features + 1)
+        if table is not None:
+            return table[:, :-1], table[:, -1].copy()
+    coef, intercept = fit()
+    try:
+        write_table(path, key, np.concatenate([coef, intercept[:, None]], axis=1))
+    except OSError:  # a read-only cache folder only costs the next run a refit
+        pass
+    return coef, intercept
