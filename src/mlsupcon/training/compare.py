@@ -192,7 +192,9 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
         for ax, (loss, path) in zip(axes.flat, emb_runs):
             data = np.load(path)
             x, y = data["embeddings"][:1000], data["labels"][:1000]
-            xy = TSNE(n_components=2, init="pca", random_state=0, perplexity=30).fit_transform(x)
+            # perplexity must stay below the number of points (tiny test splits)
+            xy = TSNE(n_components=2, init="pca", random_state=0,
+                      perplexity=float(min(30, max(1, len(x) - 1)))).fit_transform(x)
             colour = np.full(len(y), -1)
             for rank in range(len(top)):  # later (rarer) labels overwrite earlier ones
                 colour[y[:, top[rank]] > 0] = rank
