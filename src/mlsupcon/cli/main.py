@@ -148,7 +148,7 @@ def _resume_config_path(args) -> str | None:
 def cmd_train(args) -> int:
     from mlsupcon.training.config import load_config
 
-    # Merged (defaults < YAML < flags) and validated once, before the data is read; torch and
+    # Merged (defaults < preset < YAML < flags) and validated once, before the data is read; torch and
     # Lightning (seconds to import) come after, so that a mistake is reported at once.
     cfg = load_config(_resume_config_path(args), _overrides(args, "train"))
     from mlsupcon.training.runner import run_training

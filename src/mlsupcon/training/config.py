@@ -1,6 +1,6 @@
-"""The run configuration: defaults < YAML file < command-line flags, validated once.
+"""The run configuration: defaults < dataset preset < YAML file < command-line flags, validated once.
 
-:func:`load_config` merges the three and validates the result (:meth:`TrainConfig.validate`)
+:func:`load_config` merges them (presets: :mod:`mlsupcon.training.presets`) and validates the result (:meth:`TrainConfig.validate`)
 before any data is read and before torch or Lightning are imported: a mistake in a config is
 reported at once. Method-specific checks are the method's (``Method.validate``); the
 registries of methods, heads and losses are the only lists of names.
