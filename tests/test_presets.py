@@ -6,11 +6,11 @@ import io
 import json
 from pathlib import Path
 
+import fixtures_pipeline as fp
 import numpy as np
 import pytest
 import yaml
 
-import fixtures_pipeline as fp
 from mlsupcon.data import load_dataset
 from mlsupcon.training import auto
 from mlsupcon.training.config import TrainConfig, load_config

@@ -1,8 +1,8 @@
 """The run configuration: defaults < dataset preset < YAML file < command-line flags, validated once.
 
-:func:`load_config` merges them (presets: :mod:`mlsupcon.training.presets`) and validates the result (:meth:`TrainConfig.validate`)
-before any data is read and before torch or Lightning are imported: a mistake in a config is
-reported at once. Method-specific checks are the method's (``Method.validate``); the
+:func:`load_config` merges them (presets: :mod:`mlsupcon.training.presets`) and validates the
+result (:meth:`TrainConfig.validate`) before any data is read and before torch or Lightning are
+imported: a mistake in a config is reported at once. Method-specific checks are the method's (``Method.validate``); the
 registries of methods, heads and losses are the only lists of names.
 """
 
