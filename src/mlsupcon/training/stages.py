@@ -83,7 +83,10 @@ def _trainer(cfg, out: Path, stage: str, max_epochs: int, monitor: str | None, c
     from lightning.pytorch.callbacks import EarlyStopping
     from lightning.pytorch.loggers import CSVLogger
 
-    callbacks = [checkpoint]
+    from mlsupcon.training.progress import progress_callbacks
+
+    # The stage's progress: a bar named after it, or one line per epoch with --no-progress.
+    callbacks = [checkpoint, *progress_callbacks(stage, cfg.progress)]
     if monitor is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience))
     try:
