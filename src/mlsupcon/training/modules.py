@@ -139,7 +139,8 @@ class KNNMonitor:
 
         ref, ref_y = embed_all(encoder, self.reference_loader, device)
         query, query_y = embed_all(encoder, self.query_loader, device)
-        scores = knn_scores(ref, ref_y, query, k=self.k, temperature=self.temperature)
+        # the search on the training device (a GPU if there is one), in query chunks
+        scores = knn_scores(ref, ref_y, query, k=self.k, temperature=self.temperature, device=device)
         value = mean_average_precision(query_y.numpy(), scores)
         return 0.0 if np.isnan(value) else float(value)
 
