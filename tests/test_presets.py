@@ -155,7 +155,9 @@ def test_auto_settings_differ_with_the_texts(text_sets):
     chosen = {k: auto.auto_settings(ds) for k, ds in text_sets.items()}
     for kind, (o, reasons) in chosen.items():
         assert o["encoder"] == "sparse", kind  # 240 training texts: TF-IDF
-        assert o["batch_size"] == 16 and o["epochs"] == 67 and o["patience"] == 10  # 240 // 8 -> 16; 1000 / 15
+        # 240 // 8 -> 16; 100,000 examples / 240 per epoch -> the cap, 100; 1,000 probe steps of 32 -> 100
+        assert (o["batch_size"], o["epochs"], o["patience"], o["probe_batch_size"]) == (16, 100, 10, 32)
+        assert o["classifier_epochs"] == 100 and o["classifier_lr"] == 0.02
         assert "240" in reasons[0] and "6 labels" in reasons[0], reasons[0]
         assert any(r.startswith("encoder=sparse") and "240 training texts" in r for r in reasons), reasons
     short, long, cjk = (chosen[k][0]["encoder_options.featurizer"] for k in ("short", "long", "cjk"))

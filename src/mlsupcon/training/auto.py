@@ -16,12 +16,14 @@ field              choice
                    ``max_chars`` for long documents, at most 200,000 TF-IDF columns
 ``view_options``   the encoder's views (token crop/drop/mask, feature drop, feature masking)
 ``batch_size``     min(256, n_train / 8), rounded down to a power of two
-``epochs``         about 1,000 optimizer steps, 5 to 100 epochs (more for small data);
-                   ``patience`` 10 under 5,000 examples
+``epochs``         about 100,000 training examples seen, 5 to 100 epochs (more for small
+                   data; a cap: stage 1 stops early on validation kNN mAP); ``patience`` 10
+                   under 5,000 examples
 stage 2            text: a linear probe on the frozen encoder (the Debtags recipe's
                    ``classifier_lr`` 0.02), ``probe_batch_size`` min(2048, n_train / 8);
                    vectors: ``finetune_encoder`` with ``classifier_lr`` 0.0005 (MulSupCon);
-                   ``classifier_epochs``: about 1,000 steps, 30 to 100 epochs
+                   ``classifier_epochs``: about 1,000 probe steps (fine-tuning: as
+                   ``epochs``), 30 to 100 epochs
 vectors            ``dataset_options.standardize`` (the training split's mean and std)
 =================  =========================================================================
 
@@ -39,7 +41,7 @@ Example:
     ...                        {s: Split(s, texts, y, ids) for s in ("train", "validation", "test")})
     >>> overrides, reasons = auto_settings(ds)
     >>> overrides["encoder"], overrides["batch_size"], overrides["epochs"]
-    ('sparse', 32, 84)
+    ('sparse', 32, 100)
 """
 
 from __future__ import annotations
@@ -64,7 +66,10 @@ AUTO_SPECS = ("jsonl", "csv", "vectors")
 #: Training texts from which a CNN with its own tokenizer is chosen over TF-IDF features: below
 #: it, TF-IDF n-grams (nothing learnt from scratch but one sparse layer) are the safer first run.
 LARGE_TEXT_EXAMPLES = 20_000
-#: Optimizer steps the epochs aim at (within MIN_EPOCHS..MAX_EPOCHS).
+#: Training examples a stage that trains the encoder sees (epochs within MIN_EPOCHS..MAX_EPOCHS):
+#: a TF-IDF encoder step costs ~1 s of CPU per 256 texts (two views), so steps, not examples,
+#: would make small data slow. The probe on cached embeddings aims at TARGET_STEPS steps.
+TARGET_EXAMPLES = 100_000
 TARGET_STEPS = 1000
 MIN_EPOCHS, MAX_EPOCHS = 5, 100
 #: Examples below which validation is noisy: longer patience, more classifier epochs.
@@ -241,15 +246,15 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None,
     batch = _pow2_floor(min(256, max(8, n // 8), n))
     o["batch_size"] = batch
     why["batch_size"] = f"min(256, {n:,} / 8) rounded down to a power of two"
-    steps = max(1, n // batch)
-    epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps))))
+    epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_EXAMPLES / n))))
     o["epochs"] = epochs
-    why["epochs"] = (f"about {TARGET_STEPS:,} optimizer steps at {steps:,} batches per epoch, "
-                     f"within {MIN_EPOCHS}..{MAX_EPOCHS}")
+    why["epochs"] = (f"about {TARGET_EXAMPLES:,} examples seen at {n:,} per epoch, within {MIN_EPOCHS}..{MAX_EPOCHS} "
+                     "(a cap: early stopping ends it sooner)")
     if finetune:  # stage 2 trains the encoder too: batches of batch_size, a fine-tuning rate
         o["classifier_lr"] = 0.0005
         why["classifier_lr"] = "fine-tuning the encoder with the classifier: MulSupCon's rate"
-        probe_steps = steps
+        o["classifier_epochs"] = max(30, epochs)
+        why["classifier_epochs"] = "as epochs, at least 30 (early stopping on validation mAP ends it sooner)"
     else:  # a linear probe on cached embeddings: cheap steps, a probe's rate
         probe = _pow2_floor(min(2048, max(32, n // 8), n))
         o["probe_batch_size"] = probe
@@ -257,9 +262,9 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None,
         o["classifier_lr"] = 0.02
         why["classifier_lr"] = "the linear probe's rate of the Debtags recipe"
         probe_steps = max(1, math.ceil(n / probe))
-    o["classifier_epochs"] = int(min(MAX_EPOCHS, max(30, math.ceil(TARGET_STEPS / probe_steps))))
-    why["classifier_epochs"] = (f"about {TARGET_STEPS:,} steps at {probe_steps:,} per epoch, within 30..{MAX_EPOCHS} "
-                                "(early stopping on validation mAP ends it sooner)")
+        o["classifier_epochs"] = int(min(MAX_EPOCHS, max(30, math.ceil(TARGET_STEPS / probe_steps))))
+        why["classifier_epochs"] = (f"about {TARGET_STEPS:,} probe steps at {probe_steps:,} per epoch, within "
+                                    f"30..{MAX_EPOCHS} (early stopping on validation mAP ends it sooner)")
     if n < SMALL_DATA:
         o["patience"] = 10
         why["patience"] = f"under {SMALL_DATA:,} training examples validation is noisy: wait 10 epochs"
