@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,21 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
+#: A one-line epoch summary of --no-progress (mlsupcon.training.progress), e.g. "mlsupcon: [contrastive] epoch 1/3 …".
+EPOCH_LINE = re.compile(r"^mlsupcon: \[[\w-]+\] epoch \d+/\d+ ")
+
+
+def report_lines(err: str) -> list[str]:
+    """The lines of stderr other than the epoch summaries printed before a run stopped."""
+    return [line for line in err.strip().splitlines() if not EPOCH_LINE.match(line)]
+
+
 def assert_user_error(rc: int, err: str, *needles: str) -> str:
-    """Exit code 2, exactly one stderr line starting with 'mlsupcon: error:', no traceback."""
+    """Exit code 2, exactly one stderr line starting with 'mlsupcon: error:' (besides the epoch
+    summaries of the epochs that had finished), no traceback."""
     assert rc == 2, f"exit code {rc}, stderr:\n{err}"
     assert "Traceback" not in err
-    lines = err.strip().splitlines()
+    lines = report_lines(err)
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
     assert lines[0].startswith("mlsupcon: error:"), lines[0]
     for needle in needles:
