@@ -245,3 +245,22 @@ def test_cli_run_on_jsonl_chooses_from_the_data_and_resumes(tmp_path):
     ds = load_dataset(again.dataset)
     check_resume_config(auto.apply_auto_settings(again, ds, stream=io.StringIO())[0], out)
     check_resume_config(load_config(out / "config.yaml", {"resume": True}), out)
+
+
+def test_compare_chooses_once_for_every_run(tmp_path, monkeypatch, capsys):
+    from mlsupcon.training import compare, runner
+
+    seen = []
+
+    def fake_run(cfg, dataset=None):  # records the configs; no training
+        seen.append(cfg)
+        return {**{m: 0.5 for m in compare.TABLE_METRICS}, "timings": {"total_s": 0.0}}
+
+    monkeypatch.setattr(runner, "run_training", fake_run)
+    data = fp.write_jsonl(tmp_path / "d.jsonl", n=120)
+    base = load_config(None, {"dataset": f"jsonl:{data}", "epochs": 2})
+    compare.run_compare(base, ["bce", "simdis"], [0, 1], tmp_path / "cmp", plots=False)
+    err = capsys.readouterr().err
+    assert err.count("mlsupcon: no config given; chose from the data") == 1
+    assert len(seen) == 4 and all(c.auto is False and c.encoder == "sparse" and c.epochs == 2 for c in seen)
+    assert {c.method for c in seen} == {"bce", "two-stage"}
