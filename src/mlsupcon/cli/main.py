@@ -25,6 +25,13 @@ def _int_or_name(value: str) -> int | str:
     return int(value) if value.isdigit() else value
 
 
+def _non_empty(value: str) -> str:
+    """``--label-separator``: a string to split on cannot be empty."""
+    if not value:
+        raise argparse.ArgumentTypeError("expected a non-empty string")
+    return value
+
+
 @dataclass(frozen=True)
 class Flag:
     """One command-line flag and the config field it sets (``a.b``: option ``b`` of mapping ``a``).
@@ -74,6 +81,16 @@ FLAGS: tuple[Flag, ...] = (
          "deterministic subsample per split (quick runs)"),
     Flag("--top-k-labels", int, "dataset_options.top_k_labels",
          "keep the k most frequent training labels (MIMIC-50 style)"),
+    # Your own training data: options of the loaders (mlsupcon.data.text), so load_dataset reports a
+    # dataset that does not take one.
+    Flag("--text-field", str, "dataset_options.text_field", "jsonl:/csv: field or column of the text (default text)"),
+    Flag("--labels-field", str, "dataset_options.label_field",
+         "jsonl:/csv: field or column of the labels (default labels)"),
+    Flag("--split-field", str, "dataset_options.split_field",
+         "jsonl:/csv: field or column of the split (default split; absent: a seeded 80/10/10 split)"),
+    Flag("--id-field", str, "dataset_options.id_field", "jsonl:/csv: field or column of the example id (default id)"),
+    Flag("--label-separator", _non_empty, "dataset_options.label_separator",
+         "csv: what joins the labels of one cell (default ;); vectors: of a label string (default | or ;)"),
     Flag("--devices", _int_or_name, "devices", "number of devices (Lightning)"),
     Flag("--strategy", str, "strategy", "Lightning strategy, e.g. ddp"),
     Flag("--num-nodes", int, "num_nodes", "machines of a multi-node run (torchrun; docs/scaling.md)"),
@@ -85,7 +102,8 @@ FLAGS: tuple[Flag, ...] = (
          "(wide & deep; weight chosen on validation)", value=True),
     Flag("--no-blend-linear", "switch", "blend_linear", "do not blend the TF-IDF linear model in", value=False),
     Flag("--accelerator", str, "accelerator", "cpu | gpu | auto"),
-    Flag("--no-progress", "switch", "progress", "hide progress bars", value=False),
+    Flag("--no-progress", "switch", "progress", "no progress bars: one summary line per epoch on stderr",
+         value=False),
     Flag("--resume", "switch", "resume", "continue an interrupted run from its last checkpoints (same "
          "configuration; with --output DIR alone, DIR/config.yaml is the configuration)", value=True),
     Flag("--checkpoint-every-n-steps", int, "checkpoint_every_n_steps",

@@ -51,12 +51,51 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
 
 
-def results_table(rows: list[dict[str, Any]], losses: Sequence[str], metrics=TABLE_METRICS) -> str:
+#: How :func:`results_table` marks a best mean; printed under every table.
+BEST_RULE = ("Bold: the best mean of a column, ahead of the next best by more than the larger of their two seed "
+             "standard deviations; no bold where either of the two has fewer than two seeds, or where the lead is "
+             "within that spread.")
+
+
+def best_row(cells: dict[str, Sequence[float]]) -> str | None:
+    """The row whose mean is the best of a column by more than the seed spread, else None.
+
+    ``cells`` maps each row to its per-seed values of one metric (NaN values ignored). The best
+    mean is marked only when it beats the next best mean by more than ``max(std_best,
+    std_next)`` (sample standard deviations over seeds) and both rows have at least two seeds:
+    one seed has no spread, so it cannot tell a lead from noise (:data:`BEST_RULE`).
+
+    Example:
+        >>> best_row({"bce": [0.60, 0.62, 0.61], "simdis": [0.50, 0.52, 0.51]})
+        'bce'
+        >>> best_row({"bce": [0.60, 0.70], "simdis": [0.58, 0.66]}) is None   # within the spread
+        True
+        >>> best_row({"bce": [0.9], "simdis": [0.1]}) is None                 # one seed: no marking
+        True
+    """
+    stats = []
+    for row, values in cells.items():
+        vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+        if vals:
+            mu, sd = mean_std(vals)
+            stats.append((mu, sd, len(vals), row))
+    if len(stats) < 2:
+        return None
+    stats.sort(key=lambda t: -t[0])
+    (mu1, sd1, n1, row), (mu2, sd2, n2, _) = stats[0], stats[1]
+    if n1 < 2 or n2 < 2:
+        return None
+    return row if mu1 - mu2 > max(sd1, sd2) else None
+
+
+def results_table(rows: list[dict[str, Any]], losses: Sequence[str], metrics=TABLE_METRICS,
+                  note: bool = True) -> str:
     """Markdown table: one row per loss, mean ± sample std over seeds (the value alone for one
-    seed), best mean in bold."""
-    stats = {(l, m): mean_std([r[m] for r in rows if r["loss"] == l]) for l in losses for m in metrics}
-    best = {m: max((stats[(l, m)][0] for l in losses if not math.isnan(stats[(l, m)][0])), default=None)
-            for m in metrics}
+    seed); a best mean in bold only where it leads by more than the seed spread (:func:`best_row`),
+    with :data:`BEST_RULE` under the table (``note``)."""
+    values = {(l, m): [r.get(m) for r in rows if r["loss"] == l] for l in losses for m in metrics}
+    stats = {key: mean_std(vals) for key, vals in values.items()}
+    best = {m: best_row({l: values[(l, m)] for l in losses}) for m in metrics}
     n_seeds = {l: sum(1 for r in rows if r["loss"] == l) for l in losses}
     lines = ["| method | seeds | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
     for l in losses:
@@ -65,8 +104,10 @@ def results_table(rows: list[dict[str, Any]], losses: Sequence[str], metrics=TAB
             mu, sd = stats[(l, m)]
             # One seed has no spread to report: show the value alone rather than "± 0.00".
             cell = f"{100 * mu:.2f}" if n_seeds[l] == 1 else f"{100 * mu:.2f} ± {100 * sd:.2f}"
-            cells.append(f"**{cell}**" if best[m] is not None and mu == best[m] else cell)
+            cells.append(f"**{cell}**" if best[m] == l else cell)
         lines.append(f"| {l} | {n_seeds[l]} | " + " | ".join(cells) + " |")
+    if note:
+        lines += ["", BEST_RULE]
     return "\n".join(lines)
 
 
@@ -152,30 +193,33 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     figures = {}
     seed = seeds[0]
-    # Training curves (from each run's Lightning CSV logs).
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    colour_of = {loss: plt.cm.tab10(i % 10) for i, loss in enumerate(losses)}  # same colour in both panels
-    for loss in losses:
-        run = out / loss / f"seed{seed}" / "logs"
-        for stage, key, ax in (("contrastive", "train/contrastive_loss", axes[0]),
-                               ("classifier", "val/map", axes[1]), ("end_to_end", "val/map", axes[1])):
-            series = _read_curve(run / stage / "metrics.csv", key)
-            if series:
-                ax.plot(*zip(*series), marker=".", label=loss, color=colour_of[loss])
-    axes[0].set(title="stage 1: contrastive loss (train)", xlabel="epoch")
-    axes[1].set(title="validation mAP of the classifier", xlabel="epoch")
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "no run of this kind", ha="center", va="center", transform=ax.transAxes)
+    colour_of = {loss: plt.cm.tab10(i % 10) for i, loss in enumerate(losses)}  # one colour per row everywhere
+    panels = training_curve_panels(out, losses, seed)
+    cols = min(3, max(1, len(panels)))
+    rows_n = max(1, math.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.4 * cols, 3.4 * rows_n), squeeze=False)
+    for ax, (title, ylabel, lines) in zip(axes.flat, panels):
+        for label, loss, points, style in lines:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, style, marker="o", markersize=3, label=label, color=colour_of[loss])
+        ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if not panels:
+        axes.flat[0].text(0.5, 0.5, "no training logs", ha="center", va="center", transform=axes.flat[0].transAxes)
+    fig.suptitle(f"Training curves (seed {seed}; epochs counted from 1)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "training_curves.png", dpi=110)
     plt.close(fig)
-    figures["Training curves"] = "training_curves.png"
+    figures["Training curves (each contrastive loss on its own axes: the losses differ in scale)"] = \
+        "training_curves.png"
 
     # Embeddings of the test split (t-SNE), coloured by each point's rarest label among the 8
     # most frequent (the most frequent label is on most points and would colour everything).
@@ -189,6 +233,7 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
         fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 4 * rows_n), squeeze=False)
         freq = np.asarray(ds.splits["train"].labels.sum(0)).ravel()
         top = np.argsort(-freq)[:8]
+        shown: set[int] = set()  # colours (ranks in top; -1: grey) that appear in some panel
         for ax, (loss, path) in zip(axes.flat, emb_runs):
             data = np.load(path)
             x, y = data["embeddings"][:1000], data["labels"][:1000]
@@ -198,16 +243,20 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
             colour = np.full(len(y), -1)
             for rank in range(len(top)):  # later (rarer) labels overwrite earlier ones
                 colour[y[:, top[rank]] > 0] = rank
+            shown.update(int(c) for c in np.unique(colour))
             ax.scatter(xy[colour < 0, 0], xy[colour < 0, 1], s=3, c="lightgrey")
-            ax.scatter(xy[colour >= 0, 0], xy[colour >= 0, 1], s=3, c=colour[colour >= 0], cmap="tab10",
-                       vmin=0, vmax=9)
+            ax.scatter(xy[colour >= 0, 0], xy[colour >= 0, 1], s=3,
+                       c=[plt.cm.tab10(_TSNE_PALETTE[int(c)]) for c in colour[colour >= 0]])
             ax.set_title(loss)
             ax.set_xticks([])
             ax.set_yticks([])
         for ax in list(axes.flat)[len(emb_runs):]:
             ax.axis("off")
-        handles = [plt.Line2D([], [], marker="o", ls="", color=plt.cm.tab10(i / 9), label=ds.label_names[t][:28])
-                   for i, t in enumerate(top)]
+        # The legend lists only the colours that appear (a small test split may hold few of the 8 labels).
+        handles = [plt.Line2D([], [], marker="o", ls="", color=plt.cm.tab10(_TSNE_PALETTE[i]),
+                              label=ds.label_names[t][:28]) for i, t in enumerate(top) if i in shown]
+        if -1 in shown:
+            handles.append(plt.Line2D([], [], marker="o", ls="", color="lightgrey", label="none of them"))
         fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7)
         fig.tight_layout(rect=(0, 0.08, 1, 1))
         fig.savefig(out / "embeddings_tsne.png", dpi=110)
@@ -240,9 +289,62 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
     return figures
 
 
+#: tab10 colours of the t-SNE labels, without its grey (7), which would read as "none of them".
+_TSNE_PALETTE = (0, 1, 2, 3, 4, 5, 6, 8)
+
+#: (stage log, column, panel key) of the curves of :func:`training_curve_panels`.
+_CURVES = (
+    ("classifier", "val/map", "map"), ("end_to_end", "val/map", "map"),
+    ("contrastive", "val/knn_map", "knn"),
+    ("classifier", "train/classifier_loss", "cls"), ("end_to_end", "train/classifier_loss", "cls"),
+    ("contrastive", "train/contrastive_loss", "con"), ("contrastive", "val/contrastive_loss", "con"),
+    ("end_to_end", "train/contrastive_loss", "con"), ("end_to_end", "train/kmcl_loss", "kmcl"),
+)
+
+
+def training_curve_panels(out: Path, losses: Sequence[str], seed: int):
+    """The panels of ``training_curves.png``, from each run's Lightning CSV logs (epochs from 1).
+
+    Quantities on a common scale share a panel (validation mAP; validation kNN mAP of the
+    encoder; the classifier's loss, one panel for BCE, one for ASL); a contrastive or KMCL loss
+    gets a panel per row and stage (train and validation lines), since each loss has its own
+    scale (the SupCon-style losses grow with the batch size and the number of positives).
+
+    Returns:
+        ``[(title, ylabel, [(label, row, [(epoch, value), ...], line style), ...]), ...]``, only
+        panels with data.
+    """
+    shared = {"map": ("validation mAP of the classifier", "mAP"),
+              "knn": ("validation kNN mAP of the encoder (stage 1)", "kNN mAP")}
+    panels: dict[str, tuple[str, str, list]] = {}
+    for loss in losses:
+        logs = out / loss / f"seed{seed}" / "logs"
+        # BCE is a mean over labels, ASL a sum: a panel per classifier loss.
+        classifier_loss = (METHODS[loss].classifier_loss if loss in METHODS else None) or "bce"
+        for stage, key, kind in _CURVES:
+            points = _read_curve(logs / stage / "metrics.csv", key)
+            if not points:
+                continue
+            split = "validation" if key.startswith("val/") else "train"
+            if kind in shared:
+                (title, ylabel), label, panel_key, style = shared[kind], loss, kind, "-"
+            elif kind == "cls":
+                title, ylabel = f"classifier loss (train, {classifier_loss.upper()})", "loss"
+                label, panel_key, style = loss, f"cls:{classifier_loss}", "-"
+            else:
+                name = "KMCL loss" if kind == "kmcl" else "contrastive loss"
+                where = "stage 1" if stage == "contrastive" else stage.replace("_", "-")
+                title, ylabel = f"{loss}: {name} ({where})", name
+                label, panel_key, style = split, f"{kind}:{loss}:{stage}", "-" if split == "train" else "--"
+            panels.setdefault(panel_key, (title, ylabel, []))[2].append((label, loss, points, style))
+    first = [k for k in panels if k in shared] + [k for k in panels if k.startswith("cls:")]
+    return [panels[k] for k in first] + [v for k, v in panels.items() if k not in first]
+
+
 def _read_curve(path: Path, key: str) -> list[tuple[int, float]]:
+    """(epoch counted from 1, value) of one column of a Lightning CSV log."""
     if not path.is_file():
         return []
     with open(path) as fh:
         reader = csv.DictReader(fh)
-        return [(int(r["epoch"]), float(r[key])) for r in reader if r.get(key) not in (None, "")]
+        return [(int(r["epoch"]) + 1, float(r[key])) for r in reader if r.get(key) not in (None, "")]
