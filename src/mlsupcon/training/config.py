@@ -48,6 +48,9 @@ class TrainConfig:
             (label-wise attention; text encoders) or ``kmcl``.
         kmcl_options: KMCLLoss options used when ``compare`` runs ``kmcl`` (``train --method kmcl``
             takes them from ``loss_options``).
+        stage1_selection: two-stage: score the encoder by kNN mAP on validation after every
+            contrastive epoch, keep the best and stop early (``patience``); false trains all
+            ``epochs`` and keeps the last (the MulSupCon authors' protocol, the yeast recipe).
         knn: after training, ``blend`` a kNN head (label votes of the nearest training examples,
             k and temperature tuned on validation) with the trained head, weight chosen on
             validation mAP; ``only``: the kNN head alone; ``off`` (training/methods/finish.py).
@@ -108,6 +111,7 @@ class TrainConfig:
     kmcl_options: dict[str, Any] = field(default_factory=dict)
     linear_options: dict[str, Any] = field(default_factory=dict)
     knn: str = "off"
+    stage1_selection: bool = True
     knn_options: dict[str, Any] = field(default_factory=dict)
     blend_linear: bool = False
     threshold: Any = "tune"
@@ -196,6 +200,8 @@ class TrainConfig:
                      "view_options", "head_options", "kmcl_options", "linear_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name}: expected a mapping of option: value, got {getattr(self, name)!r}")
+        if not isinstance(self.stage1_selection, bool):
+            raise ValueError(f"stage1_selection: expected true or false, got {self.stage1_selection!r}")
         from mlsupcon.training.methods.finish import validate_finish_options
 
         validate_finish_options(self)

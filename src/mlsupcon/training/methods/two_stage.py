@@ -20,7 +20,8 @@ from mlsupcon.training.methods.finish import finish
 class TwoStage(ContrastiveMethod):
     name = "two-stage"
     options = ContrastiveMethod.options + ("momentum", "epochs", "classifier_epochs", "classifier_lr",
-                                           "finetune_encoder", "probe_batch_size", "head", "patience")
+                                           "finetune_encoder", "probe_batch_size", "head", "patience",
+                                           "stage1_selection")
 
     @classmethod
     def validate(cls, cfg) -> None:
@@ -48,10 +49,11 @@ class TwoStage(ContrastiveMethod):
             stage1 = ContrastiveModule(encoder, parts["projection"], parts["loss_fn"], parts["loss_labels"],
                                        parts["view_fn"], cfg.views, cfg.lr, cfg.weight_decay,
                                        momentum_encoder=make_momentum(cfg, encoder, parts["projection"]),
-                                       knn_monitor=ctx.knn_monitor())
+                                       knn_monitor=ctx.knn_monitor() if cfg.stage1_selection else None)
             ctx.fit_stage("contrastive", stage1, loaders["train"], loaders["validation"], cfg.epochs,
-                          early_stop=True)
-            stage1.restore_best()  # the encoder of the best val/knn_map epoch goes on to stage 2
+                          early_stop=cfg.stage1_selection)
+            if cfg.stage1_selection:
+                stage1.restore_best()  # the encoder of the best val/knn_map epoch goes on to stage 2
         encoder.to("cpu")
         with ctx.timed("classifier_s"):
             head = make_head(ctx)
