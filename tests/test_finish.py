@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from fixtures_pipeline import check_run_folder, run_cli, write_jsonl
 
 

@@ -26,11 +26,11 @@ from .fusion import FusionEncoder
 from .heads import ClassifierHead, LabelWiseAttention, LinearClassifier, ProjectionHead
 from .kmcl import KMCLClassifier, KMCLHead, KMCLHeadOutput
 from .knn_head import BlendHead, KNNHead
-from .score_head import ScoresHead
-from .slice_head import SliceHead
 from .linear_baseline import LinearScores, fit_one_vs_rest, fit_vector_linear
 from .mlp import MLPEncoder
 from .resnet import IMAGENET_MEAN, IMAGENET_STD, RESNET_PRESETS, ResNetEncoder
+from .score_head import ScoresHead
+from .slice_head import SliceHead
 from .sparse import SparseTextEncoder
 from .text_features import TextFeaturizer
 from .tokenization import TextTokenizer

@@ -243,6 +243,16 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None,
             o["finetune_encoder"] = finetune = True
             why["finetune_encoder"] = "stage 2 fine-tunes the MLP with the classifier (the MulSupCon protocol)"
 
+    # A user's first run must not lose to what they would fit in a minute: every model is blended
+    # (weights chosen on validation) with a kNN head and, for text, the TF-IDF linear model; a
+    # blend weight of 1 keeps the trained model alone when the others do not help.
+    o["knn"] = "blend"
+    why["knn"] = "a validation-tuned kNN head on the embeddings, blended in where it raises validation mAP"
+    if modality == "text":
+        o["blend_linear"] = True
+        why["blend_linear"] = ("the TF-IDF + linear model's scores blended in (wide & deep), weight chosen on "
+                               "validation mAP")
+
     batch = _pow2_floor(min(256, max(8, n // 8), n))
     o["batch_size"] = batch
     why["batch_size"] = f"min(256, {n:,} / 8) rounded down to a power of two"
