@@ -111,9 +111,9 @@ def fit_linear_encoder(ctx: FitContext, seed: int | None = None):
     with ctx.timed("linear_fit_s"):
         fit = fit_one_vs_rest if text else fit_vector_linear
         if text:
-            coef, intercept = _cached_fit(lambda: fit(x, train.labels, seed=seed, **fit_opts), train,
-                                          {"featurizer": encoder.featurizer.config(), "num_features": encoder.num_features,
-                                           "fit": fit_opts, "seed": seed})
+            identity = {"featurizer": encoder.featurizer.config(), "num_features": encoder.num_features,
+                        "fit": fit_opts, "seed": seed}
+            coef, intercept = _cached_fit(lambda: fit(x, train.labels, seed=seed, **fit_opts), train, identity)
         else:
             coef, intercept = fit(x, train.labels, seed=seed, **fit_opts)
     with torch.no_grad():
