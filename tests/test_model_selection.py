@@ -33,6 +33,7 @@ def _train(tmp: Path, name: str, yaml_values: dict | None = None, **flags) -> tu
         argv += [f"--{key}", str(value)]
     # stated in full, whatever a preset of the dataset says: a linear probe on the frozen encoder
     values = {"encoder_options": fp.TINY_MLP, "projection_dim": 16, "finetune_encoder": False, "patience": 5,
+              "stage1_selection": True, "lr_schedule": "cosine",
               **(yaml_values or {})}
     argv += ["--config", str(fp.write_yaml(tmp / f"{name}.yaml", values))]
     rc, out, err = run_cli(argv)
