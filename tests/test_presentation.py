@@ -34,7 +34,8 @@ def _log_rows(path: Path) -> dict[int, dict[str, float]]:
 
 def test_no_progress_prints_one_line_per_epoch_counted_from_one(tmp_path):
     run = tmp_path / "run"
-    cfg = fp.write_yaml(tmp_path / "c.yaml", {**TINY, "patience": 5})
+    # stage-1 kNN selection stated: the yeast preset turns it off
+    cfg = fp.write_yaml(tmp_path / "c.yaml", {**TINY, "patience": 5, "stage1_selection": True})
     rc, out, err = fp.run_cli(["train", *YEAST, "--method", "two-stage", "--loss", "simdis", "--epochs", "2",
                                "--classifier-epochs", "3", "--config", str(cfg), "--output", str(run),
                                "--no-progress"])

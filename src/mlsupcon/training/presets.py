@@ -116,8 +116,8 @@ def preset_for(dataset_spec: Any) -> dict[str, Any]:
         TrainConfig field values (a deep copy: changing it changes no preset).
 
     Example:
-        >>> preset_for("debtags")["encoder_options"]["max_length"]
-        64
+        >>> preset_for("debtags")["encoder"], preset_for("debtags")["encoder_options"]["hidden_dims"]
+        ('frozen', [1024])
     """
     name = preset_name(dataset_spec)
     return copy.deepcopy(PRESETS[name]) if name else {}
