@@ -14,7 +14,7 @@ quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >
 quiet $PIP install -q -c constraints.txt torch==2.13.0
 quiet $PIP install -q -c constraints.txt -e ".[all,dev]"
 # Fashion-MNIST for the image demo set comes from Debian's package; optional (the other sets need nothing).
-if [ ! -d /usr/share/dataset-fashion-mnist ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
     || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) \
     || echo "note: dataset-fashion-mnist not installed; the fashion-mosaic dataset will be unavailable" >&2
