@@ -119,7 +119,8 @@ class ResNetEncoder(Encoder):
             from .transformer import quiet_transformers
 
             with quiet_transformers():
-                self.backbone = ResNetModel.from_pretrained(str(p), local_files_only=True, dtype=torch.float32)
+                # eval mode as loaded; a new encoder trains (batch-norm statistics) unless frozen
+                self.backbone = ResNetModel.from_pretrained(str(p), local_files_only=True, dtype=torch.float32).train()
             prep = p / "preprocessor_config.json"
             if prep.is_file():
                 try:

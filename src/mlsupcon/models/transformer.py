@@ -194,7 +194,9 @@ class TransformerEncoder(Encoder):
                     backbone = AutoModel.from_config(cfg, add_pooling_layer=False)
                 except TypeError:
                     backbone = AutoModel.from_config(cfg)
-        self.backbone = backbone
+        # from_pretrained returns the model in eval mode; a new encoder trains like any module
+        # (dropout on) unless frozen (below).
+        self.backbone = backbone.train()
         cfg = backbone.config
         max_pos = getattr(cfg, "max_position_embeddings", None)
         if isinstance(max_pos, int) and self.segment_length > max_pos:

@@ -44,6 +44,13 @@ class _Base(L.LightningModule):
         self.lr_schedule, self.warmup_epochs, self.min_lr_ratio = "cosine", None, 0.0
         self.best_epoch = -1
 
+    def on_fit_start(self) -> None:
+        # Lightning (>= 2.2) trains modules in the mode they come in, and a Hugging Face
+        # ``from_pretrained`` model comes in eval mode (dropout off): put every part in train
+        # mode; frozen parts go back to eval in their ``train()`` (the encoders' ``freeze``,
+        # ``ClassifierModule``'s ``freeze_encoder``).
+        self.train()
+
     def configure_optimizers(self):
         from mlsupcon.training.schedule import build_scheduler
 
@@ -169,6 +176,7 @@ class ContrastiveModule(_Base):
         self.best_state: dict[str, torch.Tensor] | None = None
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         from mlsupcon.training.scale import enable_distributed_gather
 
         enable_distributed_gather(self.loss_fn, self.trainer.world_size)
@@ -261,11 +269,13 @@ class ClassifierModule(_Base):
             self.contrastive_fn = contrastive["loss_fn"]
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
+        self._val_indices: list[torch.Tensor] = []
         self.best_score = -float("inf")
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch = -1
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         if self.contrastive is not None:
             from mlsupcon.training.scale import enable_distributed_gather
 
@@ -274,9 +284,11 @@ class ClassifierModule(_Base):
     def logits(self, inputs):
         return head_logits(self.head, self.encoder, inputs)
 
-    def on_train_epoch_start(self) -> None:
-        if self.freeze_encoder:
+    def train(self, mode: bool = True) -> "ClassifierModule":
+        super().train(mode)
+        if getattr(self, "freeze_encoder", False):
             self.encoder.eval()  # no dropout / batch-norm updates in a frozen encoder
+        return self
 
     def _cls_loss(self, logits, y):
         if self.classifier_loss == "asl":
@@ -302,17 +314,30 @@ class ClassifierModule(_Base):
         return loss
 
     def validation_step(self, batch, _):
-        inputs, y, _ = batch
+        inputs, y, idx = batch
         self._val_scores.append(torch.sigmoid(self.logits(inputs)).float().cpu())
         self._val_labels.append(y.cpu())
+        self._val_indices.append(idx.cpu())
+
+    def _gathered_validation(self) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and labels of this epoch's validation; under DDP those of every rank (each
+        validated a share), each example once, so that every rank scores the whole split."""
+        scores, labels = torch.cat(self._val_scores), torch.cat(self._val_labels)
+        indices = torch.cat(self._val_indices)
+        for part in (self._val_scores, self._val_labels, self._val_indices):
+            part.clear()
+        if self.trainer.world_size > 1:
+            scores, labels, indices = (self.all_gather(t.to(self.device)).flatten(0, 1).cpu()
+                                       for t in (scores, labels, indices))
+            # Lightning's sampler pads the shares to equal sizes with repeated examples.
+            indices, first = np.unique(indices.numpy(), return_index=True)
+            scores, labels = scores[torch.from_numpy(first)], labels[torch.from_numpy(first)]
+        return scores.numpy(), labels.numpy()
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_scores:
             return
-        scores = torch.cat(self._val_scores).numpy()
-        labels = torch.cat(self._val_labels).numpy()
-        self._val_scores.clear()
-        self._val_labels.clear()
+        scores, labels = self._gathered_validation()
         value = mean_average_precision(labels, scores)
         value = 0.0 if np.isnan(value) else value
         self.log("val/map", value, prog_bar=True)
