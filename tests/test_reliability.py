@@ -450,16 +450,6 @@ def test_two_processes_cannot_train_into_the_same_folder(tmp_path):
     assert rc == 0, err
 
 
-def test_resume_without_anything_to_resume_starts_a_new_run(tmp_path):
-    run = tmp_path / "run"
-    argv = with_config(tmp_path, train_argv(run, **yeast_flags(method="bce", epochs=1)), {"encoder_options": TINY_MLP})
-    rc, _, err = run_cli(argv + ["--resume"])
-    assert rc == 0, err
-    assert "nothing to resume" in err
-    fp.check_run_folder(run)
-    assert fp.read_config_yaml(run)["resume"] is False
-
-
 # ---------------------------------------------------------------------------- SIGKILL mid-epoch
 
 # Runs the CLI; optionally slows one stage's training steps (so that a test can kill the

@@ -106,6 +106,8 @@ FLAGS: tuple[Flag, ...] = (
          value=False),
     Flag("--resume", "switch", "resume", "continue an interrupted run from its last checkpoints (same "
          "configuration; with --output DIR alone, DIR/config.yaml is the configuration)", value=True),
+    Flag("--overwrite", "switch", "overwrite", "the output folder holds an earlier run: delete its artefacts "
+         "and start a new one (without this or --resume such a folder is refused)", value=True),
     Flag("--checkpoint-every-n-steps", int, "checkpoint_every_n_steps",
          "checkpoint every N training steps as well as every epoch (0: epochs only)"),
     Flag("--max-nonfinite-steps", int, "max_nonfinite_steps",
@@ -169,9 +171,17 @@ def cmd_train(args) -> int:
     # Merged (defaults < preset < YAML < flags) and validated once, before the data is read; torch and
     # Lightning (seconds to import) come after, so that a mistake is reported at once.
     cfg = load_config(_resume_config_path(args), _overrides(args, "train"))
+    from pathlib import Path
+
+    from mlsupcon.training.output_folder import check_run_output
+
+    check_run_output(cfg, Path(cfg.output))  # a refused folder or nothing to resume: before the data is read
     from mlsupcon.training.runner import run_training
 
-    m = run_training(cfg)
+    try:
+        m = run_training(cfg)
+    except KeyboardInterrupt:  # outside a training stage (a stage reports its own)
+        raise _interrupted(f"mlsupcon train --output {cfg.output} --resume", cfg.output) from None
     if not m:  # an extra process of a distributed launch: rank 0 reports
         return 0
     _print_metrics(m)
@@ -193,11 +203,31 @@ def cmd_compare(args) -> int:
     check_rows(losses)
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
 
-    res = run_compare(cfg, losses, seeds, args.output, plots=not args.no_plots)
+    from mlsupcon.training.errors import TrainingInterrupted
+
+    try:
+        res = run_compare(cfg, losses, seeds, args.output, plots=not args.no_plots)
+    except (KeyboardInterrupt, TrainingInterrupted) as exc:
+        # The hint of an interrupted run names its own folder; the table continues as a whole.
+        status = getattr(exc, "exit_status", 130)
+        how = "SIGTERM" if status == 143 else "Ctrl-C"
+        raise TrainingInterrupted(f"compare interrupted ({how}); continue with the same `mlsupcon compare` "
+                                  "command and --resume (finished runs are kept)", status) from None
     print()
     print(res["table"])
     print(f"\nwrote {args.output}/results.csv and {res['report']}")
     return 0
+
+
+def _interrupted(command: str, output: str):
+    """The TrainingInterrupted of a Ctrl-C outside a stage: the resume hint when a run was started."""
+    from pathlib import Path
+
+    from mlsupcon.training.errors import TrainingInterrupted
+
+    if (Path(output) / "config.yaml").is_file():
+        return TrainingInterrupted(f"interrupted (Ctrl-C); continue with `{command}`", exit_status=130)
+    return TrainingInterrupted(f"interrupted (Ctrl-C) before the run started in {output}", exit_status=130)
 
 
 def cmd_report(args) -> int:
@@ -268,6 +298,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``mlsupcon`` command; returns its exit status."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # here, so that a closed pipe is seen below and not at interpreter exit
+    except BrokenPipeError:
+        return _stdout_closed()
+    except SystemExit as exc:  # rich stops with SystemExit(1) on a closed pipe: the same quiet status
+        if isinstance(exc.__context__, BrokenPipeError):
+            return _stdout_closed()
+        raise
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -287,16 +332,28 @@ def main(argv: list[str] | None = None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"mlsupcon: error: {msg}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - only the SIGTERM stop is handled here
+    except Exception as exc:  # noqa: BLE001 - only a SIGTERM / Ctrl-C stop is handled here
         from mlsupcon.training.errors import TrainingInterrupted
 
         if not isinstance(exc, TrainingInterrupted):
             raise
         print(f"mlsupcon: {exc}", file=sys.stderr)
-        return 143  # 128 + SIGTERM, as if the signal had ended the process
+        return exc.exit_status  # 128 + the signal, as if it had ended the process
     except KeyboardInterrupt:
-        print("mlsupcon: interrupted (rerun with --resume to continue from the last checkpoint)", file=sys.stderr)
+        print("mlsupcon: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
+
+
+def _stdout_closed() -> int:
+    """stdout's reader went away (``mlsupcon evaluate RUN --json | head``): stop quietly, as a
+    command killed by SIGPIPE would, rather than with a BrokenPipeError traceback."""
+    try:
+        # Python flushes stdout again at exit: point it at /dev/null so that flush has nowhere to fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (captured)
+        pass
+    return 141  # 128 + SIGPIPE
 
 
 if __name__ == "__main__":

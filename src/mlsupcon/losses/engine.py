@@ -110,20 +110,27 @@ class _WeightedLogSoftmax(torch.autograd.Function):
                 rows = slice(view * b + s0, view * b + s1)
                 self_cols = r + view * b + s0
                 s = _similarities(z, rows, inv_t)
-                # Σ_{b≠a} w_ab s_ab: the sample-level weights also cover the self column.
-                dot = _weighted_sum(w_s, s, pctx) - own * s[r, self_cols]
                 s[r, self_cols] = float("-inf")
                 # With unit-norm embeddings |s| ≤ 1/τ, so a constant shift is safe and saves
                 # a pass over the block; otherwise the row maximum.
-                shift = torch.full_like(dot, fixed_shift) if fixed_shift is not None else s.amax(1)
+                shift = s.new_full((s1 - s0,), fixed_shift) if fixed_shift is not None else s.amax(1)
                 shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
-                e = s.sub_(shift[:, None]).exp_()
+                # num_a = W_a log Σ_c e^{s_ac − shift} + Σ_b w_ab (shift − s_ab): with the row maximum
+                # both terms are ≥ 0, so large unnormalised similarities never cancel (and one
+                # candidate gives an exact 0). The self entry is set to 0 after the shift, so the
+                # sample-level weights may cover the self column.
+                s[r, self_cols] = shift
+                s.sub_(shift[:, None])
+                dot = _weighted_sum(w_s, s, pctx)
+                s[r, self_cols] = float("-inf")
+                e = s.exp_()
                 sumexp = e.sum(1)
                 # sumexp = 0 only when the anchor has no candidate at all (B = V = 1, no refs).
                 safe = sumexp > 0
-                lse = torch.where(safe, shift + torch.log(torch.where(safe, sumexp, torch.ones_like(sumexp))),
-                                  torch.zeros_like(sumexp))
-                num[rows] = wsum * lse - dot
+                log_sum = torch.where(safe, torch.log(torch.where(safe, sumexp, torch.ones_like(sumexp))),
+                                      torch.zeros_like(sumexp))
+                lse = torch.where(safe, shift + log_sum, torch.zeros_like(sumexp))
+                num[rows] = wsum * log_sum - dot
                 lse_all[rows], wsum_all[rows] = lse, wsum
                 if keep:
                     scale = torch.where(safe, wsum / torch.where(safe, sumexp, torch.ones_like(sumexp)),
@@ -189,7 +196,9 @@ def weighted_log_softmax(
         ``num`` ``[V·B]`` (differentiable) and ``Z`` ``[B]`` (per sample; views share it).
     """
     chunk, keep = plan_chunks(pctx.batch, pctx.views, pctx.num_candidates, chunk_size)
-    fixed_shift = 1.0 / temperature if unit_norm and temperature >= MIN_FIXED_SHIFT_TEMPERATURE else None
+    # One candidate per anchor (N + M = 2): the row maximum makes log p = 0 exact.
+    fixed_shift = (1.0 / temperature if unit_norm and temperature >= MIN_FIXED_SHIFT_TEMPERATURE
+                   and pctx.num_candidates > 2 else None)
     return _WeightedLogSoftmax.apply(z, strategy, pctx, temperature, chunk, keep, fixed_shift)
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from mlsupcon.training.config import TrainConfig
-from mlsupcon.training.io import atomic_write_text
+from mlsupcon.training.io import atomic_write, atomic_write_text
 from mlsupcon.training.methods import METHODS
+from mlsupcon.training.output_folder import ARTEFACT, OTHER, check_output_folder, classify_entry, remove_artefacts
 
 TABLE_METRICS = ["micro_f1", "macro_f1", "micro_auc", "macro_auc", "map", "p@1", "p@5", "example_f1"]
 #: The method of contrastive-loss rows when the base config's method has no contrastive loss.
@@ -131,6 +133,40 @@ def read_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     return rows
 
 
+#: What ``compare`` writes at the top of its output folder, besides a folder per row holding
+#: one run folder per seed (``<row>/seed<k>/``).
+COMPARE_ARTEFACTS = ("results.csv", "report.md", "training_curves.png", "embeddings_tsne.png", "relations.png",
+                     "relations.csv")
+
+
+def classify_compare_entry(path: Path) -> str:
+    """:func:`~mlsupcon.training.run_folder.classify_entry` of a compare folder: its files, and a
+    row folder whose entries are all ``seed<k>`` run folders holding only run artefacts."""
+    kind = classify_entry(path, COMPARE_ARTEFACTS)
+    if kind != OTHER or not path.is_dir() or path.is_symlink():
+        return kind
+
+    def run_folder(d: Path) -> bool:
+        return (bool(re.fullmatch(r"seed-?\d+", d.name)) and d.is_dir() and not d.is_symlink()
+                and all(classify_entry(x) != OTHER for x in d.iterdir()))
+
+    return ARTEFACT if all(run_folder(d) for d in path.iterdir()) else OTHER
+
+
+def check_compare_output(base: TrainConfig, out: Path) -> None:
+    """The run folder rules for a whole compare folder: a new compare needs a new or empty folder,
+    ``--resume`` (continue its runs) or ``--overwrite`` (delete its runs, tables and figures)."""
+    resumable = out.is_dir() and any(classify_compare_entry(p) == ARTEFACT for p in out.iterdir())
+    missing = "the folder does not exist" if not out.exists() else "it holds no compare output"
+    check_output_folder(out, base.resume, base.overwrite, resumable=resumable, nothing_to_resume=missing,
+                        classify=classify_compare_entry, what="a compare", command="mlsupcon compare")
+
+
+def _savefig(fig, path: Path) -> None:
+    """A figure written atomically (a killed compare leaves the old figure or none)."""
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+
+
 def run_compare(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], output: str | Path,
                 plots: bool = True) -> dict[str, Any]:
     from mlsupcon.data import load_dataset
@@ -138,16 +174,23 @@ def run_compare(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], 
 
     check_rows(losses)
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    check_compare_output(base, out)  # before the data is read
     ds = load_dataset(base.dataset, **base.dataset_options)
     if base.auto:  # chosen once from the data (and printed) for every run of the table
         from mlsupcon.training.auto import apply_auto_settings
 
         base, ds = apply_auto_settings(base, ds)
+    if base.overwrite:  # the data is valid: now the earlier compare goes, before anything new is written
+        check_compare_output(base, out)
+        remove_artefacts(out, classify_compare_entry)
+    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for loss in losses:
         for seed in seeds:
             cfg = run_config_for(base, loss, seed, out / loss / f"seed{seed}")
+            # --resume continues the runs that had started; the others start (the folder is clean).
+            cfg = dataclasses.replace(cfg, overwrite=False,
+                                      resume=base.resume and (Path(cfg.output) / "config.yaml").is_file())
             print(f"[compare] {loss} seed {seed} → {cfg.output}", flush=True)
             m = run_training(cfg, dataset=ds)
             rows.append({"loss": loss, "seed": seed, "method": cfg.method,
@@ -216,7 +259,7 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
         axes.flat[0].text(0.5, 0.5, "no training logs", ha="center", va="center", transform=axes.flat[0].transAxes)
     fig.suptitle(f"Training curves (seed {seed}; epochs counted from 1)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / "training_curves.png", dpi=110)
+    _savefig(fig, out / "training_curves.png")
     plt.close(fig)
     figures["Training curves (each contrastive loss on its own axes: the losses differ in scale)"] = \
         "training_curves.png"
@@ -259,7 +302,7 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
             handles.append(plt.Line2D([], [], marker="o", ls="", color="lightgrey", label="none of them"))
         fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7)
         fig.tight_layout(rect=(0, 0.08, 1, 1))
-        fig.savefig(out / "embeddings_tsne.png", dpi=110)
+        _savefig(fig, out / "embeddings_tsne.png")
         plt.close(fig)
         figures["Test embeddings (t-SNE of the encoder output, seed %d; colour: rarest of the 8 most "
                 "frequent labels present, grey: none of them)" % seed] = "embeddings_tsne.png"
@@ -281,7 +324,7 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
     ax.set(ylabel="share of ordered pairs", title=f"Label relations among {len(pick)} training examples")
     ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
-    fig.savefig(out / "relations.png", dpi=110)
+    _savefig(fig, out / "relations.png")
     plt.close(fig)
     atomic_write_text(out / "relations.csv", "relation,count,share\n" + "".join(
         f"{n},{counts[f'R{i + 1}']},{fracs[i]:.6f}\n" for i, n in enumerate(names)))

@@ -69,6 +69,9 @@ class TrainConfig:
         num_nodes: machines of a multi-node run (with ``torchrun``; see docs/scaling.md).
         resume: continue the interrupted run in ``output`` from its last checkpoints (finished
             stages are not trained again); needs the same configuration (docs/failures.md).
+        overwrite: a new run into an ``output`` that holds an earlier run first deletes that
+            run's artefacts (never other files); without it (or ``resume``) such a folder is
+            refused (docs/failures.md, "Run folders"). Not saved: ``config.yaml`` says false.
         checkpoint_every_n_steps: also checkpoint every that many training steps, not only at the
             end of every epoch (0: epochs only); a killed run loses at most this many steps.
         max_nonfinite_steps: stop after that many consecutive steps with a NaN/inf loss (each
@@ -131,6 +134,7 @@ class TrainConfig:
     progress: bool = True
     save_embeddings: bool = True
     resume: bool = False
+    overwrite: bool = False
     checkpoint_every_n_steps: int = 100
     max_nonfinite_steps: int = 10
     preset: str | None = None
@@ -188,6 +192,11 @@ class TrainConfig:
                 raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
         if not isinstance(self.resume, bool):
             raise ValueError(f"resume: expected true or false, got {self.resume!r}")
+        if not isinstance(self.overwrite, bool):
+            raise ValueError(f"overwrite: expected true or false, got {self.overwrite!r}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume, overwrite: --resume continues the run in the output folder, --overwrite "
+                             "deletes it and starts a new one; give one of them")
         if not isinstance(self.auto, bool):
             raise ValueError(f"auto: expected true or false, got {self.auto!r}")
         from mlsupcon.training.presets import PRESETS

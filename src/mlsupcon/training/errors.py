@@ -20,4 +20,11 @@ class CheckpointError(TrainingError):
 
 
 class TrainingInterrupted(Exception):
-    """The run was stopped by SIGTERM (e.g. a preempted job); ``--resume`` continues it."""
+    """The run was stopped by SIGTERM (e.g. a preempted job) or Ctrl-C; ``--resume`` continues it.
+
+    ``exit_status``: what the CLI exits with, 128 + the signal (143: SIGTERM, 130: SIGINT).
+    """
+
+    def __init__(self, message: str, exit_status: int = 143) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status

@@ -98,8 +98,10 @@ def load_classifier(folder: str | Path) -> tuple[Classifier, dict[str, Any]]:
     meta_path = folder / META
     if not meta_path.is_file():
         hint = ""
-        if (folder.parent / "checkpoints").is_dir() or (folder / "checkpoints").is_dir():
-            hint = "; the run has not finished: continue it with `mlsupcon train --output RUN --resume`"
+        runs = [d for d in (folder, folder.parent) if (d / "config.yaml").is_file() or (d / "checkpoints").is_dir()]
+        if runs:  # a run folder without its export: the run stopped before its end
+            hint = (f"; the run has not finished (interrupted or failed): continue it with "
+                    f"`mlsupcon train --output {runs[0]} --resume`")
         raise ValueError(f"model: {meta_path} not found (expected a run folder's model/ export){hint}")
     try:
         meta = json.loads(meta_path.read_text())

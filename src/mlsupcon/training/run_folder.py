@@ -1,4 +1,5 @@
-"""The run folder around a method: lock, ``config.yaml`` / ``environment.json``, ``--resume`` checks.
+"""The run folder around a method: lock, ``config.yaml`` / ``environment.json``, ``--resume`` /
+``--overwrite`` checks (a folder holds exactly one run: docs/failures.md, "Run folders").
 
 Only rank 0 of a distributed launch locks and writes the folder
 (:func:`~mlsupcon.training.stages.is_primary_process`).
@@ -22,14 +23,23 @@ import numpy as np
 
 from mlsupcon.training.config import TrainConfig, save_config
 from mlsupcon.training.io import atomic_write_bytes, write_json
+from mlsupcon.training.output_folder import (  # noqa: F401 - re-exported
+    LOCK_FILE,
+    RUN_ARTEFACTS,
+    check_output_folder,
+    check_run_output,
+    remove_artefacts,
+)
 
-__all__ = ["RESUME_FREE_KEYS", "environment_info", "run_lock", "start_run_folder", "atomic_savez"]
+__all__ = ["RESUME_FREE_KEYS", "RUN_ARTEFACTS", "environment_info", "run_lock", "start_run_folder", "atomic_savez",
+           "check_run_output", "check_output_folder", "remove_artefacts"]
 
 #: Options that may change between an interrupted run and its ``--resume``: they do not change
 #: the training, except that a different ``eval_batch_size`` (to get past an out-of-memory error
 #: in evaluation) can change the last bits of predictions and, in a contrastive stage, the
 #: random views drawn for the validation loss and so the randomness of the following steps.
-RESUME_FREE_KEYS = frozenset({"resume", "progress", "output", "num_workers", "eval_batch_size"})
+RESUME_FREE_KEYS = frozenset({"resume", "overwrite", "progress", "output", "num_workers", "eval_batch_size",
+                              "distributed_timeout"})
 
 PACKAGES = ("mlsupcon", "torch", "lightning", "numpy", "scipy", "scikit-learn", "safetensors", "pyyaml",
             "transformers", "tokenizers", "kornia", "pillow", "pandas")
@@ -74,7 +84,7 @@ def run_lock(out: Path):
     except ImportError:  # no flock (Windows): no guard
         yield
         return
-    fh = open(out / ".mlsupcon.lock", "a+")
+    fh = open(out / LOCK_FILE, "a+")
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -95,21 +105,6 @@ def run_lock(out: Path):
         yield
     finally:
         fh.close()  # releases the lock
-
-
-def clear_stage_state(out: Path) -> None:
-    """A new (not resumed) run in an existing folder: forget the checkpoints of the old one
-    (of every stage there, whichever method wrote it)."""
-    ckpts = out / "checkpoints"
-    stages = {d.name for d in ckpts.iterdir() if d.is_dir()} if ckpts.is_dir() else set()
-    logs = out / "logs"
-    stages |= {d.name for d in logs.iterdir() if d.is_dir()} if logs.is_dir() else set()
-    for stage in sorted(stages):
-        d = ckpts / stage
-        if d.is_dir():
-            for p in [d / "last.ckpt", d / "done.json", *d.glob(".last.ckpt.*.tmp")]:
-                p.unlink(missing_ok=True)
-        (logs / stage / "metrics.before_resume.csv").unlink(missing_ok=True)
 
 
 def check_resume_config(cfg: TrainConfig, out: Path) -> None:
@@ -141,14 +136,18 @@ def check_resume_config(cfg: TrainConfig, out: Path) -> None:
         )
 
 
-def start_run_folder(cfg: TrainConfig, out: Path, note) -> TrainConfig:
+def start_run_folder(cfg: TrainConfig, out: Path, note=None) -> TrainConfig:
     """Writes (or, with ``--resume``, checks and extends) the folder's config.yaml and
-    environment.json; returns the config the run continues with (``resume`` cleared for a new run).
+    environment.json; returns the config the run continues with (``resume`` and ``overwrite``
+    cleared for a new run).
 
-    Called once the data, encoder and method are known to be valid, so that a user mistake
-    (unknown dataset, bad option…) never overwrites the config.yaml of a finished run there.
+    Called under the folder's lock once the data, encoder and method are known to be valid, so
+    that a user mistake (unknown dataset, bad option…) never touches an earlier run there. A new
+    run with ``overwrite`` first deletes the earlier run's artefacts (:data:`RUN_ARTEFACTS`), so
+    that the folder never mixes two runs. ``note`` is unused (kept for callers).
     """
-    if cfg.resume and (out / "config.yaml").is_file():
+    check_run_output(cfg, out)  # again: the folder may have changed while the data was read
+    if cfg.resume:
         check_resume_config(cfg, out)
         env_path = out / "environment.json"
         try:
@@ -158,13 +157,12 @@ def start_run_folder(cfg: TrainConfig, out: Path, note) -> TrainConfig:
         env.setdefault("resumes", []).append(environment_info())
         write_json(env_path, env)
         return cfg
-    if cfg.resume:
-        note(f"nothing to resume in {out} (no config.yaml): starting a new run")
     out.mkdir(parents=True, exist_ok=True)
-    clear_stage_state(out)
-    save_config(dataclasses.replace(cfg, resume=False), out / "config.yaml")
+    remove_artefacts(out)  # --overwrite: the earlier run; otherwise only leftovers of interrupted writes
+    cfg = dataclasses.replace(cfg, resume=False, overwrite=False)
+    save_config(cfg, out / "config.yaml")
     write_json(out / "environment.json", environment_info())
-    return dataclasses.replace(cfg, resume=False)
+    return cfg
 
 
 def atomic_savez(path: Path, **arrays) -> None:

@@ -13,6 +13,10 @@ Artefacts written to ``config.output``:
 * ``logs/<stage>/metrics.csv`` — curves;
 * ``embeddings_test.npz`` — encoder embeddings of (up to 2,000) test examples, for plots.
 
+A folder holds exactly one run: a new run needs a new or empty folder, ``--resume`` (continue
+it) or ``--overwrite`` (delete the earlier run's artefacts first); ``metrics.json`` and
+``model/`` appear only complete, ``metrics.json`` last (:mod:`mlsupcon.training.run_folder`).
+
 The training itself is the method's (:mod:`mlsupcon.training.methods`); the stages it fits are
 checkpointed by :mod:`mlsupcon.training.stages`. What happens on failures (bad data, NaN losses,
 out of memory, a killed job, corrupt files) and what ``--resume`` restores: docs/failures.md.
@@ -34,11 +38,17 @@ from mlsupcon.models import Classifier, build_encoder
 from mlsupcon.training.batches import make_loader
 from mlsupcon.training.config import TrainConfig
 from mlsupcon.training.export import load_classifier, save_classifier
-from mlsupcon.training.io import write_json
+from mlsupcon.training.io import atomic_dir, write_json
 from mlsupcon.training.methods import FitContext, get_method
 from mlsupcon.training.modules import predict
 from mlsupcon.training.reliability import oom_guidance
-from mlsupcon.training.run_folder import RESUME_FREE_KEYS, atomic_savez, run_lock, start_run_folder  # noqa: F401
+from mlsupcon.training.run_folder import (  # noqa: F401 - RESUME_FREE_KEYS re-exported
+    RESUME_FREE_KEYS,
+    atomic_savez,
+    check_run_output,
+    run_lock,
+    start_run_folder,
+)
 from mlsupcon.training.stages import RunState, is_primary_process, quiet_lightning, seed_everything
 
 EMBEDDINGS_KEPT = 2000
@@ -91,6 +101,8 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
     cfg.validate()  # a no-op for a config the CLI checked; run_training is also a library entry point
     method = get_method(cfg.method)()
     out = Path(cfg.output)
+    if is_primary_process():  # before the data is read: a refused folder or nothing to resume fails at once
+        check_run_output(cfg, out)
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
 
@@ -157,23 +169,26 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
         **({"chosen_on_validation": ctx.extra} if ctx.extra else {}),
         "notes": list(run.notes),  # what the run told the user (resumes, stages that hit their epoch cap)
     }
-    write_json(out / "metrics.json", result)
+    # Each artefact appears whole (atomic writes; model/ as a folder); metrics.json, last, says the run finished.
     export_model(out, cfg, ds, model, threshold)
     if cfg.save_embeddings and test_emb is not None:
         keep = np.random.default_rng(0).permutation(len(test_emb))[:EMBEDDINGS_KEPT]
         atomic_savez(out / "embeddings_test.npz", embeddings=test_emb[keep], labels=test_y[keep].astype(np.uint8))
+    write_json(out / "metrics.json", result)
     return result
 
 
 def export_model(out: Path, cfg: TrainConfig, ds: MultiLabelDataset, model: Classifier, threshold: float) -> None:
-    """``model/model.json`` (how to rebuild, labels, threshold) + ``model/weights.safetensors``."""
-    save_classifier(model, out / "model", {
-        "label_names": list(ds.label_names),
-        "threshold": float(threshold),
-        "dataset": cfg.dataset,
-        "dataset_options": cfg.dataset_options,
-        "method": cfg.method,
-    })
+    """``model/model.json`` (how to rebuild, labels, threshold) + ``model/weights.safetensors``,
+    written into a temporary folder renamed to ``model/`` once complete."""
+    with atomic_dir(out / "model") as tmp:
+        save_classifier(model, tmp, {
+            "label_names": list(ds.label_names),
+            "threshold": float(threshold),
+            "dataset": cfg.dataset,
+            "dataset_options": cfg.dataset_options,
+            "method": cfg.method,
+        })
 
 
 def load_model(model_dir: str | Path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -212,6 +213,16 @@ def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_
         raise TrainingInterrupted(
             f"stopped by SIGTERM in stage '{stage}' (step {trainer.global_step}; last checkpoint: {where}); "
             f"continue with `mlsupcon train --output {out} --resume`"
+        ) from None
+    except SystemExit as exc:
+        # Lightning turns Ctrl-C into a "graceful shutdown" and sys.exit(1), silently: say what happened.
+        if not isinstance(exc.__context__, KeyboardInterrupt):
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning left Ctrl-C ignored
+        where = f"{last}" if last.is_file() else "no checkpoint yet"
+        raise TrainingInterrupted(
+            f"interrupted (Ctrl-C) in stage '{stage}' (step {trainer.global_step}; last checkpoint: {where}); "
+            f"continue with `mlsupcon train --output {out} --resume`", exit_status=130
         ) from None
     checkpoint.restore_pending(trainer)  # a stage that had ended just before the kill
     if kept_rows is not None:
