@@ -142,7 +142,8 @@ def test_failed_run_leaves_previous_run_intact(tmp_path):
     rc, _, err = run_cli(["train", *TINY, "--output", str(out)])
     assert rc == 0, err
     before = {p.name: p.read_bytes() for p in (out / "config.yaml", out / "metrics.json")}
-    rc, _, err = run_cli(["train", *TINY, "--dataset", "nope", "--output", str(out)])
+    # --overwrite (without it the folder is refused at once): nothing goes before the data is known good
+    rc, _, err = run_cli(["train", *TINY, "--dataset", "nope", "--overwrite", "--output", str(out)])
     assert_user_error(rc, err, "nope")
     # the folder still describes the successful run: config.yaml matches metrics.json
     assert {p.name: p.read_bytes() for p in (out / "config.yaml", out / "metrics.json")} == before
