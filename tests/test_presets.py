@@ -153,23 +153,44 @@ def text_sets(tmp_path_factory):
 
 def test_auto_settings_differ_with_the_texts(text_sets):
     chosen = {k: auto.auto_settings(ds) for k, ds in text_sets.items()}
-    for kind, (o, reasons) in chosen.items():
-        assert o["encoder"] == "sparse", kind  # 240 training texts: TF-IDF
-        # 240 // 8 -> 16; 100,000 examples / 240 per epoch -> the cap, 100; 1,000 probe steps of 32 -> 100
-        assert (o["batch_size"], o["epochs"], o["patience"], o["probe_batch_size"]) == (16, 100, 10, 32)
-        assert o["classifier_epochs"] == 100 and o["classifier_lr"] == 0.02
-        assert "240" in reasons[0] and "6 labels" in reasons[0], reasons[0]
-        assert any(r.startswith("encoder=sparse") and "240 training texts" in r for r in reasons), reasons
-    short, long, cjk = (chosen[k][0]["encoder_options.featurizer"] for k in ("short", "long", "cjk"))
-    assert short == {"max_features": 200_000}
-    assert long == {"max_features": 200_000, "max_chars": 20_000}
+    for kind in ("short", "long"):  # words separated by spaces: the Debtags recipe on MiniLM features
+        o, reasons = chosen[kind]
+        assert (o["encoder"], o["method"], o["knn"], o["blend_linear"]) == ("frozen", "end-to-end", "off", True), kind
+        assert o["encoder_options.hidden_dims"] == [1024] and o["contrastive_weight"] == 0.01
+        # the recipe's rate and cap; under 5,000 training examples the patience is 10
+        assert (o["lr"], o["epochs"], o["patience"], o["batch_size"]) == (0.003, 30, 10, 16)
+        assert not {"classifier_epochs", "classifier_lr", "probe_batch_size"} & set(o)  # one stage
+        assert any(r.startswith("encoder=frozen") and "300 texts" in r for r in reasons), reasons
+    o, reasons = chosen["cjk"]  # no spaces between words: TF-IDF character n-grams
+    assert o["encoder"] == "sparse" and o["knn"] == "blend" and "method" not in o
+    # 240 // 8 -> 16; 100,000 examples / 240 per epoch -> the cap, 100; 1,000 probe steps of 32 -> 100
+    assert (o["batch_size"], o["epochs"], o["patience"], o["probe_batch_size"]) == (16, 100, 10, 32)
+    assert o["classifier_epochs"] == 100 and o["classifier_lr"] == 0.02
+    assert "240" in reasons[0] and "6 labels" in reasons[0], reasons[0]
+    assert any(r.startswith("encoder=sparse") and "no words to split" in r for r in reasons), reasons
+    cjk = o["encoder_options.featurizer"]
     assert cjk["word_ngram_range"] is None and cjk["char_analyzer"] == "char" and "max_chars" not in cjk
     assert "short texts" in chosen["short"][1][0] and "long texts" in chosen["long"][1][0]
     assert "CJK" in chosen["cjk"][1][0]  # the tokenizer choice's reason: an unspaced script
 
 
+def test_auto_settings_sparse_features_when_too_many_texts_to_embed(text_sets, monkeypatch):
+    monkeypatch.setattr(auto, "FROZEN_MAX_TEXTS", 299)  # each set has 300 texts
+    chosen = {k: auto.auto_settings(ds)[0] for k, ds in text_sets.items()}
+    assert {o["encoder"] for o in chosen.values()} == {"sparse"}
+    short, long = chosen["short"]["encoder_options.featurizer"], chosen["long"]["encoder_options.featurizer"]
+    assert short == {"max_features": 200_000}
+    assert long == {"max_features": 200_000, "max_chars": 20_000}
+    # a method the user chose is kept, with the frozen recipe's rate unless it is two-stage
+    o, _ = auto.auto_settings(text_sets["short"], encoder="frozen", method="bce")
+    assert "method" not in o and "contrastive_weight" not in o and o["lr"] == 0.003
+    o, _ = auto.auto_settings(text_sets["short"], encoder="frozen", method="two-stage")
+    assert "lr" not in o and o["epochs"] == 100
+
+
 def test_auto_settings_cnn_for_large_data(text_sets, monkeypatch):
     monkeypatch.setattr(auto, "LARGE_TEXT_EXAMPLES", 100)
+    monkeypatch.setattr(auto, "FROZEN_MAX_TEXTS", 100)
     lengths = {}
     for kind, ds in text_sets.items():
         o, reasons = auto.auto_settings(ds)
@@ -202,7 +223,7 @@ def test_apply_prints_one_block_and_keeps_what_the_user_set(text_sets, tmp_path)
         quiet = io.StringIO()
         assert auto.apply_auto_settings(off, ds, stream=quiet)[0] is off and quiet.getvalue() == ""
     lib, _ = auto.apply_auto_settings(TrainConfig(dataset=spec, epochs=3), ds, stream=io.StringIO())
-    assert lib.epochs == 3 and lib.encoder == "sparse"
+    assert lib.epochs == 3 and lib.encoder == "frozen" and lib.method == "end-to-end" and lib.lr == 0.003
     # bundled datasets and methods that build their own model get nothing
     yeast = load_config(None, {"dataset": "yeast", "preset": "none"})
     assert auto.apply_auto_settings(yeast, ds, stream=io.StringIO())[0] is yeast
@@ -232,10 +253,11 @@ def test_cli_run_on_jsonl_chooses_from_the_data_and_resumes(tmp_path):
     assert rc == 0, err
     block = [line for line in err.splitlines() if line.startswith("mlsupcon: no config given")]
     assert len(block) == 1 and "short texts" in block[0]
-    assert "encoder=sparse" in err and "kept as you set them: epochs=1, classifier_epochs=1" in err
+    assert "encoder=frozen" in err and "method=end-to-end" in err and "kept as you set them: epochs=1" in err
     saved = fp.read_config_yaml(out)
-    assert saved["encoder"] == "sparse" and saved["auto"] is False and saved["preset"] is None
-    assert saved["epochs"] == 1 and saved["encoder_options"]["hidden_dims"] == [512]
+    assert saved["encoder"] == "frozen" and saved["auto"] is False and saved["preset"] is None
+    assert saved["method"] == "end-to-end" and saved["blend_linear"] is True and saved["knn"] == "off"
+    assert saved["epochs"] == 1 and saved["encoder_options"]["hidden_dims"] == [1024]
     n_train = len(load_dataset(f"jsonl:{data}").splits["train"])
     assert 64 <= n_train < 128 and saved["batch_size"] == 8  # min(256, n_train // 8) rounded down to 8
     fp.check_run_folder(out)
@@ -262,5 +284,5 @@ def test_compare_chooses_once_for_every_run(tmp_path, monkeypatch, capsys):
     compare.run_compare(base, ["bce", "simdis"], [0, 1], tmp_path / "cmp", plots=False)
     err = capsys.readouterr().err
     assert err.count("mlsupcon: no config given; chose from the data") == 1
-    assert len(seen) == 4 and all(c.auto is False and c.encoder == "sparse" and c.epochs == 2 for c in seen)
-    assert {c.method for c in seen} == {"bce", "two-stage"}
+    assert len(seen) == 4 and all(c.auto is False and c.encoder == "frozen" and c.epochs == 2 for c in seen)
+    assert {c.method for c in seen} == {"bce", "end-to-end"} and all(c.lr == 0.003 for c in seen)

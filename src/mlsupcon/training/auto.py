@@ -6,15 +6,22 @@ so :func:`auto_settings` measures the training split and chooses:
 =================  =========================================================================
 field              choice
 =================  =========================================================================
-``encoder``        text: ``sparse`` (TF-IDF features, hidden_dims [512]) up to
+``encoder``        text in scripts with spaces between words, up to :data:`FROZEN_MAX_TEXTS`
+                   texts in all splits: ``frozen`` (MiniLM sentence embeddings computed once
+                   and cached, a 1024-wide MLP trained on them: the Debtags recipe); other
+                   text: ``sparse`` (TF-IDF features, hidden_dims [512]) up to
                    :data:`LARGE_TEXT_EXAMPLES` training texts, ``cnn`` (own tokenizer,
                    ``tokenizer: auto``) above; vectors: ``mlp`` (MulSupCon's 256-512-256)
+``method``         with ``frozen`` (unless set): ``end-to-end``, BCE + 0.01 × the contrastive
+                   loss, lr 3e-3, at most 30 epochs, patience 5 (the Debtags recipe)
 ``encoder_options`` cnn: ``max_length`` = 95th percentile of the token counts (the tokenizer
                    kind :func:`~mlsupcon.models.tokenizer_choice.choose_tokenizer` expects:
                    words, sub-words or characters), the Debtags recipe's sizes; sparse:
                    character 1-3-grams only for scripts without spaces or symbol text,
                    ``max_chars`` for long documents, at most 200,000 TF-IDF columns
 ``view_options``   the encoder's views (token crop/drop/mask, feature drop, feature masking)
+``knn``            a validation-tuned kNN head blended in, except with ``frozen`` (on Debtags
+                   it raised mAP but cost rare labels macro-F1)
 ``batch_size``     min(256, n_train / 8), rounded down to a power of two
 ``epochs``         about 100,000 training examples seen, 5 to 100 epochs (more for small
                    data; a cap: stage 1 stops early on validation kNN mAP); ``patience`` 10
@@ -40,8 +47,8 @@ Example:
     >>> ds = MultiLabelDataset("toy", "text", ["cat", "dog"],
     ...                        {s: Split(s, texts, y, ids) for s in ("train", "validation", "test")})
     >>> overrides, reasons = auto_settings(ds)
-    >>> overrides["encoder"], overrides["batch_size"], overrides["epochs"]
-    ('sparse', 32, 100)
+    >>> overrides["encoder"], overrides["method"], overrides["batch_size"], overrides["epochs"]
+    ('frozen', 'end-to-end', 32, 30)
 """
 
 from __future__ import annotations
@@ -66,6 +73,13 @@ AUTO_SPECS = ("jsonl", "csv", "vectors")
 #: Training texts from which a CNN with its own tokenizer is chosen over TF-IDF features: below
 #: it, TF-IDF n-grams (nothing learnt from scratch but one sparse layer) are the safer first run.
 LARGE_TEXT_EXAMPLES = 20_000
+#: Texts (all splits) up to which text in a spaced script gets the frozen MiniLM encoder: embedding
+#: them once costs about 18 CPU-minutes per 29,000 texts on 2 cores (cached afterwards); above,
+#: a first run would spend too long embedding, so a CNN or TF-IDF encoder is chosen instead.
+FROZEN_MAX_TEXTS = 60_000
+#: The Debtags recipe (src/mlsupcon/training/presets.py) that auto settings reuse with ``frozen``.
+_FROZEN = {"hidden_dims": [1024], "dropout": 0.2}
+_FROZEN_RECIPE = {"lr": 0.003, "epochs": 30, "patience": 5}
 #: Training examples a stage that trains the encoder sees (epochs within MIN_EPOCHS..MAX_EPOCHS):
 #: a TF-IDF encoder step costs ~1 s of CPU per 256 texts (two views), so steps, not examples,
 #: would make small data slow. The probe on cached embeddings aims at TARGET_STEPS steps.
@@ -76,7 +90,7 @@ MIN_EPOCHS, MAX_EPOCHS = 5, 100
 SMALL_DATA = 5000
 #: Chosen fields that only some methods read (``Method.options``); the others are read by all.
 _METHOD_FIELDS = {"view_options", "epochs", "classifier_epochs", "classifier_lr", "probe_batch_size",
-                  "finetune_encoder", "patience"}
+                  "finetune_encoder", "patience", "contrastive_weight"}
 #: Texts measured (evenly spaced) for the length statistics.
 _SAMPLE = 20_000
 # Words and single punctuation marks: what a word tokenizer's pre-tokenizer makes of a text.
@@ -110,6 +124,7 @@ def data_statistics(dataset: MultiLabelDataset) -> dict[str, Any]:
         "n_train": n,
         "num_labels": int(dataset.num_labels),
         "labels_per_example": float(train.labels.nnz / n) if n else 0.0,
+        "n_all": int(sum(len(part) for part in dataset.splits.values())),
     }
     if dataset.modality == "text":
         texts = [t if isinstance(t, str) else "" for t in _sample(list(train.inputs))]
@@ -150,7 +165,7 @@ def _describe(s: dict[str, Any]) -> str:
 
 
 def auto_settings(dataset: MultiLabelDataset, encoder: str | None = None,
-                  finetune_encoder: bool | None = None) -> tuple[dict[str, Any], list[str]]:
+                  finetune_encoder: bool | None = None, method: str | None = None) -> tuple[dict[str, Any], list[str]]:
     """Settings for ``dataset`` chosen from its training split (rules in the module docstring).
 
     Args:
@@ -158,13 +173,14 @@ def auto_settings(dataset: MultiLabelDataset, encoder: str | None = None,
         encoder: The encoder the user chose, if any: the options are then that encoder's, and
             no encoder is chosen.
         finetune_encoder: The user's choice of stage 2, if any (the stage-2 settings follow it).
+        method: The method the user chose, if any (else one may be chosen with the encoder).
 
     Returns:
         ``(overrides, reasons)``: overrides as :func:`~mlsupcon.training.config.load_config`
         takes them (``field`` or ``field.option``: value); ``reasons``: the first line describes
         the data, each further one gives one or more choices and why (``"encoder=sparse: ..."``).
     """
-    overrides, why, description = _choose(dataset, encoder, finetune_encoder)
+    overrides, why, description = _choose(dataset, encoder, finetune_encoder, method)
     return overrides, [description, *_reason_lines(overrides, why)] if description else []
 
 
@@ -180,8 +196,8 @@ def _reason_lines(chosen: dict[str, Any], why: dict[str, str]) -> list[str]:
     return [", ".join(items) + (f": {reason}" if reason else "") for items, reason in groups]
 
 
-def _choose(dataset: MultiLabelDataset, encoder: str | None,
-            finetune: bool | None) -> tuple[dict[str, Any], dict[str, str], str]:
+def _choose(dataset: MultiLabelDataset, encoder: str | None, finetune: bool | None,
+            method: str | None = None) -> tuple[dict[str, Any], dict[str, str], str]:
     """(overrides, why per key, description of the data): see :func:`auto_settings`."""
     s = data_statistics(dataset)
     o: dict[str, Any] = {}
@@ -190,16 +206,44 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None,
     if modality not in ("text", "vector") or n == 0:
         return {}, {}, _describe(s) if n else ""
 
+    enc = ""
     if modality == "text":
-        chosen = "cnn" if n > LARGE_TEXT_EXAMPLES else "sparse"
+        spaced = s["unspaced_script_share"] < 0.3 and s["symbol_share"] < 0.25
+        if spaced and s["n_all"] <= FROZEN_MAX_TEXTS:
+            chosen = "frozen"
+        else:
+            chosen = "cnn" if n > LARGE_TEXT_EXAMPLES else "sparse"
         if encoder is None:
             o["encoder"] = chosen
-            why["encoder"] = (f"{n:,} training texts > {LARGE_TEXT_EXAMPLES:,}: a CNN with its own tokenizer"
-                              if chosen == "cnn" else
-                              f"{n:,} training texts <= {LARGE_TEXT_EXAMPLES:,}: TF-IDF n-grams under one "
-                              "trained layer, nothing to learn from scratch")
+            if chosen == "frozen":
+                why["encoder"] = (f"{s['n_all']:,} texts with spaces between words (<= {FROZEN_MAX_TEXTS:,}): "
+                                  "MiniLM sentence embeddings, computed once and cached, under a trained MLP")
+            elif not spaced:
+                why["encoder"] = ("no words to split (a script without spaces, or symbols): "
+                                  + ("a CNN with its own tokenizer" if chosen == "cnn" else
+                                     "TF-IDF character n-grams under one trained layer"))
+            else:
+                why["encoder"] = (f"{s['n_all']:,} texts > {FROZEN_MAX_TEXTS:,}: embedding them with MiniLM "
+                                  "would dominate a first run; " +
+                                  (f"{n:,} training texts > {LARGE_TEXT_EXAMPLES:,}: a CNN with its own tokenizer"
+                                   if chosen == "cnn" else "TF-IDF n-grams under one trained layer"))
         enc = (encoder or chosen).strip().lower()
-        if enc == "cnn":
+        if enc == "frozen":
+            for k, v in _FROZEN.items():
+                o[f"encoder_options.{k}"] = v
+                why[f"encoder_options.{k}"] = "the Debtags recipe's MLP"
+            o["view_options"] = {"p_mask": 0.2, "noise_std": 0.01}
+            why["view_options"] = "embedding views: mask 20 % of the features, noise 0.01"
+            if method is None:
+                o["method"] = "end-to-end"
+                why["method"] = "BCE + a small contrastive term on the same batches (the Debtags recipe)"
+                o["contrastive_weight"] = 0.01
+                why["contrastive_weight"] = "the Debtags recipe: a larger weight drowns the BCE term"
+            if (method or "end-to-end").strip().lower() != "two-stage":
+                for k, v in _FROZEN_RECIPE.items():
+                    o[k] = v
+                    why[k] = "the Debtags recipe: an MLP on cached embeddings learns fast"
+        elif enc == "cnn":
             length = int(min(2500, max(16, 16 * math.ceil(s["tokens_p95"] / 16))))
             o["encoder_options.tokenizer"] = "auto"
             why["encoder_options.tokenizer"] = f"{s['tokenizer']} tokens expected ({s['tokenizer_reason']})"
@@ -246,8 +290,12 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None,
     # A user's first run must not lose to what they would fit in a minute: every model is blended
     # (weights chosen on validation) with a kNN head and, for text, the TF-IDF linear model; a
     # blend weight of 1 keeps the trained model alone when the others do not help.
-    o["knn"] = "blend"
-    why["knn"] = "a validation-tuned kNN head on the embeddings, blended in where it raises validation mAP"
+    if enc == "frozen":
+        o["knn"] = "off"
+        why["knn"] = "no kNN blend on MiniLM features: on Debtags it raised mAP but cost rare labels macro-F1"
+    else:
+        o["knn"] = "blend"
+        why["knn"] = "a validation-tuned kNN head on the embeddings, blended in where it raises validation mAP"
     if modality == "text":
         o["blend_linear"] = True
         why["blend_linear"] = ("the TF-IDF + linear model's scores blended in (wide & deep), weight chosen on "
@@ -257,10 +305,13 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None,
     o["batch_size"] = batch
     why["batch_size"] = f"min(256, {n:,} / 8) rounded down to a power of two"
     epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_EXAMPLES / n))))
-    o["epochs"] = epochs
-    why["epochs"] = (f"about {TARGET_EXAMPLES:,} examples seen at {n:,} per epoch, within {MIN_EPOCHS}..{MAX_EPOCHS} "
-                     "(a cap: early stopping ends it sooner)")
-    if finetune:  # stage 2 trains the encoder too: batches of batch_size, a fine-tuning rate
+    if "epochs" not in o:
+        o["epochs"] = epochs
+        why["epochs"] = (f"about {TARGET_EXAMPLES:,} examples seen at {n:,} per epoch, within "
+                         f"{MIN_EPOCHS}..{MAX_EPOCHS} (a cap: early stopping ends it sooner)")
+    if o.get("method") == "end-to-end":
+        pass  # one stage: no stage-2 settings
+    elif finetune:  # stage 2 trains the encoder too: batches of batch_size, a fine-tuning rate
         o["classifier_lr"] = 0.0005
         why["classifier_lr"] = "fine-tuning the encoder with the classifier: MulSupCon's rate"
         o["classifier_epochs"] = max(30, epochs)
@@ -318,7 +369,10 @@ def apply_auto_settings(cfg: TrainConfig, dataset: MultiLabelDataset,
         return cfg, dataset
     user = user_set_fields(cfg)
     overrides, why, description = _choose(dataset, cfg.encoder if "encoder" in user else None,
-                                          cfg.finetune_encoder if "finetune_encoder" in user else None)
+                                          cfg.finetune_encoder if "finetune_encoder" in user else None,
+                                          cfg.method if "method" in user else None)
+    if "method" in overrides:  # the fields to keep are those of the method chosen
+        method = get_method(overrides["method"])
     changes: dict[str, Any] = {}
     applied: dict[str, Any] = {}
     kept = [f"encoder={cfg.encoder}"] if "encoder" in user and overrides else []
