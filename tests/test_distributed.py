@@ -77,6 +77,9 @@ CASES.update({
     "simdis-sparse-labels-V2": dict(key="simdis", opts={}, V=2, split=(4, 4), labels="sparse"),
     "any-refs-V2": dict(key="any", opts={}, V=2, split=(4, 4), labels="random", refs=True),
     "supcon-refs-V1": dict(key="supcon", opts={}, V=1, split=(4, 4), labels="random", refs=True),
+    # class id -1: ignored samples on both ranks, then every sample of rank 0
+    "supcon-ignore-V2": dict(key="supcon", opts={}, V=2, split=(4, 4), labels="ignore", refs=True),
+    "supcon-ignore-rank0-V2": dict(key="supcon", opts={}, V=2, split=(4, 4), labels="ignore_rank0"),
     "simclr-refs-V2": dict(key="simclr", opts={}, V=2, split=(4, 4), labels="random", refs=True),
     "ddp-simdis-V2": dict(key="simdis", opts={}, V=2, split=(4, 4), labels="random", ddp=True),
     "ddp-mulsupcon_pair-uneven-V2": dict(key="mulsupcon_pair", opts={}, V=2, split=(3, 5), labels="random", ddp=True),
@@ -100,7 +103,12 @@ def _labels(kind: str, key: str, btot: int, g: torch.Generator):
     if name == "supcon":
         if kind == "disjoint":
             return torch.arange(btot)
-        return torch.randint(0, 3, (btot,), generator=g)
+        ids = torch.randint(0, 3, (btot,), generator=g)
+        if kind == "ignore":
+            ids[[1, btot - 2]] = -1
+        elif kind == "ignore_rank0":
+            ids[:4] = -1
+        return ids
     if kind == "disjoint":
         return torch.eye(btot, dtype=torch.float64)
     # Label sets drawn from a small pool, so that identical sets (ALL's positives) occur, plus
@@ -138,6 +146,8 @@ def _run_loss_case(cid, spec, rank, world):
     if spec.get("refs"):
         rf = torch.randn(3, D_OUT, generator=g, dtype=torch.float64)
         rl = _labels("random", spec["key"], 3, g)
+        if spec["labels"] == "ignore":
+            rl[0] = -1  # an ignored reference row
         ref_kw = {"ref_features": rf, "ref_labels": rl}
     name = _loss_name(spec["key"])
 

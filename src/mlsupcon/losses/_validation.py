@@ -2,14 +2,44 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Iterable
 
 import torch
 
 
-def check_positive(value: float, name: str) -> None:
-    if not (isinstance(value, (int, float)) and value > 0):
-        raise ValueError(f"{name}: expected a number > 0, got {value!r}")
+def check_number(value, name: str, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """A finite real number (not a bool) in [low, high] (an open end with ``low_open`` /
+    ``high_open``); returns it as a float."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        if low is not None and high is not None:
+            span = f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        elif low is not None:
+            span = f" {'>' if low_open else '>='} {low}"
+        elif high is not None:
+            span = f" {'<' if high_open else '<='} {high}"
+        else:
+            span = ""
+        raise ValueError(f"{name}: expected a finite number{span}, got {value!r}")
+    return float(value)
+
+
+def check_positive(value, name: str) -> float:
+    """A finite number > 0 (bools, NaN and inf are refused)."""
+    return check_number(value, name, low=0, low_open=True)
+
+
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected True or False, got {value!r}")
+    return value
 
 
 def check_chunk_size(chunk_size) -> None:

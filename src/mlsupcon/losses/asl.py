@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlsupcon.losses._validation import check_choice, check_finite, check_multi_hot, check_positive
+from mlsupcon.losses._validation import check_bool, check_choice, check_finite, check_multi_hot, check_number
+from mlsupcon.losses.relations import to_dense_multi_hot
 
 __all__ = ["asymmetric_loss", "AsymmetricLoss"]
 
@@ -29,8 +30,9 @@ def asymmetric_loss(
     Probabilities are clamped to ``[eps, 1 - eps]`` before the logs.
 
     Args:
-        logits: ``[B, C]`` raw scores.
-        targets: ``[B, C]`` multi-hot (0/1) targets.
+        logits: ``[B, C]`` raw scores (a torch tensor).
+        targets: ``[B, C]`` multi-hot (0/1) targets, dense or sparse (a sparse tensor is
+            densified: it has the size of ``logits``).
         gamma_pos: focusing exponent γ+ of the positive term.
         gamma_neg: focusing exponent γ− of the negative term.
         clip: probability margin m shifted off the negatives (0 disables it).
@@ -40,7 +42,8 @@ def asymmetric_loss(
             authors' training script does (``disable_torch_grad_focal_loss``).
 
     Returns:
-        A scalar tensor.
+        A scalar tensor; float32 for float16/bfloat16 logits (a float16 sum over B·C terms
+        overflows past 65504), float64 for float64.
 
     Example:
         >>> import torch
@@ -49,6 +52,12 @@ def asymmetric_loss(
         >>> bool(loss > 0)
         True
     """
+    check_asl_options(gamma_pos, gamma_neg, clip, eps, reduction, detach_focal)
+    for t, name in ((logits, "logits"), (targets, "targets")):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if not logits.is_floating_point():
+        raise ValueError(f"logits: expected a floating-point tensor, got dtype {logits.dtype}")
     if logits.ndim != 2:
         raise ValueError(f"logits: expected a [B, C] tensor, got shape {tuple(logits.shape)}")
     if targets.shape != logits.shape:
@@ -58,13 +67,8 @@ def asymmetric_loss(
     if logits.shape[0] == 0:
         raise ValueError("logits: empty batch (B = 0)")
     check_finite(logits, "logits")
+    targets = to_dense_multi_hot(targets)
     check_multi_hot(targets, "targets")
-    check_choice(reduction, "reduction", ("sum", "mean"))
-    check_positive(eps, "eps")
-    if clip < 0:
-        raise ValueError(f"clip: expected >= 0, got {clip}")
-    if gamma_pos < 0 or gamma_neg < 0:
-        raise ValueError(f"gamma_pos/gamma_neg: expected >= 0, got {gamma_pos}, {gamma_neg}")
 
     dtype = torch.promote_types(logits.dtype, torch.float32)
     x = logits.to(dtype)
@@ -78,8 +82,17 @@ def asymmetric_loss(
     if detach_focal:
         w_pos, w_neg = w_pos.detach(), w_neg.detach()
     loss = -(y * w_pos * log_pos + (1 - y) * w_neg * log_neg)
-    out = loss.sum() if reduction == "sum" else loss.mean()
-    return out.to(logits.dtype) if logits.dtype in (torch.float16, torch.bfloat16) else out
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+def check_asl_options(gamma_pos, gamma_neg, clip, eps, reduction, detach_focal) -> None:
+    """The options of :func:`asymmetric_loss`: a ValueError naming the first bad one."""
+    check_number(gamma_pos, "gamma_pos", 0)
+    check_number(gamma_neg, "gamma_neg", 0)
+    check_number(clip, "clip", 0, 1, high_open=True)
+    check_number(eps, "eps", 0, 0.5, low_open=True, high_open=True)  # clamps to [eps, 1 - eps]
+    check_choice(reduction, "reduction", ("sum", "mean"))
+    check_bool(detach_focal, "detach_focal")
 
 
 class AsymmetricLoss(nn.Module):
@@ -108,7 +121,7 @@ class AsymmetricLoss(nn.Module):
         detach_focal: bool = False,
     ) -> None:
         super().__init__()
-        check_choice(reduction, "reduction", ("sum", "mean"))
+        check_asl_options(gamma_pos, gamma_neg, clip, eps, reduction, detach_focal)
         self.gamma_pos, self.gamma_neg, self.clip = gamma_pos, gamma_neg, clip
         self.eps, self.reduction, self.detach_focal = eps, reduction, detach_focal
 

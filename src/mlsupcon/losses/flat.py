@@ -13,9 +13,11 @@ from torch import nn
 
 from mlsupcon.losses import distributed as _distributed
 from mlsupcon.losses._validation import (
+    check_bool,
     check_choice,
     check_chunk_size,
     check_labels,
+    check_number,
     check_positive,
     flatten_features,
 )
@@ -89,11 +91,10 @@ class FlatContrastiveLoss(nn.Module):
     def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None,
                  gather_distributed: bool = False) -> None:
         super().__init__()
-        check_positive(temperature, "temperature")
+        self.temperature = check_positive(temperature, "temperature")
+        self.normalize = check_bool(normalize, "normalize")
         check_chunk_size(chunk_size)
         _check_gather(gather_distributed)
-        self.temperature = float(temperature)
-        self.normalize = bool(normalize)
         self.chunk_size = chunk_size
         self.gather_distributed = gather_distributed
 
@@ -267,8 +268,7 @@ class SimDisLoss(FlatContrastiveLoss):
 
 
 def _check_threshold(threshold: float) -> None:
-    if not (isinstance(threshold, (int, float)) and 0 <= threshold < 1):
-        raise ValueError(f"threshold: expected 0 <= threshold < 1, got {threshold!r}")
+    check_number(threshold, "threshold", 0, 1, high_open=True)
 
 
 class JaccardLoss(FlatContrastiveLoss):
@@ -360,12 +360,9 @@ class MLCLLoss(FlatContrastiveLoss):
         super().__init__(temperature, normalize, chunk_size, gather_distributed)
         _check_threshold(threshold)
         check_positive(eps, "eps")
-        if not (0 <= alpha <= 1):
-            raise ValueError(f"alpha: expected 0 <= alpha <= 1, got {alpha!r}")
-        if beta < 0:
-            raise ValueError(f"beta: expected >= 0, got {beta!r}")
-        if reg_weight < 0:
-            raise ValueError(f"reg_weight: expected >= 0, got {reg_weight!r}")
+        check_number(alpha, "alpha", 0, 1)
+        check_number(beta, "beta", 0)
+        check_number(reg_weight, "reg_weight", 0)
         self.threshold, self.beta, self.alpha = float(threshold), float(beta), float(alpha)
         self.reg_weight, self.eps = float(reg_weight), float(eps)
 
@@ -381,7 +378,12 @@ class MLCLLoss(FlatContrastiveLoss):
 class SupConLoss(FlatContrastiveLoss):
     r"""SupCon (Khosla et al. 2020): single-label, positives share the anchor's class.
 
-    ``labels`` are ``[B]`` class ids (``ref_labels`` ``[M]``).
+    ``labels`` are ``[B]`` class ids (``ref_labels`` ``[M]``), ``>= 0``; the id ``-1`` marks a
+    sample to **ignore**: it is dropped from the batch before anything is computed (all its
+    views, and a reference row with ``ref_labels = -1`` likewise), so it is no anchor, no
+    positive and in no denominator, and its gradient is exactly 0. The loss is that of the batch
+    without it; a batch where every sample is ignored gives an exact 0 connected to the graph.
+    Other negative ids raise a ValueError.
 
     Source: Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
 
@@ -398,12 +400,17 @@ class SupConLoss(FlatContrastiveLoss):
 
     def prepare_labels(self, labels, ref_labels, batch, refs):
         def ids(t, n, name):
-            if not isinstance(t, torch.Tensor) or t.ndim != 1:
-                raise ValueError(f"{name}: expected [B] class ids, got {getattr(t, 'shape', t)!r}")
+            if not isinstance(t, torch.Tensor):
+                raise ValueError(f"{name}: expected a torch.Tensor of [B] class ids, got {type(t).__name__}")
+            if t.ndim != 1:
+                raise ValueError(f"{name}: expected [B] class ids, got shape {tuple(t.shape)}")
             if t.shape[0] != n:
                 raise ValueError(f"{name}: has {t.shape[0]} entries, expected {n}")
             if t.is_floating_point() and not bool((t == t.round()).all()):
                 raise ValueError(f"{name}: class ids must be integers")
+            # -1 (ignore) was filtered out by anchor_terms
+            if n and bool((t < 0).any()):
+                raise ValueError(f"{name}: class ids must be >= 0 (or -1 to ignore a sample), got {t.min().item()}")
             return t.long()
 
         labels = ids(labels, batch, "labels")
@@ -417,6 +424,37 @@ class SupConLoss(FlatContrastiveLoss):
         _, inverse = torch.unique(all_ids, return_inverse=True)
         one_hot = F.one_hot(inverse).to(torch.float32)
         return one_hot[:batch], (one_hot[batch:] if refs else None)
+
+    def anchor_terms(self, features, labels=None, ref_features=None, ref_labels=None):
+        """:meth:`FlatContrastiveLoss.anchor_terms` of the batch without the samples (and
+        reference rows) whose class id is -1."""
+        keep = _kept_samples(labels, features)
+        keep_ref = _kept_samples(ref_labels, ref_features)
+        if keep is None and keep_ref is None:
+            return super().anchor_terms(features, labels, ref_features, ref_labels)
+        flat, _, _ = flatten_features(features, "features")  # the errors of the input as given
+        if keep_ref is not None:
+            ref_features, ref_labels = ref_features[keep_ref], ref_labels[keep_ref]
+            if ref_labels.shape[0] == 0:
+                ref_features = ref_labels = None
+        if keep is not None:
+            if not bool(keep.any()):  # no anchor left: an exact 0 that stays connected
+                zero = (flat.sum() * 0.0).to(_compute_dtype(flat.dtype)).reshape(1)
+                return zero, torch.zeros_like(zero), False, None
+            features, labels = features[keep], labels[keep]
+        return super().anchor_terms(features, labels, ref_features, ref_labels)
+
+
+def _kept_samples(ids, rows) -> torch.Tensor | None:
+    """Mask of the samples whose class id is not -1, or None when none is -1 (or the shapes are
+    wrong, which the regular checks then report)."""
+    if not (isinstance(ids, torch.Tensor) and isinstance(rows, torch.Tensor) and ids.ndim == 1
+            and rows.ndim >= 1 and ids.shape[0] == rows.shape[0] and ids.layout == torch.strided):
+        return None
+    ignored = ids == -1
+    if not bool(ignored.any()):
+        return None
+    return ~ignored
 
 
 class SimCLRLoss(FlatContrastiveLoss):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlsupcon.losses._validation import check_choice
+from mlsupcon.losses._validation import check_choice, check_number
 
 __all__ = ["HierarchicalLoss", "HiMulConLoss", "HiConELoss", "HiMulConELoss", "path_to_levels", "default_level_weights"]
 
@@ -32,6 +32,8 @@ def path_to_levels(paths: torch.Tensor,
     """
     if paths.ndim != 2 or paths.shape[1] == 0:
         raise ValueError(f"labels: expected a [B, L] path tensor with L >= 1, got shape {tuple(paths.shape)}")
+    if paths.shape[0] == 0:
+        raise ValueError("labels: empty batch (B = 0)")
     if paths.is_floating_point() and not bool((paths == paths.round()).all()):
         raise ValueError("labels: a path tensor must hold integer class ids")
     allp = paths.long() if ref_paths is None else torch.cat([paths.long(), ref_paths.long()])
@@ -72,9 +74,9 @@ class HierarchicalLoss(nn.Module):
         check_choice(combine, "combine", ("weighted", "max", "weighted_max"))
         check_choice(base, "base", tuple(n for n in FLAT_LOSSES if n not in ("supcon", "simclr")))
         if level_weights is not None:
-            level_weights = [float(x) for x in level_weights]
-            if any(not (x >= 0) for x in level_weights):
-                raise ValueError(f"level_weights: expected non-negative numbers, got {level_weights}")
+            if isinstance(level_weights, (str, bytes)) or not hasattr(level_weights, "__iter__"):
+                raise ValueError(f"level_weights: expected a list of numbers >= 0, got {level_weights!r}")
+            level_weights = [check_number(x, "level_weights", 0) for x in level_weights]
         self.base_name = base
         self.level_weights = level_weights
         self.combine = combine
@@ -92,10 +94,14 @@ class HierarchicalLoss(nn.Module):
                 raise ValueError("ref_labels: expected a list with one tensor per level, like labels")
             return list(zip(labels, ref_labels))
         raise ValueError(
-            "labels: expected a [B, L] path tensor or a non-empty list of [B, C_l] multi-hot tensors"
+            "labels: expected a [B, L] path tensor or a non-empty list of [B, C_l] multi-hot tensors, "
+            f"got {type(labels).__name__}"
         )
 
     def forward(self, features, labels, ref_features=None, ref_labels=None):
+        # The same error as the flat losses, before the labels are split into levels.
+        if isinstance(features, torch.Tensor) and features.ndim in (2, 3) and features.shape[0] == 0:
+            raise ValueError("features: empty batch (B = 0)")
         levels = self._levels(labels, ref_labels)
         num = len(levels)
         weights = self.level_weights or default_level_weights(num)

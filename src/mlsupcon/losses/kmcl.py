@@ -78,8 +78,17 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from mlsupcon.losses._validation import check_choice, check_chunk_size, check_finite, check_multi_hot
-from mlsupcon.losses.asl import asymmetric_loss
+from mlsupcon.losses._validation import (
+    check_bool,
+    check_choice,
+    check_chunk_size,
+    check_finite,
+    check_multi_hot,
+    check_number,
+    check_positive,
+)
+from mlsupcon.losses.asl import asymmetric_loss, check_asl_options
+from mlsupcon.losses.relations import to_dense_multi_hot
 
 __all__ = [
     "AUTO_BLOCK_ELEMENTS",
@@ -127,9 +136,7 @@ def _check_float(t, name: str) -> None:
 
 
 def _check_temperature(temperature) -> None:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-            or not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature: expected a finite number > 0, got {temperature!r}")
+    check_positive(temperature, "temperature")
 
 
 
@@ -178,7 +185,8 @@ def _check_params(
     return b, k, m
 
 
-def _check_labels(labels, batch: int, classes: Optional[int]) -> int:
+def _check_labels(labels, batch: int, classes: Optional[int]) -> torch.Tensor:
+    """Validated ``[B, K]`` multi-hot labels, dense (a sparse matrix has the size of ``pi``)."""
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f"labels: expected a torch.Tensor, got {type(labels).__name__}")
     if labels.ndim != 2:
@@ -187,8 +195,9 @@ def _check_labels(labels, batch: int, classes: Optional[int]) -> int:
         raise ValueError(f"labels: has {labels.shape[0]} rows but the batch has B = {batch} samples")
     if classes is not None and labels.shape[1] != classes:
         raise ValueError(f"labels: has {labels.shape[1]} classes, expected K = {classes}")
+    labels = to_dense_multi_hot(labels)
     check_multi_hot(labels, "labels")
-    return labels.shape[1]
+    return labels
 
 
 def _check_pi(pi, batch: int, classes: int) -> None:
@@ -534,6 +543,7 @@ def bhattacharyya_distance(
     """
     if (mu2 is None) != (sigma2_2 is None):
         raise ValueError("mu2/sigma2_2: give both or neither")
+    check_bool(scale_anisotropic_by_dim, "scale_anisotropic_by_dim")
     _, k, m = _check_params(mu1, sigma2_1, None, None, dim, "mu1", "sigma2_1")
     if mu2 is None:
         mu2, sigma2_2 = mu1, sigma2_1
@@ -597,7 +607,8 @@ def kmcl_reconstruction_loss(
         tensor(0.3466)
     """
     b, m = _check_x(x)
-    k = _check_labels(labels, b, None)
+    labels = _check_labels(labels, b, None)
+    k = labels.shape[1]
     _check_pi(pi, b, k)
     _check_params(mu, sigma2, b, k, m)
     return _reconstruction(x, pi, mu, sigma2, labels)
@@ -660,8 +671,9 @@ def kmcl_contrastive_loss(
     """
     _check_temperature(temperature)
     check_chunk_size(chunk_size)
+    check_bool(scale_anisotropic_by_dim, "scale_anisotropic_by_dim")
     b, k, m = _check_params(mu, sigma2, None, None, dim)
-    _check_labels(labels, b, k)
+    labels = _check_labels(labels, b, k)
     if m is None:
         raise ValueError("dim: the feature dimension M is required when mu and sigma2 are both [B, K]")
     return _contrastive(mu, sigma2, labels, temperature, chunk_size, m, scale_anisotropic_by_dim)
@@ -730,6 +742,7 @@ class KMCLContrastiveLoss(nn.Module):
         super().__init__()
         _check_temperature(temperature)
         check_chunk_size(chunk_size)
+        check_bool(scale_anisotropic_by_dim, "scale_anisotropic_by_dim")
         self.temperature = temperature
         self.chunk_size = chunk_size
         self.scale_anisotropic_by_dim = scale_anisotropic_by_dim
@@ -794,9 +807,10 @@ class KMCLLoss(nn.Module):
         _check_temperature(temperature)
         check_chunk_size(chunk_size)
         check_choice(asl_reduction, "asl_reduction", ("sum", "mean"))
+        check_asl_options(gamma_pos, gamma_neg, clip, eps, asl_reduction, detach_focal)
+        check_bool(scale_anisotropic_by_dim, "scale_anisotropic_by_dim")
         for name, w in (("weight_asl", weight_asl), ("weight_rec", weight_rec), ("weight_con", weight_con)):
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-                raise ValueError(f"{name}: expected a finite number >= 0, got {w!r}")
+            check_number(w, name, 0)
         self.temperature = temperature
         self.weight_asl, self.weight_rec, self.weight_con = weight_asl, weight_rec, weight_con
         self.gamma_pos, self.gamma_neg, self.clip, self.eps = gamma_pos, gamma_neg, clip, eps
@@ -808,7 +822,8 @@ class KMCLLoss(nn.Module):
 
     def forward(self, x, pi, mu, sigma2, labels, return_terms: bool = False):  # noqa: D102
         b, m = _check_x(x)
-        k = _check_labels(labels, b, None)
+        labels = _check_labels(labels, b, None)
+        k = labels.shape[1]
         _check_pi(pi, b, k)
         _check_params(mu, sigma2, b, k, m)
         labels = labels.to(device=pi.device)
