@@ -79,6 +79,14 @@ class FlatContrastiveLoss(nn.Module):
             the single-process gradient exactly (see :mod:`mlsupcon.losses.distributed`).
             Without an initialised process group (or with W = 1) it changes nothing.
 
+    Edge cases (``tests/test_losses_edge_cases.py``): B = 0 raises ``features: empty batch``;
+    an anchor with no candidate or no positive adds nothing, and a batch where each anchor has
+    at most one candidate (B = 1 with V <= 2) gives an exact 0 with zero gradients. The
+    log-sum-exp shifts by each row's maximum (by 1/τ for unit-norm rows), and ``num_a`` is summed
+    as two non-negative terms, so large unnormalised similarities do not cancel. Half-precision
+    features are computed in float32 and the loss is float32. Labels are torch tensors, multi-hot
+    ones dense or sparse (COO/CSR); numpy arrays are a ValueError naming them.
+
     Attributes:
         label_format: the labels it takes: ``"multi_hot"`` (``[B, C]``; SupCon: ``"class_ids"``
             ``[B]``; SimCLR: ``"none"``). The training pipeline, the memory queue and the

@@ -56,8 +56,9 @@ class HierarchicalLoss(nn.Module):
         **flat_options: options of the base loss (temperature, normalize, chunk_size, ...).
 
     Called as ``loss(features, labels)`` where ``labels`` is a ``[B, L]`` path tensor of class
-    ids or a list of L multi-hot ``[B, C_l]`` tensors, coarsest first. ``ref_features`` /
-    ``ref_labels`` (same level format) are passed to every level.
+    ids or a list of L multi-hot ``[B, C_l]`` tensors (dense or sparse), coarsest first.
+    ``ref_features`` / ``ref_labels`` (same level format) are passed to every level. B = 0
+    raises ``features: empty batch`` as the flat losses do; B = 1 (V <= 2) is an exact 0.
 
     Attributes:
         label_format: ``"hierarchy_levels"``: the per-level labels above (the training
