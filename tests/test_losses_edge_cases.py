@@ -355,6 +355,8 @@ def test_supcon_batch_of_ignored_samples_is_an_exact_zero():
 
 
 def test_supcon_other_negative_ids_are_a_value_error():
+    with pytest.raises(ValueError, match=r"^labels: class ids must be integers$"):
+        build("supcon")(torch.randn(3, 2, 6), torch.tensor([0.0, float("inf"), 1.0]))  # not a huge class id
     with pytest.raises(ValueError, match=r"^labels: class ids must be >= 0 \(or -1 to ignore a sample\), got -2$"):
         build("supcon")(torch.randn(3, 2, 6), torch.tensor([0, -2, 1]))
     with pytest.raises(ValueError, match=r"^ref_labels: class ids must be >= 0"):

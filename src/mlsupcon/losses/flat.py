@@ -414,7 +414,7 @@ class SupConLoss(FlatContrastiveLoss):
                 raise ValueError(f"{name}: expected [B] class ids, got shape {tuple(t.shape)}")
             if t.shape[0] != n:
                 raise ValueError(f"{name}: has {t.shape[0]} entries, expected {n}")
-            if t.is_floating_point() and not bool((t == t.round()).all()):
+            if t.is_floating_point() and not bool((torch.isfinite(t) & (t == t.round())).all()):
                 raise ValueError(f"{name}: class ids must be integers")
             # -1 (ignore) was filtered out by anchor_terms
             if n and bool((t < 0).any()):
