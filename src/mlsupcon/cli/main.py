@@ -94,6 +94,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--devices", _int_or_name, "devices", "number of devices (Lightning)"),
     Flag("--strategy", str, "strategy", "Lightning strategy, e.g. ddp"),
     Flag("--num-nodes", int, "num_nodes", "machines of a multi-node run (torchrun; docs/scaling.md)"),
+    Flag("--distributed-timeout", float, "distributed_timeout",
+         "seconds a process of a distributed run waits for the others before it stops (default 600)"),
     Flag("--queue-size", int, "queue_size", "rows of the label-aware memory queue (0: none)"),
     Flag("--momentum", float, "momentum", "momentum of a MoCo-style key encoder filling the queue"),
     Flag("--knn", str, "knn", "after training: blend a validation-tuned kNN head with the trained one "

@@ -71,6 +71,83 @@ class EpochSampler(torch.utils.data.Sampler):
         return self.n
 
 
+class DistributedEpochSampler(torch.utils.data.DistributedSampler):
+    """One rank's share of an :class:`EpochSampler`'s order, step by step.
+
+    Global step ``k`` of ``W`` ranks with per-rank batch ``B`` takes items ``[k·B·W, (k+1)·B·W)``
+    of the epoch's order, rank ``r`` the ``r``-th block of ``B``: the ranks together see,
+    step by step, the batches of one process with batch ``B·W``. With ``drop_last`` the items
+    after the last full global batch are dropped (as one process with batch ``B·W`` drops
+    them); otherwise they are split evenly, padded from the start of the order (as
+    :class:`~torch.utils.data.DistributedSampler` does), so that every rank takes the same
+    number of steps. :meth:`resume_at` skips this rank's items already consumed, so a resumed
+    distributed run continues mid-epoch exactly where it was stopped.
+
+    A :class:`~torch.utils.data.DistributedSampler` only so that Lightning keeps it instead of
+    wrapping it in its own sharding.
+
+    Example:
+        >>> s = DistributedEpochSampler(EpochSampler(11, shuffle=False), batch_size=2, num_replicas=2, rank=1,
+        ...                             drop_last=False)
+        >>> list(s), len(s)  # steps 0 and 1, then the last 3 items padded to 2 per rank
+        ([2, 3, 6, 7, 10, 0], 6)
+    """
+
+    def __init__(self, base: EpochSampler, batch_size: int, num_replicas: int, rank: int, drop_last: bool) -> None:
+        # DistributedSampler's own state is not used: no super().__init__ (it would need a
+        # process group or a dataset).
+        self.base, self.batch_size = base, int(batch_size)
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.shuffle, self.seed = base.shuffle, base.seed
+        self.drop_last = bool(drop_last) and base.n >= self.batch_size * self.num_replicas
+        self.epoch = base.epoch
+        self._skip_epoch: int | None = None
+        self._skip_items = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.base.set_epoch(epoch)
+
+    def shard(self, epoch: int) -> list[int]:
+        """This rank's items of ``epoch``, in the order it takes them."""
+        order = self.base.order(epoch).tolist()
+        b, w, r = self.batch_size, self.num_replicas, self.rank
+        full = len(order) // (b * w)
+        items = [i for k in range(full) for i in order[k * b * w + r * b: k * b * w + (r + 1) * b]]
+        rest = order[full * b * w:]
+        if rest and not self.drop_last:
+            per = -(-len(rest) // w)
+            rest = (rest + order * (1 + per * w // len(order)))[:per * w]
+            items += rest[r * per:(r + 1) * per]
+        return items
+
+    def resume_at(self, epoch: int, items_done: int) -> None:
+        """The next iteration of ``epoch`` starts after this rank's first ``items_done`` items."""
+        self.set_epoch(epoch)
+        self._skip_epoch, self._skip_items = int(epoch), int(items_done)
+
+    def __iter__(self) -> Iterator[int]:
+        skip = self._skip_items if self._skip_epoch == self.epoch else 0
+        self._skip_epoch, self._skip_items = None, 0
+        yield from self.shard(self.epoch)[skip:]
+
+    def __len__(self) -> int:
+        b, w, n = self.batch_size, self.num_replicas, self.base.n
+        rest = n % (b * w)
+        return (n // (b * w)) * b + (0 if self.drop_last or not rest else -(-rest // w))
+
+
+def shard_loader(loader: torch.utils.data.DataLoader, num_replicas: int, rank: int) -> torch.utils.data.DataLoader:
+    """The same loader for one rank of ``num_replicas``: a :class:`DistributedEpochSampler` over
+    its :class:`EpochSampler` (the loader itself is not changed: a later stage may reuse it)."""
+    sampler = DistributedEpochSampler(loader.sampler, loader.batch_size, num_replicas, rank, loader.drop_last)
+    generator = torch.Generator().manual_seed(int(loader.generator.initial_seed())) if loader.generator else None
+    return torch.utils.data.DataLoader(
+        loader.dataset, batch_size=loader.batch_size, sampler=sampler, collate_fn=loader.collate_fn,
+        generator=generator, drop_last=False, num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+    )
+
+
 def raw_inputs(split: Split, idx: np.ndarray) -> Any:
     if isinstance(split.inputs, np.ndarray):
         return split.inputs[idx]

@@ -67,6 +67,9 @@ class TrainConfig:
         momentum: m of a MoCo-style key encoder whose keys fill the queue (None: no key encoder;
             the MulSupCon authors use 0.999). Needs ``queue_size`` > 0; two-stage only.
         num_nodes: machines of a multi-node run (with ``torchrun``; see docs/scaling.md).
+        distributed_timeout: seconds a process of a distributed run waits for the others (in a
+            collective, or to join) before it stops with a one-line error; a process that dies is
+            noticed at once (docs/failures.md, "A process dies").
         resume: continue the interrupted run in ``output`` from its last checkpoints (finished
             stages are not trained again); needs the same configuration (docs/failures.md).
         overwrite: a new run into an ``output`` that holds an earlier run first deletes that
@@ -122,6 +125,7 @@ class TrainConfig:
     queue_size: int = 0
     momentum: float | None = None
     num_nodes: int = 1
+    distributed_timeout: float = 600.0
     patience: int = 5
     seed: int = 0
     output: str = "runs/latest"
@@ -184,6 +188,8 @@ class TrainConfig:
             raise ValueError(f"momentum: expected a number in [0, 1) or null, got {self.momentum!r}")
         if not isinstance(self.num_nodes, int) or self.num_nodes < 1:
             raise ValueError(f"num_nodes: expected an integer >= 1, got {self.num_nodes!r}")
+        if not (number(self.distributed_timeout) and 0 < self.distributed_timeout < 1e7):
+            raise ValueError(f"distributed_timeout: expected a number of seconds > 0, got {self.distributed_timeout!r}")
         if self.views < 1:
             raise ValueError("views: expected >= 1")
         for name in ("checkpoint_every_n_steps", "max_nonfinite_steps"):

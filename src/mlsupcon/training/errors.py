@@ -19,6 +19,10 @@ class CheckpointError(TrainingError):
     """A checkpoint that cannot (or must not) be loaded."""
 
 
+class DistributedError(TrainingError):
+    """Another process of a distributed run died or stopped answering (docs/failures.md)."""
+
+
 class TrainingInterrupted(Exception):
     """The run was stopped by SIGTERM (e.g. a preempted job) or Ctrl-C; ``--resume`` continues it.
 

@@ -327,7 +327,7 @@ class ClassifierModule(_Base):
         for part in (self._val_scores, self._val_labels, self._val_indices):
             part.clear()
         if self.trainer.world_size > 1:
-            scores, labels, indices = (self.all_gather(t.to(self.device)).flatten(0, 1).cpu()
+            scores, labels, indices = (_all_gather(t, self.device, self.trainer.world_size)
                                        for t in (scores, labels, indices))
             # Lightning's sampler pads the shares to equal sizes with repeated examples.
             indices, first = np.unique(indices.numpy(), return_index=True)
@@ -359,6 +359,16 @@ class ClassifierModule(_Base):
         self.best_score = float(state.get("best_score", -float("inf")))
         self.best_epoch = int(state.get("best_epoch", -1))
         self.best_state = state.get("best_state")
+
+
+def _all_gather(t: torch.Tensor, device, world_size: int) -> torch.Tensor:
+    """Every rank's ``t`` (same shape on each), concatenated in rank order, on the CPU."""
+    import torch.distributed as dist
+
+    t = t.to(device)
+    parts = [torch.empty_like(t) for _ in range(world_size)]
+    dist.all_gather(parts, t)
+    return torch.cat(parts).cpu()
 
 
 @torch.no_grad()

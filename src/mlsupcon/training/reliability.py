@@ -18,6 +18,7 @@ import contextlib
 import io
 import pickle
 import random
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from mlsupcon.training.batches import EpochSampler, epoch_seed  # noqa: F401 - re-exported
 from mlsupcon.training.errors import (  # noqa: F401 - re-exported
     CheckpointError,
+    DistributedError,
     NonFiniteLossError,
     OutOfMemoryGuidance,
     TrainingError,
@@ -147,18 +149,24 @@ class ResumableCheckpoint(Checkpoint):
     training continues (``on_train_start``), so the resumed run takes the same steps as an
     uninterrupted one. No step checkpoint is taken on the last batch of an epoch: the
     end-of-epoch one (after validation, early stopping and the best-epoch bookkeeping) follows.
-    Only single-process training is resumed exactly: under DDP the sampler is wrapped and split
-    between ranks, and the rest of an interrupted epoch is drawn from the start of its order.
+
+    Under DDP (world size > 1) every rank draws its random views and dropout from its own
+    stream, seeded by ``(seed, stage, rank)`` when the stage starts; the checkpoint (written by
+    rank 0) holds every rank's RNG states (``rng_by_rank``) and each rank restores its own,
+    and the sampler is the rank's :class:`~mlsupcon.training.batches.DistributedEpochSampler`,
+    so a distributed run resumes as exactly as a single process.
     """
 
     STATE_KEY = "mlsupcon_resume"
 
     def __init__(self, dirpath: str | Path, every_n_steps: int, sampler: EpochSampler | None,
-                 batch_size: int) -> None:
+                 batch_size: int, seed: int = 0) -> None:
         super().__init__()
         self.dirpath = Path(dirpath)
         self.every_n_steps = int(every_n_steps)
+        # the training sampler (under DDP: the rank's DistributedEpochSampler, set once the ranks are known)
         self.sampler, self.batch_size = sampler, int(batch_size)
+        self.seed = int(seed)
         self._position = (0, 0)  # (epoch, batches of it done) of the checkpoint being written
         self._last_step_saved = -1
         self._last_batch: tuple[int, int, bool] | None = None  # (epoch, batches done, last of epoch)
@@ -226,6 +234,7 @@ class ResumableCheckpoint(Checkpoint):
             "global_step": int(trainer.global_step) if trainer is not None else 0,
             "should_stop": bool(trainer.should_stop) if trainer is not None else False,
             "rng": capture_rng(),
+            **({"rng_by_rank": _gather_rng()} if _world_size(trainer) > 1 else {}),
         }
 
     # ---------------------------------------------------------------------- resuming
@@ -238,23 +247,56 @@ class ResumableCheckpoint(Checkpoint):
         self._pending = state
         self.resumed_from = {k: int(state[k]) for k in ("epoch", "batches_done", "global_step")}
         self._last_step_saved = int(state.get("global_step", -1))
-        # Under DDP the sampler is wrapped and split between ranks: a per-rank item count
-        # cannot be skipped in the global order, so the interrupted epoch is not replayed exactly.
-        single = self._trainer is None or self._trainer.world_size == 1
-        if self.sampler is not None and single:
+        world = _world_size(self._trainer)
+        if world > 1 and len(state.get("rng_by_rank") or ()) != world:
+            raise CheckpointError(
+                f"checkpoint: {self.path} does not hold the random states of {world} processes; resume it "
+                "with the devices and nodes it was written with, or rerun without --resume"
+            )
+        if self.sampler is not None:  # under DDP a per-rank count: every rank took the same steps
             self.sampler.resume_at(int(state["epoch"]), int(state["batches_done"]) * self.batch_size)
 
     def on_train_start(self, trainer, pl_module) -> None:
+        if self._pending is None and _world_size(trainer) > 1:
+            seed_rank_stream(self.seed, self.dirpath.name, int(trainer.global_rank))
         self.restore_pending(trainer)
 
     def restore_pending(self, trainer=None) -> None:
-        """Restores the RNG states (and a pending early stop) of the loaded checkpoint, once."""
+        """Restores the RNG states (this rank's, under DDP) and a pending early stop of the loaded
+        checkpoint, once."""
         if self._pending is None:
             return
         state, self._pending = self._pending, None
-        restore_rng(state["rng"])
+        by_rank = state.get("rng_by_rank")
+        trainer = trainer if trainer is not None else self._trainer
+        restore_rng(by_rank[int(trainer.global_rank)] if by_rank and _world_size(trainer) > 1 else state["rng"])
         if state.get("should_stop") and trainer is not None:
             trainer.should_stop = True
+
+
+def _world_size(trainer) -> int:
+    return int(trainer.world_size) if trainer is not None else 1
+
+
+def _gather_rng() -> list[dict[str, Any]]:
+    """Every rank's RNG states, in rank order (a collective: every rank saves the checkpoint together)."""
+    import torch.distributed as dist
+
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, capture_rng())
+    return states
+
+
+def seed_rank_stream(seed: int, stage: str, rank: int) -> None:
+    """Seeds torch, numpy and python's RNGs from ``(seed, stage, rank)``: under DDP each rank
+    draws its own random views and dropout (not copies of rank 0's)."""
+    import zlib
+
+    value = int(np.random.SeedSequence([int(seed) % 2**32, zlib.crc32(stage.encode()), int(rank)])
+                .generate_state(1)[0])
+    torch.manual_seed(value)
+    np.random.seed(value)
+    random.seed(value)
 
 
 # ------------------------------------------------------------------------------ out of memory
@@ -307,6 +349,35 @@ def oom_guidance(cfg, stage: str):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         raise OutOfMemoryGuidance(oom_message(cfg, stage, exc)) from None
+
+
+# ------------------------------------------------------------------------------ distributed failures
+
+#: How torch's gloo / NCCL / store errors say that a peer went away or stopped answering.
+_PEER_LOST = ("connection closed", "connection reset", "connection refused", "broken pipe", "timed out",
+              "timeout", "gloo", "nccl", "socket")
+
+
+def is_distributed_failure(exc: BaseException) -> bool:
+    """A communication error of ``torch.distributed`` (a peer died, hung or became unreachable)."""
+    import torch.distributed as dist
+
+    dist_error = getattr(dist, "DistError", None)
+    if dist_error is not None and isinstance(exc, dist_error):
+        return True
+    return isinstance(exc, RuntimeError) and any(s in str(exc).lower() for s in _PEER_LOST)
+
+
+def distributed_failure(exc: BaseException, stage: str, rank: int, world_size: int, step: int, timeout_s: float,
+                        resume_hint: str) -> DistributedError:
+    """The one-line :class:`DistributedError` of a rank that lost contact with the others."""
+    # gloo: "[.../pair.cc:537] Read error [127.0.0.1]:19894: Connection reset by peer. This is typically ..."
+    what = re.sub(r"^\[[^\]]*\]\s*", "", _first_line(exc)).split(". ")[0].rstrip(".")[:160]
+    return DistributedError(
+        f"distributed: process {rank} of {world_size} lost contact with the others in stage '{stage}' "
+        f"(step {step}: {what}); another process died or stopped answering (its own output says why; "
+        f"one that hangs is given up on after distributed_timeout={timeout_s:g} s). {resume_hint}"
+    )
 
 
 # ------------------------------------------------------------------------------ CSV logs

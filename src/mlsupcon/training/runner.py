@@ -119,11 +119,13 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
     ctx = FitContext(cfg, ds, encoder, loaders, out, run=RunState())
     method.prepare(ctx)
 
-    out.mkdir(parents=True, exist_ok=True)
     primary = is_primary_process()
+    if primary:
+        out.mkdir(parents=True, exist_ok=True)
     with run_lock(out) if primary else contextlib.nullcontext():
-        # Other ranks follow rank 0; they write nothing.
-        ctx.cfg = cfg = start_run_folder(cfg, out, ctx.note) if primary else dataclasses.replace(cfg, resume=False)
+        # Other ranks follow rank 0 and write nothing; with --resume they load the same checkpoints
+        # (the output folder must be shared by the nodes: docs/scaling.md).
+        ctx.cfg = cfg = start_run_folder(cfg, out, ctx.note) if primary else dataclasses.replace(cfg, overwrite=False)
         prepare_encoder(encoder, ds)
         model = method.fit(ctx)
         if not primary:  # evaluation and artefacts are rank 0's

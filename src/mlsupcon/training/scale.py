@@ -59,10 +59,14 @@ def make_momentum(cfg, encoder: nn.Module, projection: nn.Module) -> MomentumEnc
 
 
 def lightning_strategy(cfg) -> Any:
-    """``ddp`` without buffer broadcasting when a queue lives in the module (it would be re-sent
-    every step; every rank already enqueues the same gathered rows)."""
-    if cfg.strategy == "ddp" and cfg.queue_size:
+    """``ddp`` with the config's ``distributed_timeout``, and without buffer broadcasting when a
+    queue lives in the module (it would be re-sent every step; every rank already enqueues the
+    same gathered rows)."""
+    if cfg.strategy == "ddp":
+        from datetime import timedelta
+
         from lightning.pytorch.strategies import DDPStrategy
 
-        return DDPStrategy(broadcast_buffers=False)
+        options = {"broadcast_buffers": False} if cfg.queue_size else {}
+        return DDPStrategy(timeout=timedelta(seconds=cfg.distributed_timeout), **options)
     return cfg.strategy

@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from mlsupcon.training.batches import shard_loader
 from mlsupcon.training.io import write_json
 from mlsupcon.training.reliability import (
     AtomicCheckpointIO,
@@ -24,6 +25,8 @@ from mlsupcon.training.reliability import (
     EpochSampler,
     ResumableCheckpoint,
     TrainingInterrupted,
+    distributed_failure,
+    is_distributed_failure,
     load_checkpoint_file,
     merge_resumed_log,
     oom_guidance,
@@ -50,6 +53,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
     # A skipped (non-finite) step returns None on purpose; it is counted and logged instead.
     warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
+    # Under DDP the logged losses and validation metrics are already global (gathered), or rank 0's.
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
 
 
 def seed_everything(seed: int) -> None:
@@ -75,7 +80,8 @@ class RunState:
 
     def note(self, message: str) -> None:
         self.notes.append(message)
-        print(f"mlsupcon: {message}", file=sys.stderr, flush=True)
+        if is_primary_process():  # rank 0 speaks for a distributed run
+            print(f"mlsupcon: {message}", file=sys.stderr, flush=True)
 
 
 def _trainer(cfg, out: Path, stage: str, max_epochs: int, monitor: str | None, checkpoint):
@@ -84,10 +90,11 @@ def _trainer(cfg, out: Path, stage: str, max_epochs: int, monitor: str | None, c
     from lightning.pytorch.callbacks import EarlyStopping
     from lightning.pytorch.loggers import CSVLogger
 
+    from mlsupcon.training.debug import debug_callbacks
     from mlsupcon.training.progress import progress_callbacks
 
     # The stage's progress: a bar named after it, or one line per epoch with --no-progress.
-    callbacks = [checkpoint, *progress_callbacks(stage, cfg.progress)]
+    callbacks = [checkpoint, *progress_callbacks(stage, cfg.progress), *debug_callbacks(stage)]
     if monitor is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience))
     try:
@@ -177,12 +184,14 @@ def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_
     ckpt_dir = out / "checkpoints" / stage
     last, done = ckpt_dir / "last.ckpt", ckpt_dir / "done.json"
     sampler = train_loader.sampler if isinstance(train_loader.sampler, EpochSampler) else None
-    checkpoint = ResumableCheckpoint(ckpt_dir, cfg.checkpoint_every_n_steps, sampler, train_loader.batch_size)
+    checkpoint = ResumableCheckpoint(ckpt_dir, cfg.checkpoint_every_n_steps, sampler, train_loader.batch_size,
+                                     seed=cfg.seed)
     if cfg.resume and last.is_file():
         ckpt = load_checkpoint_file(last)
         state = _check_stage_checkpoint(ckpt, last, module)
         if done.is_file():
-            # Finished before: the weights, best epoch and RNG states as they were at its end.
+            # Finished before: the weights, best epoch and RNG states as they were at its end (rank 0's:
+            # under DDP what follows draws on rank 0's, e.g. a new head, or on seed_rank_stream).
             module.load_state_dict(ckpt["state_dict"])
             module.on_load_checkpoint(ckpt)
             restore_rng(state["rng"])
@@ -193,15 +202,19 @@ def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_
         del ckpt
         run.note(f"resuming stage '{stage}' from {last} (epoch {state['epoch']}, batch {state['batches_done']} "
                  f"of it, step {state['global_step']})")
-        ckpt_path = str(last)
-        log_dir = out / "logs" / stage
-        kept_rows = read_log_rows(log_dir, int(state["epoch"]))
-        # Lightning's CSV logger deletes metrics.csv when it starts: keep the complete epochs aside.
-        (log_dir / "metrics.before_resume.csv").unlink(missing_ok=True)
-        write_log_rows(log_dir / "metrics.before_resume.csv", kept_rows)
+        ckpt_path, kept_rows, log_dir = str(last), None, out / "logs" / stage
+        if is_primary_process():  # the logs are rank 0's
+            kept_rows = read_log_rows(log_dir, int(state["epoch"]))
+            # Lightning's CSV logger deletes metrics.csv when it starts: keep the complete epochs aside.
+            (log_dir / "metrics.before_resume.csv").unlink(missing_ok=True)
+            write_log_rows(log_dir / "metrics.before_resume.csv", kept_rows)
     else:
         ckpt_path, kept_rows, log_dir = None, None, None
     trainer = _trainer(cfg, out, stage, max_epochs, monitor, checkpoint)
+    if trainer.world_size > 1 and sampler is not None:
+        # Each rank its block of every global batch (resumable mid-epoch), instead of Lightning's sharding.
+        train_loader = shard_loader(train_loader, trainer.world_size, trainer.global_rank)
+        checkpoint.sampler = train_loader.sampler
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     try:
@@ -223,6 +236,19 @@ def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_
         raise TrainingInterrupted(
             f"interrupted (Ctrl-C) in stage '{stage}' (step {trainer.global_step}; last checkpoint: {where}); "
             f"continue with `mlsupcon train --output {out} --resume`", exit_status=130
+        ) from None
+    except Exception as exc:
+        # A process of a distributed run died or hangs: one line, not a traceback from torch.distributed.
+        if trainer.world_size < 2 or not is_distributed_failure(exc):
+            raise
+        launcher = getattr(trainer.strategy, "launcher", None)
+        if hasattr(launcher, "kill"):  # rank 0 of Lightning's launcher: stop the ranks it started, even hung ones
+            launcher.kill(signal.SIGKILL)
+        where = f"{last}" if last.is_file() else "no checkpoint yet"
+        raise distributed_failure(
+            exc, stage, trainer.global_rank, trainer.world_size, trainer.global_step, cfg.distributed_timeout,
+            f"Last checkpoint: {where}; continue with `mlsupcon train --output {out} --resume` (with torchrun: "
+            "on every node)",
         ) from None
     checkpoint.restore_pending(trainer)  # a stage that had ended just before the kill
     if kept_rows is not None:
