@@ -43,10 +43,10 @@ def test_registry_names_and_flags():
     (["--method", "two-stage", "--loss", "himulcon", "--queue-size", "8"], ["queue_size", "himulcon"]),
     (["--method", "bce", "--head", "nope"], ["head", "nope", "linear"]),
 ])
-def test_method_checks_run_before_the_data_is_read(extra, needles, tmp_path):
-    # The dataset does not exist: only a check made before reading it can report the option.
-    rc, _, err = run_cli(["train", *TINY, "--dataset", f"jsonl:{tmp_path}/absent.jsonl", *extra,
-                          "--output", str(tmp_path / "run")])
+def test_method_checks_run_before_any_work(extra, needles, tmp_path):
+    # `train` reads and checks the data first, without torch (tests/test_input_checks.py), then these
+    # names against their registries (torch), before Lightning: nothing is trained or written.
+    rc, _, err = run_cli(["train", *TINY, *extra, "--output", str(tmp_path / "run")])
     assert_user_error(rc, err, *needles)
     assert not (tmp_path / "run").exists()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,18 +171,23 @@ def _resume_config_path(args) -> str | None:
 def cmd_train(args) -> int:
     from mlsupcon.training.config import load_config
 
-    # Merged (defaults < preset < YAML < flags) and validated once, before the data is read; torch and
-    # Lightning (seconds to import) come after, so that a mistake is reported at once.
-    cfg = load_config(_resume_config_path(args), _overrides(args, "train"))
+    # Merged (defaults < preset < YAML < flags) and validated before the data is read, and the data read
+    # and checked (mlsupcon.training.input_checks) before torch and Lightning (seconds to import) are:
+    # a mistake in either is reported at once. The head and loss names need their registries (torch).
+    cfg = load_config(_resume_config_path(args), _overrides(args, "train"), registries=False)
     from pathlib import Path
 
     from mlsupcon.training.output_folder import check_run_output
 
     check_run_output(cfg, Path(cfg.output))  # a refused folder or nothing to resume: before the data is read
-    from mlsupcon.training.runner import run_training
+    from mlsupcon.training.input_checks import load_training_data
 
     try:
-        m = run_training(cfg)
+        dataset = load_training_data(cfg)
+        cfg.validate()
+        from mlsupcon.training.runner import run_training
+
+        m = run_training(cfg, dataset)
     except KeyboardInterrupt:  # outside a training stage (a stage reports its own)
         raise _interrupted(f"mlsupcon train --output {cfg.output} --resume", cfg.output) from None
     if not m:  # an extra process of a distributed launch: rank 0 reports
@@ -314,7 +320,19 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """mlsupcon's own warnings (e.g. ``DataWarning``: tiny splits, numbers as labels) as one line
+    ``mlsupcon: warning: ...``; any other in Python's form."""
+    if getattr(category, "__module__", "").startswith("mlsupcon."):
+        return f"mlsupcon: warning: {message}\n"
+    return _PYTHON_FORMAT_WARNING(message, category, filename, lineno, line)
+
+
+_PYTHON_FORMAT_WARNING = warnings.formatwarning
+
+
 def _main(argv: list[str] | None) -> int:
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

@@ -13,14 +13,14 @@ Datasets (:func:`load_dataset` specs): ``debtags``, ``yeast``, ``fashion-mosaic`
 ``coco:ANNOTATION_JSON[:IMAGE_DIR]``. Views: :mod:`mlsupcon.data.views`.
 """
 
-from .base import SPLIT_NAMES, MultiLabelDataset, Split, encode_labels, seeded_split
+from .base import SPLIT_NAMES, DataWarning, MultiLabelDataset, Split, encode_labels, seeded_split
 from .hierarchy import LabelHierarchy, mapping_hierarchy, prefix_hierarchy
 from .icd import detect_icd_version, icd_category, icd_chapter, icd_hierarchy
 from .images import ImageArray, ImageFiles, images_to_tensor
 from .registry import available_datasets, dataset_options, load_dataset
-from .views import FeatureMaskNoise, ImageViews, TokenViews, make_views
 
 __all__ = [
+    "DataWarning",
     "SPLIT_NAMES",
     "MultiLabelDataset",
     "Split",
@@ -44,3 +44,13 @@ __all__ = [
     "ImageViews",
     "make_views",
 ]
+
+_VIEWS = ("FeatureMaskNoise", "ImageViews", "TokenViews", "make_views")
+
+
+def __getattr__(name):  # the views need torch; reading and checking data does not
+    if name in _VIEWS:
+        from . import views
+
+        return getattr(views, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

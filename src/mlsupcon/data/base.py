@@ -18,15 +18,18 @@ import logging
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from .hierarchy import LabelHierarchy
 
+if TYPE_CHECKING:  # reading and checking data needs no torch (the CLI reports data errors before importing it)
+    import torch
+
 __all__ = [
+    "DataWarning",
     "SPLIT_NAMES",
     "MODALITIES",
     "Split",
@@ -39,6 +42,13 @@ __all__ = [
 logger = logging.getLogger("mlsupcon.data")
 
 SPLIT_NAMES = ("train", "validation", "test")
+
+
+class DataWarning(UserWarning):
+    """Data (or a setting) that mlsupcon accepts but that is probably not what was meant: tiny
+    splits, numbers as label names, label cells that look joined by another separator, skipped
+    images (docs/failures.md). The ``mlsupcon`` command prints it as ``mlsupcon: warning: ...``."""
+
 MODALITIES = ("text", "vector", "image")
 
 # Accepted spellings of split names in files (caml-mimic says "dev", Edin et al. "val").
@@ -126,10 +136,12 @@ class Split:
         return m.toarray().astype(np.float32)
 
     def label_tensor(
-        self, indices: Sequence[int] | np.ndarray | None = None, dtype: torch.dtype = torch.float32
+        self, indices: Sequence[int] | np.ndarray | None = None, dtype: torch.dtype | None = None
     ) -> torch.Tensor:
-        """Dense label tensor ``[n, C]`` (all rows or ``indices``) for losses."""
-        return torch.from_numpy(self.label_array(indices)).to(dtype)
+        """Dense label tensor ``[n, C]`` (all rows or ``indices``) for losses (``dtype``: float32 by default)."""
+        import torch
+
+        return torch.from_numpy(self.label_array(indices)).to(dtype or torch.float32)
 
     def label_counts(self) -> np.ndarray:
         """Examples per label, int64 ``[C]``."""

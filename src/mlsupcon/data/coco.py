@@ -15,7 +15,11 @@ Splits:
   set has no public annotations).
 
 Images are read lazily (:class:`~mlsupcon.data.images.ImageFiles`): PIL, RGB,
-resized to ``image_size`` × ``image_size`` (default 224). Without an image
+resized to ``image_size`` × ``image_size`` (default 224). Every image is decoded once when the
+data is loaded (JPEGs at 1/8 scale, a few threads): an unreadable one is an error naming the
+file, before any training, or, with ``on_bad_image="skip"``, dropped and counted
+(``info["bad_images"]``, a :class:`~mlsupcon.data.base.DataWarning`); ``"unchecked"`` skips
+that pass (a few milliseconds of CPU per image). Without an image
 directory the loader tries, in order, the annotation file's folder, then
 ``../val2017``-style folders named after the file (``instances_val2017.json`` →
 ``val2017``) beside and above it.
@@ -27,14 +31,15 @@ Example:
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import MultiLabelDataset, Split, encode_labels, seeded_split
+from .base import DataWarning, MultiLabelDataset, Split, encode_labels, seeded_split
 from .hierarchy import LabelHierarchy
-from .images import ImageFiles
+from .images import ImageFiles, image_problems
 
 __all__ = ["load_coco", "parse_coco_spec"]
 
@@ -80,6 +85,9 @@ class _CocoFile:
         for i, im in enumerate(data["images"]):
             if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
                 raise ValueError(f"images[{i}] of {src}: needs 'id' and 'file_name'")
+            if int(im["id"]) in pos:
+                raise ValueError(f"duplicate image id {im['id']} in {src}: images[{pos[int(im['id'])]}] and "
+                                 f"images[{i}]; image ids must be unique")
             pos[int(im["id"])] = len(self.image_ids)
             self.image_ids.append(int(im["id"]))
             self.file_names.append(str(im["file_name"]))
@@ -136,6 +144,7 @@ def load_coco(
     seed: int = 0,
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     drop_unlabeled: bool = False,
+    on_bad_image: str = "error",
 ) -> MultiLabelDataset:
     """Load COCO-format annotation file(s) as a multi-label image dataset.
 
@@ -149,6 +158,11 @@ def load_coco(
             splits given by their own file are dropped and the rest renormalised.
         drop_unlabeled: Drop images without annotations (default: keep them, with an
             all-zero label row; the count is in ``info["unlabeled_images"]``).
+        on_bad_image: ``"error"`` (default): an image file that cannot be decoded is an error
+            naming it; ``"skip"``: such images are left out, counted in ``info["bad_images"]``
+            and reported in a :class:`~mlsupcon.data.base.DataWarning`; ``"unchecked"``: the
+            images are not decoded when loading (minutes of CPU for all of COCO), and an
+            unreadable one fails when training reaches it.
 
     Raises:
         ValueError: Malformed files, unknown ids, conflicting category definitions,
@@ -157,6 +171,8 @@ def load_coco(
     """
     if val is not None and validation is not None:
         raise ValueError("give the validation file as either validation= or val=, not both")
+    if on_bad_image not in ("error", "skip", "unchecked"):
+        raise ValueError(f"on_bad_image: expected 'error', 'skip' or 'unchecked', got {on_bad_image!r}")
     if image_size is not None and (isinstance(image_size, bool) or int(image_size) < 1):
         raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
     validation = validation if validation is not None else val
@@ -205,6 +221,8 @@ def load_coco(
         info["files"]["main"] = str(main.ann)
         info["split"] = {"seeded": missing, "seed": int(seed), "fractions": fr.tolist()}
 
+    if on_bad_image != "unchecked":
+        parts = _readable(parts, on_bad_image, info)
     unlabeled = {k: sum(1 for l in v[1] if not l) for k, v in parts.items()}
     info["unlabeled_images"] = unlabeled
     if drop_unlabeled:
@@ -224,3 +242,25 @@ def load_coco(
         hier = LabelHierarchy.from_paths(names, [(s,) for s in supers], level_titles=["supercategory", "category"])
     name = f"coco:{path}" if path else "coco"
     return MultiLabelDataset(name, "image", names, splits, hier, info)
+
+
+def _readable(parts: dict[str, tuple[list[str], list[list[str]], list[str]]], on_bad_image: str,
+              info: dict[str, Any]) -> dict[str, tuple[list[str], list[list[str]], list[str]]]:
+    """Decodes every image once: an unreadable one is an error (``on_bad_image="error"``) or
+    is dropped and counted in ``info["bad_images"]`` (``"skip"``)."""
+    bad = {k: image_problems(v[0]) for k, v in parts.items()}
+    total = sum(len(b) for b in bad.values())
+    if not total:
+        return parts
+    split, problems = next((k, b) for k, b in bad.items() if b)
+    i, why = next(iter(problems.items()))
+    where = f"{parts[split][0][i]} (image id {parts[split][2][i]}, {split} split)"
+    if on_bad_image == "error":
+        more = f"; {total} unreadable images in all" if total > 1 else ""
+        raise ValueError(f"image: cannot read {where}: {why}{more}. Replace or remove it, or leave unreadable "
+                         "images out with dataset_options: {on_bad_image: skip}")
+    info["bad_images"] = {"skipped": total, "by_split": {k: len(b) for k, b in bad.items()},
+                          "examples": [f"{parts[k][0][j]}: {w}" for k, b in bad.items() for j, w in b.items()][:5]}
+    warnings.warn(f"skipped {total} unreadable image(s) (on_bad_image: skip), e.g. {where}: {why}", DataWarning,
+                  stacklevel=3)
+    return {k: tuple([x for j, x in enumerate(col) if j not in bad[k]] for col in v) for k, v in parts.items()}

@@ -23,10 +23,12 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where labels are mapped: reading data needs no torch
+    import torch
 
 __all__ = ["LabelHierarchy", "mapping_hierarchy", "prefix_hierarchy"]
 
@@ -255,10 +257,13 @@ class LabelHierarchy:
             is 1 when any of its fine descendants is 1.
 
         Example:
+            >>> import torch
             >>> h = LabelHierarchy(["a1", "a2", "b1"], ["a", "b"], [0, 0, 1])
             >>> h.levels(torch.tensor([[0, 1, 0]]))[0].tolist()
             [[1, 0]]
         """
+        import torch
+
         if not isinstance(labels, torch.Tensor):
             labels = torch.as_tensor(np.asarray(labels))
         if labels.shape[-1] != len(self.fine_names):
@@ -274,6 +279,8 @@ class LabelHierarchy:
         return out[::-1]
 
     def _coarsen(self, labels: torch.Tensor, j: int) -> torch.Tensor:
+        import torch
+
         key = (j, str(labels.device))
         idx = self._cache.get(key)
         if idx is None:

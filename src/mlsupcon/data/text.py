@@ -3,11 +3,14 @@
 File layout (field names configurable):
 
 * ``text``: the document (non-empty string),
-* ``labels``: JSONL: a list of strings; CSV: one string joined by ``label_separator``
-  (default ``";"``), empty for no labels,
+* ``labels``: JSONL: a list of strings (integers are taken as label names, ``3`` → ``"3"``,
+  with a warning: a list of 0/1 flags is not a list of labels); CSV: one string joined by
+  ``label_separator`` (default ``";"``; a warning when no cell contains it but cells contain
+  ``|`` or ``,``), empty for no labels,
 * ``split`` (optional): ``train`` / ``validation`` / ``test`` (also ``val``, ``valid``,
   ``dev``); without the field the examples get a seeded 80/10/10 split,
-* ``id`` (optional): an example id; the 0-based record number otherwise.
+* ``id`` (optional): an example id, unique in the file (a repeated id is an error naming both
+  records); the 0-based record number otherwise.
 
 Example:
     >>> from mlsupcon.data import load_dataset
@@ -20,6 +23,7 @@ import gzip
 import io
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -27,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import MultiLabelDataset, Split, encode_labels, normalise_split_name, seeded_split
+from .base import DataWarning, MultiLabelDataset, Split, encode_labels, normalise_split_name, seeded_split
 from .hierarchy import LabelHierarchy, prefix_hierarchy
 
 __all__ = ["build_text_dataset", "read_jsonl_records", "read_csv_records", "load_debtags", "load_jsonl", "load_csv"]
@@ -94,6 +98,16 @@ def _finish_splits(
     return out
 
 
+def _check_unique_ids(rec: Records, source: str, id_field: str) -> None:
+    """A repeated id is an error naming both records: ids key predictions and the evaluation."""
+    first: dict[str, str] = {}
+    for ident, where in zip(rec.ids, rec.where):
+        seen = first.setdefault(ident, where)
+        if seen != where:
+            raise ValueError(f"duplicate id {ident!r} in {source}: {seen} and {where} (field '{id_field}'); "
+                             "ids must be unique (or leave the field out: records are then numbered)")
+
+
 def _check_text(value: Any, where: str, source: str, field: str) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         raise ValueError(f"empty text at {where} of {source} (field '{field}')")
@@ -127,6 +141,7 @@ def read_jsonl_records(
     p = _check_file(path, "JSONL file")
     src = str(p)
     rec = Records()
+    numbers: tuple[str, list] | None = None  # the first record whose labels hold integers
     with _open_text(p) as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -153,6 +168,8 @@ def read_jsonl_records(
                     f"line {lineno} of {src}: field '{label_field}' must be a list of strings, "
                     f"got {json.dumps(labels)[:80]}"
                 )
+            if numbers is None and any(isinstance(l, int) for l in labels):
+                numbers = (where, labels)
             rec.texts.append(text)
             rec.labels.append([str(l).strip() for l in labels if str(l).strip()])
             rec.ids.append(str(obj[id_field]) if id_field and obj.get(id_field) is not None else str(len(rec.ids)))
@@ -160,6 +177,15 @@ def read_jsonl_records(
             rec.where.append(where)
     if not rec.texts:
         raise ValueError(f"no records in {src}")
+    if id_field:
+        _check_unique_ids(rec, src, id_field)
+    if numbers is not None:
+        # Accepted (class indices, numeric codes are label names too), but said once: a list of 0/1
+        # flags per label would silently become a two-label problem with labels "0" and "1".
+        warnings.warn(f"{src}: field '{label_field}' holds numbers (first at {numbers[0]}: "
+                      f"{json.dumps(numbers[1])[:60]}); they are used as label names ('3' for 3). If they are "
+                      "0/1 flags, one per label, give the names of the labels that apply instead",
+                      DataWarning, stacklevel=2)
     return rec, _finish_splits(rec, src, split_field)
 
 
@@ -190,7 +216,7 @@ def read_csv_records(
     label_field: str = "labels",
     split_field: str | None = "split",
     id_field: str | None = "id",
-    label_separator: str = ";",
+    label_separator: str | None = None,
     delimiter: str | None = None,
     require_split: bool = False,
     require_id: bool = False,
@@ -198,13 +224,19 @@ def read_csv_records(
     """Parse a CSV/TSV (optionally compressed) file with text, joined labels, split, id.
 
     Rows are numbered from 1 after the header in error messages (quoted clinical
-    notes span several physical lines, so file line numbers would mislead).
+    notes span several physical lines, so file line numbers would mislead). Labels are split on
+    ``label_separator`` (None: ``";"``, with a :class:`DataWarning` when no label cell contains
+    it but some contain ``|`` or ``,``, which would then each be read as one label).
 
     Raises:
         FileNotFoundError: The file does not exist.
         ValueError: Missing column (message lists the columns), empty text (names the
-            row), unknown split names.
+            row), unknown split names, an id given twice (names both rows).
     """
+    separator_given = label_separator is not None
+    if separator_given and (not isinstance(label_separator, str) or not label_separator):
+        raise ValueError(f"label_separator: expected a non-empty string, got {label_separator!r}")
+    label_separator = ";" if label_separator is None else label_separator
     p = _check_file(path, "CSV file")
     src = str(p)
     df = _read_csv_frame(p, delimiter)
@@ -230,7 +262,27 @@ def read_csv_records(
         rec.where.append(where)
     if not rec.texts:
         raise ValueError(f"no rows in {src}")
+    if has_id:
+        _check_unique_ids(rec, src, id_field)
+    if not separator_given:
+        _warn_other_separator(labels, src, label_field, label_separator)
     return rec, _finish_splits(rec, src, split_field if has_split else None)
+
+
+def _warn_other_separator(cells: Sequence[Any], source: str, field: str, separator: str) -> None:
+    """Warns when no label cell holds the (default) separator but some hold ``|`` or ``,``:
+    then each such cell is one label named ``a|b``, probably not what was meant."""
+    cells = [str(c) for c in cells if c]
+    if not cells or any(separator in c for c in cells):
+        return
+    for other in ("|", ","):
+        hits = [i for i, c in enumerate(cells) if other in c]
+        if hits:
+            warnings.warn(f"{source}: no cell of column '{field}' contains {separator!r} (the default "
+                          f"label_separator) but {len(hits)} contain {other!r} (e.g. {cells[hits[0]]!r}); each is "
+                          f"read as one label. If {other!r} joins the labels, set label_separator: '{other}' "
+                          f"(--label-separator '{other}')", DataWarning, stacklevel=3)
+            return
 
 
 def build_text_dataset(
@@ -362,14 +414,14 @@ def load_csv(
     label_field: str = "labels",
     split_field: str | None = "split",
     id_field: str | None = "id",
-    label_separator: str = ";",
+    label_separator: str | None = None,
     delimiter: str | None = None,
     seed: int = 0,
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     hierarchy: str | None = "auto",
     hierarchy_separator: str = "::",
 ) -> MultiLabelDataset:
-    """Generic CSV/TSV text dataset (labels joined by ``label_separator``)."""
+    """Generic CSV/TSV text dataset (labels joined by ``label_separator``; None: ``";"``)."""
     rec, split_names = read_csv_records(
         path,
         text_field=text_field,

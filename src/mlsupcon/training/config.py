@@ -144,11 +144,12 @@ class TrainConfig:
     preset: str | None = None
     auto: bool = True
 
-    def validate(self) -> "TrainConfig":
+    def validate(self, registries: bool = True) -> "TrainConfig":
         """Checks every field (ValueError naming it), then the method's own checks.
 
         Cheap checks come first and need neither torch nor Lightning; the head and loss names
-        are then checked against their registries (which import torch).
+        are then checked against their registries (which import torch), unless ``registries`` is
+        false: the ``train`` command checks its data before importing torch, then validates again.
         """
         from mlsupcon.training.methods import get_method
 
@@ -220,7 +221,8 @@ class TrainConfig:
         from mlsupcon.training.methods.finish import validate_finish_options
 
         validate_finish_options(self)
-        method.validate(self)
+        if registries:
+            method.validate(self)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,7 +233,8 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                registries: bool = True) -> TrainConfig:
     """Defaults, then the dataset's preset, then the YAML file (``yaml.safe_load``), then
     ``overrides`` (e.g. CLI flags); validated.
 
@@ -240,7 +243,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     skipped. Unknown keys raise ValueError naming the key and the file. The preset is that of
     the dataset the file or the overrides name (:mod:`mlsupcon.training.presets`; ``preset``
     names another, ``none`` none); ``cfg.preset`` says which applied. A YAML file turns
-    ``auto`` off unless it sets it.
+    ``auto`` off unless it sets it. ``registries``: see :meth:`TrainConfig.validate`.
 
     Example:
         >>> cfg = load_config(None, {"method": "bce", "epochs": 2, "dataset_options.top_k_labels": 5})
@@ -286,7 +289,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         where = f" in {path}" if path is not None else ""
         raise ValueError(f"config: unknown key(s) {unknown}{where}; known keys: {sorted(known)}")
     values, preset = _with_preset(values)
-    cfg = TrainConfig(**values).validate()
+    cfg = TrainConfig(**values).validate(registries)
     cfg._explicit = frozenset(explicit | set(preset))  # for mlsupcon.training.auto; not a field, not saved
     return cfg
 

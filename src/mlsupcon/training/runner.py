@@ -38,6 +38,7 @@ from mlsupcon.models import Classifier, build_encoder
 from mlsupcon.training.batches import make_loader
 from mlsupcon.training.config import TrainConfig
 from mlsupcon.training.export import load_classifier, save_classifier
+from mlsupcon.training.input_checks import check_training_data
 from mlsupcon.training.io import atomic_dir, write_json
 from mlsupcon.training.methods import FitContext, get_method
 from mlsupcon.training.modules import predict
@@ -107,6 +108,7 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
     t_start = time.perf_counter()
 
     ds = dataset if dataset is not None else load_dataset(cfg.dataset, **cfg.dataset_options)
+    data_notes = check_training_data(cfg, ds)  # empty splits, no labels …: before any work (done once)
     if cfg.auto:  # jsonl:/csv:/vectors: data without a config: settings chosen from the data, printed
         from mlsupcon.training.auto import apply_auto_settings
 
@@ -117,6 +119,7 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
         encoder = make_encoder(cfg, ds)
         loaders = _loaders(cfg, ds, encoder.preprocess)
     ctx = FitContext(cfg, ds, encoder, loaders, out, run=RunState())
+    ctx.run.notes.extend(data_notes)  # already printed as warnings; metrics.json keeps them
     method.prepare(ctx)
 
     primary = is_primary_process()

@@ -205,6 +205,11 @@ class ContrastiveMethod(Method):
                 raise ValueError(f"loss: {cfg.loss!r} is a classifier loss; {use}")
             raise ValueError(f"loss: unknown contrastive loss {cfg.loss!r}; expected one of "
                              f"{sorted(CONTRASTIVE_LOSSES)}")
+        if isinstance(cfg.batch_size, int) and cfg.batch_size < 2 and not cfg.queue_size:
+            # B=1: the anchor's only partners are its own views, so the loss is ~0 and nothing is learnt
+            raise ValueError(f"batch_size: a contrastive loss ('{cfg.loss}') compares the examples of a batch with "
+                             f"each other; batch_size={cfg.batch_size} leaves nothing to compare: expected >= 2 "
+                             "(or a memory queue, queue_size > 0)")
         if cfg.queue_size and CONTRASTIVE_LOSSES[name].label_format not in LABEL_FORMATS:
             raise ValueError(f"queue_size: memory queues work with the flat losses {sorted(FLAT_LOSSES)}, "
                              f"not '{cfg.loss}'")
