@@ -292,3 +292,18 @@ def test_distributed_timeout_is_the_process_group_timeout(tmp_path, capsys):
     assert strategy._timeout == timedelta(seconds=42)
     assert main(["train", "--dataset", "yeast", "--distributed-timeout", "0", "--output", str(tmp_path / "r")]) == 2
     assert "mlsupcon: error: distributed_timeout: expected a number of seconds > 0, got 0.0" in capsys.readouterr().err
+
+
+def test_which_errors_mean_a_lost_process():
+    import torch.distributed as dist
+
+    from mlsupcon.training.reliability import distributed_failure, is_distributed_failure
+
+    gloo = RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error "
+                        "[127.0.0.1]:19894: Connection reset by peer. This is typically caused by a remote worker")
+    assert is_distributed_failure(gloo) and is_distributed_failure(dist.DistStoreError("Timed out after 16 s"))
+    # other errors of a distributed run stay what they are
+    assert not is_distributed_failure(RuntimeError("DataLoader timed out after 5 seconds"))
+    assert not is_distributed_failure(ValueError("gloo"))
+    msg = str(distributed_failure(gloo, "contrastive", 0, 2, 3, 600, "Last checkpoint: none"))
+    assert "(step 3: Read error [127.0.0.1]:19894: Connection reset by peer); another" in msg and "\n" not in msg

@@ -353,9 +353,9 @@ def oom_guidance(cfg, stage: str):
 
 # ------------------------------------------------------------------------------ distributed failures
 
-#: How torch's gloo / NCCL / store errors say that a peer went away or stopped answering.
-_PEER_LOST = ("connection closed", "connection reset", "connection refused", "broken pipe", "timed out",
-              "timeout", "gloo", "nccl", "socket")
+#: How torch's gloo / NCCL errors that are not ``DistError``s say that a peer went away or hangs
+#: (gloo's name its source file: ".../gloo/transport/tcp/pair.cc:537] Read error ...").
+_PEER_LOST = ("gloo", "nccl", "connection closed", "connection reset", "connection refused", "broken pipe")
 
 
 def is_distributed_failure(exc: BaseException) -> bool:
