@@ -258,6 +258,8 @@ def test_cli_run_on_jsonl_chooses_from_the_data_and_resumes(tmp_path):
     assert saved["encoder"] == "frozen" and saved["auto"] is False and saved["preset"] is None
     assert saved["method"] == "end-to-end" and saved["blend_linear"] is True and saved["knn"] == "off"
     assert saved["epochs"] == 1 and saved["encoder_options"]["hidden_dims"] == [1024]
+    # the method chosen is the one that ran: one end-to-end stage, no contrastive pretraining stage
+    assert (out / "logs" / "end_to_end").is_dir() and not (out / "logs" / "contrastive").exists()
     n_train = len(load_dataset(f"jsonl:{data}").splits["train"])
     assert 64 <= n_train < 128 and saved["batch_size"] == 8  # min(256, n_train // 8) rounded down to 8
     fp.check_run_folder(out)

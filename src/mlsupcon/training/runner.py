@@ -113,6 +113,7 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
         from mlsupcon.training.auto import apply_auto_settings
 
         cfg, ds = apply_auto_settings(cfg, ds)
+        method = get_method(cfg.method)()  # the settings may have chosen the method
     if getattr(method, "builds_own_encoder", False):  # e.g. linear: its featurizer is its encoder
         encoder, loaders = None, {}
     else:
