@@ -107,7 +107,7 @@ def check_training_data(cfg: TrainConfig, ds: MultiLabelDataset) -> list[str]:
         ...     warnings.simplefilter("always")
         ...     check_training_data(TrainConfig(method="bce"), ds)
         []
-        >>> print(str(seen[0].message)[:53])
+        >>> print(str(seen[0].message).split(" (")[0])
         small splits: train 3, validation 3, test 3 examples
     """
     from mlsupcon.training.methods import get_method
