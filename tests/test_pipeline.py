@@ -115,8 +115,8 @@ def _case(name: str, tmp: Path):
                  "head": "attention", "batch-size": 16}
         return flags, {"encoder_options": fp.TINY_CNN}, None, 16
     if name == "coco":
-        ann = fp.write_coco(tmp / "coco")
-        flags = {**common, "dataset": f"coco:{ann}:{tmp / 'coco' / 'images'}", "encoder": "resnet",
+        ann = fp.write_coco(tmp / "coco_data")  # not in the run folder (tmp/coco), which must be new or empty
+        flags = {**common, "dataset": f"coco:{ann}:{tmp / 'coco_data' / 'images'}", "encoder": "resnet",
                  "method": "two-stage", "loss": "mulsupcon", "classifier-epochs": 2, "batch-size": 8}
         yml = {"encoder_options": fp.TINY_RESNET, "projection_dim": 16, "dataset_options": {"image_size": 32}}
         return flags, yml, None, 4  # 40 images, split 0.8 / 0.1 / 0.1

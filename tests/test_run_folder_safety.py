@@ -44,12 +44,11 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 def _patch_load_dataset(monkeypatch, fn) -> None:
-    """Every way the CLI reads a dataset (the runner's import and the package's) calls ``fn``."""
-    import mlsupcon.data
-    from mlsupcon.training import runner
+    """Every dataset loader of the registry is ``fn``, whoever calls ``load_dataset``."""
+    from mlsupcon.data import registry
 
-    monkeypatch.setattr(mlsupcon.data, "load_dataset", fn)
-    monkeypatch.setattr(runner, "load_dataset", fn)
+    loaders = registry._loaders()
+    monkeypatch.setattr(registry, "_loaders", lambda: {name: (fn, *rest) for name, (_, *rest) in loaders.items()})
 
 
 def _env() -> dict:
