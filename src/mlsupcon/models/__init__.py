@@ -28,6 +28,7 @@ from .kmcl import KMCLClassifier, KMCLHead, KMCLHeadOutput
 from .knn_head import BlendHead, KNNHead
 from .linear_baseline import LinearScores, fit_one_vs_rest, fit_vector_linear
 from .mlp import MLPEncoder
+from .pixels import PixelEncoder
 from .resnet import IMAGENET_MEAN, IMAGENET_STD, RESNET_PRESETS, ResNetEncoder
 from .score_head import ScoresHead
 from .slice_head import SliceHead
@@ -45,6 +46,7 @@ __all__ = [
     "CNNEncoder",
     "TransformerEncoder",
     "ResNetEncoder",
+    "PixelEncoder",
     "SparseTextEncoder",
     "FrozenEncoder",
     "FusionEncoder",

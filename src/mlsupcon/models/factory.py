@@ -18,6 +18,7 @@ from .cnn import CNNEncoder
 from .frozen import FrozenEncoder
 from .fusion import FusionEncoder
 from .mlp import MLPEncoder
+from .pixels import PixelEncoder
 from .resnet import ResNetEncoder
 from .sparse import SparseTextEncoder
 from .transformer import TransformerEncoder
@@ -33,6 +34,7 @@ ENCODERS: dict[str, type[Encoder]] = {
     "sparse": SparseTextEncoder,
     "frozen": FrozenEncoder,
     "fusion": FusionEncoder,
+    "pixels": PixelEncoder,
 }
 
 

@@ -2,7 +2,8 @@
 
 The classic strong baseline for multi-label text: TF-IDF features
 (:class:`~mlsupcon.models.text_features.TextFeaturizer`) and one independent linear model per
-label. :func:`fit_one_vs_rest` fits them with scikit-learn (liblinear), sparse end to end, and
+label. :func:`fit_one_vs_rest` fits them with scikit-learn (liblinear, sparse end to end; or
+L-BFGS for many dense features), and
 returns plain arrays; :func:`fit_vector_linear` does the same for dense feature vectors with
 standardisation folded into the weights; :class:`LinearScores` applies them in torch (dense
 ``[n, K]`` inputs or the padded sparse batches of :class:`~mlsupcon.models.sparse.SparseTextEncoder`).
@@ -48,6 +49,10 @@ from .base import check_choice, check_positive_int
 __all__ = ["LinearScores", "constant_logit", "fit_one_vs_rest", "fit_vector_linear"]
 
 ESTIMATORS = ("svm", "logreg")
+#: Logistic-regression solvers: liblinear (sparse TF-IDF, few dense features) or L-BFGS (many
+#: dense features, e.g. pixels: BLAS products instead of liblinear's per-entry loops, ~6x less
+#: CPU on 8,000 x 3,136 pixels).
+SOLVERS = ("liblinear", "lbfgs")
 
 
 def constant_logit(n_pos: int, n_neg: int) -> float:
@@ -71,7 +76,8 @@ def _labels_matrix(Y: Any, n: int) -> np.ndarray:
     return y.astype(bool)
 
 
-def _make_estimator(estimator: str, C: float, class_weight: Any, max_iter: int, tol: float | None, seed: int):
+def _make_estimator(estimator: str, C: float, class_weight: Any, max_iter: int, tol: float | None, seed: int,
+                    solver: str = "liblinear"):
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import LinearSVC
 
@@ -79,7 +85,7 @@ def _make_estimator(estimator: str, C: float, class_weight: Any, max_iter: int, 
         # dual=True: faster than the primal when features outnumber examples (TF-IDF).
         return LinearSVC(C=C, class_weight=class_weight, dual=True, max_iter=max_iter, random_state=seed,
                          **({} if tol is None else {"tol": tol}))
-    return LogisticRegression(C=C, class_weight=class_weight, solver="liblinear", max_iter=max_iter,
+    return LogisticRegression(C=C, class_weight=class_weight, solver=solver, max_iter=max_iter,
                               random_state=seed, **({} if tol is None else {"tol": tol}))
 
 
@@ -105,6 +111,7 @@ def fit_one_vs_rest(
     max_iter: int = 1000,
     tol: float | None = None,
     seed: int = 0,
+    solver: str = "liblinear",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit one binary linear classifier per label.
 
@@ -113,13 +120,15 @@ def fit_one_vs_rest(
             float64 CSR liblinear wants, not once per label) or a dense array.
         Y: Labels ``[n, num_labels]`` 0/1 (dense or scipy sparse).
         estimator: ``"svm"`` (LinearSVC, squared hinge, L2; default) or ``"logreg"``
-            (LogisticRegression, liblinear).
+            (LogisticRegression, ``solver``).
         C: Inverse regularisation strength (default 1.0).
         class_weight: Passed to scikit-learn per label, e.g. ``"balanced"`` (default None).
         n_jobs: Labels fitted in parallel (joblib processes; default 1).
-        max_iter: liblinear iteration cap (default 1000).
+        max_iter: solver iteration cap (default 1000).
         tol: Stopping tolerance (default: scikit-learn's).
         seed: liblinear's random state (dual coordinate order).
+        solver: ``"logreg"``'s solver: ``"liblinear"`` (default; the intercept is regularised
+            like a weight) or ``"lbfgs"`` (dense features; intercept not regularised).
 
     Returns:
         ``(coef float32 [num_labels, K], intercept float32 [num_labels])``; the decision value
@@ -140,6 +149,9 @@ def fit_one_vs_rest(
     from joblib import Parallel, delayed
 
     check_choice(estimator, "estimator", ESTIMATORS)
+    check_choice(solver, "solver", SOLVERS)
+    if solver != "liblinear" and estimator != "logreg":
+        raise ValueError(f"solver {solver!r} is for estimator 'logreg' (LinearSVC is liblinear's), got {estimator!r}")
     try:
         C = float(C)
     except (TypeError, ValueError):
@@ -163,7 +175,7 @@ def fit_one_vs_rest(
     coef = np.zeros((num_labels, k), dtype=np.float32)
     intercept = np.array([constant_logit(int(p), int(n - p)) for p in pos], dtype=np.float32)
     fits = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_label)(_make_estimator(estimator, C, class_weight, max_iter, tol, seed), Xf,
+        delayed(_fit_label)(_make_estimator(estimator, C, class_weight, max_iter, tol, seed, solver), Xf,
                             y[:, j].astype(np.int32))
         for j in trainable
     )

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from .base import Encoder, check_choice, check_positive_int
 
-__all__ = ["ResNetEncoder", "RESNET_PRESETS", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["ResNetEncoder", "RESNET_PRESETS", "IMAGENET_MEAN", "IMAGENET_STD", "image_to_chw", "images_to_pixels"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -56,6 +56,69 @@ def _check_stats(value: Sequence[float], arg: str) -> tuple[float, float, float]
     if arg == "std" and min(vals) <= 0:
         raise ValueError(f"std must be positive, got {value!r}")
     return vals  # type: ignore[return-value]
+
+
+def image_to_chw(img: Any) -> torch.Tensor:
+    """One image (HxW, HxWx{1,3,4} array/PIL image, or CHW tensor) -> float [3, H, W] in [0, 1].
+
+    Integer images are 8-bit colour values (divided by 255), float images are taken as [0, 1];
+    greyscale is replicated to 3 channels and an alpha channel dropped.
+    """
+    if isinstance(img, torch.Tensor):
+        t = img.detach().cpu()
+        if t.dim() == 3 and t.shape[0] in (1, 3, 4) and t.shape[-1] not in (1, 3, 4):
+            t = t.permute(1, 2, 0)  # CHW tensor -> HWC
+        a = t.numpy()
+    else:
+        a = np.asarray(img)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"images must be HxW, HxWx1, HxWx3 or HxWx4 arrays, got shape {a.shape}")
+    a = a[:, :, :3]
+    if a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    if a.dtype == np.bool_:
+        x = torch.from_numpy(a.astype(np.float32))
+    elif np.issubdtype(a.dtype, np.integer):
+        x = torch.from_numpy(a.astype(np.float32) / 255.0)  # 8-bit colour values
+    else:
+        x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # already in [0, 1]
+    return x.permute(2, 0, 1).contiguous()
+
+
+def images_to_pixels(raw: Any, size: int) -> torch.Tensor:
+    """Images -> float32 ``[n, 3, size, size]`` in [0, 1], the input of the image encoders.
+
+    Accepts a list of images (uint8 HxWx3, grayscale HxW, RGBA, PIL images, float images in
+    [0, 1]), a ``[n, H, W, 3]`` array, or a ``[n, 3, H, W]`` tensor. Images are resized
+    (bilinear, antialiased, aspect ratio not kept) to a square of ``size``; an image already of
+    that size is left as it is.
+
+    Example:
+        >>> import numpy as np
+        >>> images_to_pixels(np.zeros((2, 40, 50, 3), np.uint8), 32).shape
+        torch.Size([2, 3, 32, 32])
+    """
+    s = size
+    if isinstance(raw, torch.Tensor) and raw.dim() == 4 and raw.shape[1] == 3:
+        x = raw.detach().cpu().float()
+        if not raw.is_floating_point():
+            x = x / 255.0
+        batch = [x]
+    else:
+        if isinstance(raw, np.ndarray) and raw.ndim == 3 and raw.shape[-1] in (3, 4):
+            raw = [raw]  # a single HxWx3 image, not a batch of grayscale ones
+        imgs = [image_to_chw(im) for im in raw]
+        if not imgs:
+            return torch.zeros(0, 3, s, s)
+        batch = [im.unsqueeze(0) for im in imgs]
+    out = []
+    for x in batch:
+        if x.shape[-2:] != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        out.append(x)
+    return torch.cat(out, 0).clamp_(0.0, 1.0).contiguous()
 
 
 class ResNetEncoder(Encoder):
@@ -156,55 +219,14 @@ class ResNetEncoder(Encoder):
 
     # ------------------------------------------------------------------ preprocessing
     def _to_chw(self, img: Any) -> torch.Tensor:
-        """One image (HxW, HxWx{1,3,4} array/PIL image, or CHW tensor) -> float [3, H, W] in [0, 1]."""
-        if isinstance(img, torch.Tensor):
-            t = img.detach().cpu()
-            if t.dim() == 3 and t.shape[0] in (1, 3, 4) and t.shape[-1] not in (1, 3, 4):
-                t = t.permute(1, 2, 0)  # CHW tensor -> HWC
-            a = t.numpy()
-        else:
-            a = np.asarray(img)
-        if a.ndim == 2:
-            a = a[:, :, None]
-        if a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
-            raise ValueError(f"images must be HxW, HxWx1, HxWx3 or HxWx4 arrays, got shape {a.shape}")
-        a = a[:, :, :3]
-        if a.shape[-1] == 1:
-            a = np.repeat(a, 3, axis=-1)
-        if a.dtype == np.bool_:
-            x = torch.from_numpy(a.astype(np.float32))
-        elif np.issubdtype(a.dtype, np.integer):
-            x = torch.from_numpy(a.astype(np.float32) / 255.0)  # 8-bit colour values
-        else:
-            x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # already in [0, 1]
-        return x.permute(2, 0, 1).contiguous()
+        """One image -> float [3, H, W] in [0, 1] (:func:`image_to_chw`)."""
+        return image_to_chw(img)
 
     def preprocess(self, raw: Any) -> dict[str, torch.Tensor]:
-        """Images -> ``{"pixel_values": float32 [n, 3, image_size, image_size]}`` in [0, 1].
-
-        Accepts a list of images (uint8 HxWx3, grayscale HxW, RGBA, PIL images, float images in
-        [0, 1]), a ``[n, H, W, 3]`` array, or a ``[n, 3, H, W]`` tensor. Images are resized
-        (bilinear, antialiased, aspect ratio not kept) to a square of ``image_size``.
-        """
-        s = self.image_size
-        if isinstance(raw, torch.Tensor) and raw.dim() == 4 and raw.shape[1] == 3:
-            x = raw.detach().cpu().float()
-            if not raw.is_floating_point():
-                x = x / 255.0
-            batch = [x]
-        else:
-            if isinstance(raw, np.ndarray) and raw.ndim == 3 and raw.shape[-1] in (3, 4):
-                raw = [raw]  # a single HxWx3 image, not a batch of grayscale ones
-            imgs = [self._to_chw(im) for im in raw]
-            if not imgs:
-                return {"pixel_values": torch.zeros(0, 3, s, s)}
-            batch = [im.unsqueeze(0) for im in imgs]
-        out = []
-        for x in batch:
-            if x.shape[-2:] != (s, s):
-                x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-            out.append(x)
-        return {"pixel_values": torch.cat(out, 0).clamp_(0.0, 1.0).contiguous()}
+        """Images -> ``{"pixel_values": float32 [n, 3, image_size, image_size]}`` in [0, 1]
+        (:func:`images_to_pixels`: lists of HxW / HxWx{1,3,4} arrays or PIL images, a
+        ``[n, H, W, 3]`` array, a ``[n, 3, H, W]`` tensor)."""
+        return {"pixel_values": images_to_pixels(raw, self.image_size)}
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
