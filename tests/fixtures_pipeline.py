@@ -259,3 +259,16 @@ def check_run_folder(run: Path) -> dict[str, Any]:
 
 def read_config_yaml(run: Path) -> dict[str, Any]:
     return yaml.safe_load((run / "config.yaml").read_text())
+
+
+def metric_numbers(m: dict, skip=("timings",)) -> dict:
+    """Every number of a metrics.json (nested keys joined by '/'), NaN made comparable, timings left out."""
+    out = {}
+    for key, value in m.items():
+        if key in skip:
+            continue
+        if isinstance(value, dict):
+            out.update({f"{key}/{k}": v for k, v in metric_numbers(value, skip).items()})
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = "nan" if isinstance(value, float) and math.isnan(value) else value
+    return out

@@ -12,7 +12,6 @@ Every run is tiny (yeast subsample, a 32-wide MLP, a few steps); the runs are su
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shlex
@@ -84,17 +83,7 @@ def _reports(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("mlsupcon:") and not line.startswith("mlsupcon: [")]
 
 
-def _numbers(m: dict, skip=("timings",)) -> dict:
-    out = {}
-    for key, value in m.items():
-        if key in skip:
-            continue
-        if isinstance(value, dict):
-            out.update({f"{key}/{k}": v for k, v in _numbers(value, skip).items()})
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = "nan" if isinstance(value, float) and math.isnan(value) else value
-    return out
-
+from fixtures_pipeline import metric_numbers as _numbers  # noqa: E402
 
 # ============================================================================ 1. two torchrun nodes
 

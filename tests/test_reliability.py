@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import shutil
 import signal
@@ -45,17 +44,7 @@ def with_config(tmp: Path, argv: list[str], values: dict, name: str = "cfg.yaml"
     return argv + ["--config", str(fp.write_yaml(tmp / name, values))]
 
 
-def numbers(m: dict, skip=("timings",)) -> dict:
-    """Every number of metrics.json (nested), NaN made comparable, timings left out."""
-    out = {}
-    for key, value in m.items():
-        if key in skip:
-            continue
-        if isinstance(value, dict):
-            out.update({f"{key}/{k}": v for k, v in numbers(value, skip).items()})
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = "nan" if isinstance(value, float) and math.isnan(value) else value
-    return out
+numbers = fp.metric_numbers
 
 
 # ============================================================================ 1. data errors
