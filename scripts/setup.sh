@@ -12,7 +12,8 @@ PIP=".venv/bin/python -m pip"
 # each one on every install. Only those lines are filtered.
 quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 quiet $PIP install -q -c constraints.txt torch==2.13.0
-quiet $PIP install -q -c constraints.txt -e ".[all,dev]"
+# bench: pytorch-metric-learning, one small wheel whose other dependencies the extras above already bring.
+quiet $PIP install -q -c constraints.txt -e ".[all,dev,bench]"
 # Fashion-MNIST for the image demo set comes from Debian's package; optional (the other sets need nothing).
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
