@@ -30,22 +30,51 @@ def _value_and_grad(name, feats, y, refs=None, ry=None, **opts):
     return loss.detach(), grads
 
 
-@pytest.mark.parametrize("route", ["csr_dense", "sparse_sparse"])
+ROUTES = {  # (DENSE_LABEL_SHARE, SCATTER_PAIRS_MAX)
+    "all_dense": (0.0, 2**22),  # every present label a matmul column
+    "all_scattered": (2.0, 2**22),  # every label by pairs
+    "scattered_in_pieces": (2.0, 5),  # pairs in pieces of at most 5 (an entry is never split)
+}
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
 @pytest.mark.parametrize("name", FLAT)
-def test_sparse_label_routes_equal_dense(monkeypatch, name, route):
+def test_label_routes_give_the_same_loss(monkeypatch, name, route):
     feats, y, refs, ry = _batch(seed=FLAT.index(name))
-    expected = _value_and_grad(name, feats, y, refs, ry)
-    monkeypatch.setattr(relations, "DENSE_LABELS_MAX", 0)
-    if route == "sparse_sparse":
-        monkeypatch.setattr(relations, "SPARSE_DENSE_RHS_MAX_ENTRIES", 0)
+    expected = _value_and_grad(name, feats, y, refs, ry)  # default: frequent labels dense, the rest scattered
+    share, pieces = ROUTES[route]
+    monkeypatch.setattr(relations, "DENSE_LABEL_SHARE", share)
+    monkeypatch.setattr(relations, "SCATTER_PAIRS_MAX", pieces)
     got = _value_and_grad(name, feats, y, refs, ry)
     torch.testing.assert_close(got[0], expected[0], rtol=1e-10, atol=1e-10)
     for a, b in zip(got[1], expected[1]):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
     # The route really was taken.
     stats = relations.LabelStatistics(torch.cat([y, ry]), torch.float64)
-    assert stats.sparse
-    assert (stats._dense_t is None) == (route == "sparse_sparse")
+    dense_columns = 0 if stats._dense is None else stats._dense.shape[1]
+    assert dense_columns == (stats.num_present if share == 0 else 0)
+
+
+def test_default_route_mixes_dense_and_scattered_labels():
+    # A label on 40 % of the rows is a matmul column; the 2 %-labels are scattered.
+    feats, y, refs, ry = _batch(seed=0)
+    stats = relations.LabelStatistics(torch.cat([y, ry]), torch.float64)
+    assert stats._dense is not None and 0 < stats._dense.shape[1] < stats.num_present
+    keep = torch.cat([y, ry]).any(0)
+    rows = torch.cat([y, ry])[:, keep]
+    for s0, s1 in ((0, 32), (5, 17)):
+        assert torch.equal(stats.row_dot(s0, s1), rows[s0:s1] @ rows.T)
+        w = torch.rand(rows.shape[1], dtype=torch.float64)
+        torch.testing.assert_close(stats.row_dot(s0, s1, w), (rows[s0:s1] * w) @ rows.T)
+
+
+def test_set_ids_are_equal_exactly_for_equal_label_sets():
+    g = torch.Generator().manual_seed(1)
+    y = (torch.rand(200, 6, generator=g) < 0.3).double()  # many repeated sets, some empty
+    for labels in (y, y.to_sparse()):
+        ids = relations.LabelStatistics(labels, torch.float32).set_ids()
+        same = (y[:, None, :] == y[None, :, :]).all(-1)
+        assert torch.equal(ids[:, None] == ids[None, :], same)
 
 
 @pytest.mark.parametrize("name", FLAT)

@@ -23,7 +23,7 @@ from mlsupcon.losses.strategies import FlatStrategy, PairContext
 __all__ = ["weighted_log_softmax", "reduce_anchor_losses", "plan_chunks"]
 
 # Dense mode (G kept between forward and backward) up to this many anchor × candidate entries.
-DENSE_MAX_ENTRIES = 2**25
+DENSE_MAX_ENTRIES = 2**26
 # Chunked mode: about this many similarity entries per block.
 BLOCK_ENTRIES = 2**22
 # Below this τ, exp(s − 1/τ) could underflow for every candidate (s ≥ −1/τ, float32 exp
@@ -65,8 +65,17 @@ def _drop_lone_self(w_s, ctx: PairContext, r, s0: int) -> None:
         w_s[r, r + s0] = 0
 
 
-def _similarities(z, rows, inv_t):
-    return (z[rows] * inv_t) @ z.T
+def _similarities(z, rows, inv_t, shift=None, out=None):
+    """s_ab − shift_a for the anchor rows (the shift, a column or a scalar tensor, is subtracted
+    by the matmul itself instead of a pass over the block), into ``out`` when given."""
+    if shift is None:
+        return torch.mm(z[rows] * inv_t, z.T, out=out)
+    return torch.addmm(shift, z[rows] * inv_t, z.T, alpha=1.0, beta=-1.0, out=out)
+
+
+def _row_dot(a, b) -> torch.Tensor:
+    """Σ_j a_ij b_ij as a batch of vector products: no [n, m] temporary (vecdot writes one)."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
 
 
 def _weighted_sum(w_s, s, ctx: PairContext) -> torch.Tensor:
@@ -74,16 +83,19 @@ def _weighted_sum(w_s, s, ctx: PairContext) -> torch.Tensor:
     instead of materialising their view-level expansion."""
     out = None
     for cols, wcols in _column_blocks(ctx):
-        part = torch.linalg.vecdot(w_s[:, wcols], s[:, cols])
-        out = part if out is None else out + part
+        part = _row_dot(w_s[:, wcols], s[:, cols])
+        out = part if out is None else out.add_(part)
     return out
 
 
-def _to_gradient_factor(e, scale, w_s, ctx: PairContext, r, self_cols) -> torch.Tensor:
-    """In place: e (= exp(s - shift), self entry 0) → G = W·p − w, with the self entry 0."""
-    e.mul_(scale[:, None])
+def _to_negative_gradient_factor(e, scale, w_s, ctx: PairContext, r, self_cols) -> torch.Tensor:
+    """In place: e (= exp(s − shift), self entry 0) → −G = w − W·p, with the self entry 0.
+
+    One fused pass per column block (w − scale·e); the sign is undone in backward.
+    """
+    scale = scale[:, None]
     for cols, wcols in _column_blocks(ctx):
-        e[:, cols].sub_(w_s[:, wcols])
+        torch.addcmul(w_s[:, wcols], e[:, cols], scale, value=-1, out=e[:, cols])
     e[r, self_cols] = 0  # p_aa = 0 and the self pair carries no weight
     return e
 
@@ -99,6 +111,9 @@ class _WeightedLogSoftmax(torch.autograd.Function):
         wsum_all = z.new_zeros(n_anchor)
         norm = z.new_zeros(b)
         kept = [] if keep else None
+        const_shift = None if fixed_shift is None else z.new_full((1, 1), fixed_shift)
+        # Chunked: one block buffer for every block and view (fresh memory costs page faults).
+        buf = None if keep else z.new_empty(min(chunk, b), z.shape[0])
         for s0, s1 in _blocks(pctx, chunk):
             w_s, z_s = strategy.weights(pctx, s0, s1)
             norm[s0:s1] = z_s
@@ -109,18 +124,23 @@ class _WeightedLogSoftmax(torch.autograd.Function):
             for view in range(v):
                 rows = slice(view * b + s0, view * b + s1)
                 self_cols = r + view * b + s0
-                s = _similarities(z, rows, inv_t)
-                s[r, self_cols] = float("-inf")
-                # With unit-norm embeddings |s| ≤ 1/τ, so a constant shift is safe and saves
-                # a pass over the block; otherwise the row maximum.
-                shift = s.new_full((s1 - s0,), fixed_shift) if fixed_shift is not None else s.amax(1)
-                shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+                # With unit-norm embeddings |s| ≤ 1/τ, so a constant shift is safe and the
+                # matmul subtracts it; otherwise the row maximum.
+                out = None if buf is None else buf[: s1 - s0]
+                if const_shift is not None:
+                    s = _similarities(z, rows, inv_t, const_shift, out)
+                    shift = const_shift.view(1).expand(s1 - s0)
+                else:
+                    s = _similarities(z, rows, inv_t, out=out)
+                    s[r, self_cols] = float("-inf")
+                    shift = s.amax(1)
+                    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+                    s.sub_(shift[:, None])
                 # num_a = W_a log Σ_c e^{s_ac − shift} + Σ_b w_ab (shift − s_ab): with the row maximum
                 # both terms are ≥ 0, so large unnormalised similarities never cancel (and one
-                # candidate gives an exact 0). The self entry is set to 0 after the shift, so the
-                # sample-level weights may cover the self column.
-                s[r, self_cols] = shift
-                s.sub_(shift[:, None])
+                # candidate gives an exact 0). The self entry is 0 in the weighted sum (the
+                # sample-level weights cover the self column) and −inf in the exponentials.
+                s[r, self_cols] = 0
                 dot = _weighted_sum(w_s, s, pctx)
                 s[r, self_cols] = float("-inf")
                 e = s.exp_()
@@ -135,7 +155,7 @@ class _WeightedLogSoftmax(torch.autograd.Function):
                 if keep:
                     scale = torch.where(safe, wsum / torch.where(safe, sumexp, torch.ones_like(sumexp)),
                                         torch.zeros_like(sumexp))
-                    kept.append(_to_gradient_factor(e, scale, w_s, pctx, r, self_cols))
+                    kept.append(_to_negative_gradient_factor(e, scale, w_s, pctx, r, self_cols))
         ctx.save_for_backward(z, lse_all, wsum_all)
         ctx.strategy, ctx.pctx, ctx.temperature, ctx.chunk, ctx.kept = strategy, pctx, temperature, chunk, kept
         ctx.mark_non_differentiable(norm)
@@ -147,7 +167,8 @@ class _WeightedLogSoftmax(torch.autograd.Function):
         pctx, b, v = ctx.pctx, ctx.pctx.batch, ctx.pctx.views
         inv_t = 1.0 / ctx.temperature
         grad = torch.zeros_like(z)
-        scale_all = g_num * inv_t
+        scale_all = g_num * -inv_t  # the blocks hold −G
+        buf = None if ctx.kept is not None else z.new_empty(min(ctx.chunk, b), z.shape[0])
         k = 0
         for s0, s1 in _blocks(pctx, ctx.chunk):
             if ctx.kept is None:
@@ -161,10 +182,9 @@ class _WeightedLogSoftmax(torch.autograd.Function):
                     k += 1
                 else:
                     self_cols = r + view * b + s0
-                    g_mat = _similarities(z, rows, inv_t)
+                    g_mat = _similarities(z, rows, inv_t, lse_all[rows, None], buf[: s1 - s0])
                     g_mat[r, self_cols] = float("-inf")
-                    g_mat.sub_(lse_all[rows, None]).exp_()
-                    g_mat = _to_gradient_factor(g_mat, wsum_all[rows], w_s, pctx, r, self_cols)
+                    g_mat = _to_negative_gradient_factor(g_mat.exp_(), wsum_all[rows], w_s, pctx, r, self_cols)
                 scale = scale_all[rows, None]
                 # Scaling the thin [n, D] operands instead of G avoids an N-wide temporary.
                 grad[rows] += scale * (g_mat @ z)

@@ -403,7 +403,7 @@ class SupConLoss(FlatContrastiveLoss):
         True
     """
 
-    strategy_cls = AnyStrategy  # on one-hot rows "share a label" is "same class"
+    strategy_cls = AllStrategy  # one label per row: same label set = same class (ids compared)
     label_format = "class_ids"
 
     def prepare_labels(self, labels, ref_labels, batch, refs):

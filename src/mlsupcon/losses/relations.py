@@ -7,22 +7,20 @@ expands them to view pairs, which saves a factor V² of label work.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from mlsupcon.losses._validation import check_labels
 
 __all__ = ["LabelStatistics", "relation_counts", "to_dense_multi_hot"]
 
-# Past this many distinct labels in a batch, I = Y Yᵀ goes through a sparse product (cost
-# ∝ non-zeros) instead of a dense matmul (cost ∝ labels): measured on this project's CPU runner,
-# 2,048 samples, 8,011 present ICD-like codes: dense 470 ms, CSR @ dense 13 ms; 495 Debtags
-# labels: dense 33 ms, CSR @ dense 79 ms.
-DENSE_LABELS_MAX = 2048
-# The sparse path keeps Yᵀ dense ([labels present, samples]); above this many entries it falls
-# back to a sparse @ sparse product so memory stays bounded.
-SPARSE_DENSE_RHS_MAX_ENTRIES = 2**27
+# A label held by more than this share of the rows goes through a dense matmul; the others add
+# their pairs by scatter. A dense label column costs every (anchor, candidate) entry once; a
+# scattered one costs its own pairs n_k², each ~20–50× a multiply-add of the matmul, so only the
+# most frequent labels are worth a column. Debtags batches: ~15 of ~500 present labels are dense,
+# and the scattered ones add ~2 % of B² pairs, instead of a 500-deep matmul.
+DENSE_LABEL_SHARE = 1 / 16
+# Pairs scattered at once (bounds the index buffers: 4 int64 arrays of this length).
+SCATTER_PAIRS_MAX = 2**22
 
 
 def to_dense_multi_hot(labels: torch.Tensor) -> torch.Tensor:
@@ -37,6 +35,8 @@ class LabelStatistics:
 
     Candidates are the B anchor samples followed by the M reference rows. Label columns that no
     row uses are dropped first, so a 25,000-code vocabulary costs what its present codes cost.
+    Intersections are exact: frequent labels through one dense matmul over their columns, the
+    other labels by adding 1 for each pair of rows that share them (cost ∝ those pairs).
 
     Args:
         labels: ``[B + M, C]`` multi-hot rows (anchor samples first), any dtype, dense or sparse.
@@ -55,28 +55,40 @@ class LabelStatistics:
             rows, cols = labels.nonzero(as_tuple=True)
         n_rows = labels.shape[0]
         present, cols = torch.unique(cols, return_inverse=True)
-        self.num_present = int(present.numel())
+        k = int(present.numel())
+        self.num_present = k
         self.num_rows = n_rows
         self.counts = torch.zeros(n_rows, dtype=dtype, device=device).index_add_(
             0, rows, torch.ones_like(rows, dtype=dtype)
         )
-        # Row-major order of the non-zeros, for CSR blocks.
-        order = torch.argsort(rows * max(self.num_present, 1) + cols)
+        # Row-major order of the non-zeros (set ids need each row's labels sorted).
+        order = torch.argsort(rows * max(k, 1) + cols)
         self._rows, self._cols = rows[order], cols[order]
         self._crow = torch.zeros(n_rows + 1, dtype=torch.long, device=device)
         self._crow[1:] = torch.cumsum(torch.bincount(self._rows, minlength=n_rows), 0)
-        self.sparse = self.num_present > DENSE_LABELS_MAX
-        self._sp_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-        if not self.sparse:
-            # float32 is exact for counts below 2**24; float64 inputs keep float64.
-            mm_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-            self._dense = torch.zeros(n_rows, max(self.num_present, 1), dtype=mm_dtype, device=device)
-            self._dense[self._rows, self._cols] = 1
-        elif self.num_present * n_rows <= SPARSE_DENSE_RHS_MAX_ENTRIES:
-            self._dense_t = torch.zeros(self.num_present, n_rows, dtype=self._sp_dtype, device=device)
-            self._dense_t[self._cols, self._rows] = 1
-        else:
-            self._dense_t = None
+        self._set_ids = None
+        # float32 is exact for counts below 2**24; float64 inputs keep float64.
+        self._mm_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        label_n = torch.bincount(self._cols, minlength=k)
+        dense = label_n > n_rows * DENSE_LABEL_SHARE
+        self._dense_labels = dense.nonzero().flatten()
+        col_of = torch.full((k,), -1, dtype=torch.long, device=device)
+        col_of[self._dense_labels] = torch.arange(self._dense_labels.numel(), device=device)
+        in_dense = dense[self._cols] if k else torch.zeros(0, dtype=torch.bool, device=device)
+        self._dense = None
+        if self._dense_labels.numel():
+            self._dense = torch.zeros(n_rows, self._dense_labels.numel(), dtype=self._mm_dtype, device=device)
+            self._dense[self._rows[in_dense], col_of[self._cols[in_dense]]] = 1
+        # The other labels: by row (which labels an anchor holds) and by label (which rows hold it).
+        rare = ~in_dense
+        self._r_rows, self._r_cols = self._rows[rare], self._cols[rare]
+        self._r_crow = torch.zeros(n_rows + 1, dtype=torch.long, device=device)
+        self._r_crow[1:] = torch.cumsum(torch.bincount(self._r_rows, minlength=n_rows), 0)
+        by_label = torch.argsort(self._r_cols * n_rows + self._r_rows)
+        self._l_rows = self._r_rows[by_label]
+        self._l_n = torch.bincount(self._r_cols, minlength=k)
+        self._l_ptr = torch.zeros(k + 1, dtype=torch.long, device=device)
+        self._l_ptr[1:] = torch.cumsum(self._l_n, 0)
 
     def column_counts(self, multiplicity: torch.Tensor) -> torch.Tensor:
         """Σ_rows multiplicity[row] · Y[row, k] for each present label k."""
@@ -88,42 +100,70 @@ class LabelStatistics:
         out = torch.zeros(self.num_rows, dtype=self.dtype, device=self.counts.device)
         return out.index_add_(0, self._rows, col_weight[self._cols].to(self.dtype))
 
+    def set_ids(self) -> torch.Tensor:
+        """``[B + M]`` integer ids, equal exactly when two rows hold the same label set."""
+        if self._set_ids is None:
+            device = self.counts.device
+            per_row = self._crow.diff()
+            width = max(1, int(per_row.max())) if self.num_rows else 1
+            padded = torch.full((self.num_rows, width), -1, dtype=torch.long, device=device)
+            pos = torch.arange(self._rows.numel(), device=device) - self._crow[self._rows]
+            padded[self._rows, pos] = self._cols  # each row's labels, sorted, then -1
+            # Rows in lexicographic order by stable sorts from the last column to the first
+            # (torch.unique(dim=0) compares row by row and is ~100× slower), then an id per run.
+            order = torch.arange(self.num_rows, device=device)
+            for j in range(width - 1, -1, -1):
+                order = order[torch.sort(padded[order, j], stable=True)[1]]
+            ranked = padded[order]
+            new = torch.ones(self.num_rows, dtype=torch.long, device=device)
+            if self.num_rows > 1:
+                new[1:] = (ranked[1:] != ranked[:-1]).any(1)
+            self._set_ids = torch.empty_like(order)
+            self._set_ids[order] = torch.cumsum(new, 0) - 1
+        return self._set_ids
+
     def row_dot(self, s0: int, s1: int, col_weight: torch.Tensor | None = None) -> torch.Tensor:
         """``[s1 - s0, B + M]`` matrix Σ_k Y[a, k] · col_weight[k] · Y[b, k] for anchors a in s0:s1.
 
-        Without ``col_weight`` this is the intersection size I_ab.
+        Without ``col_weight`` this is the intersection size I_ab (exact integers).
         """
-        if self.num_present == 0:
-            return torch.zeros(s1 - s0, self.num_rows, dtype=self.dtype, device=self.counts.device)
-        if not self.sparse:
+        device, n = self.counts.device, self.num_rows
+        if self._dense is not None:
             left = self._dense[s0:s1]
             if col_weight is not None:
-                left = left * col_weight.to(left.dtype)
-            return (left @ self._dense.T).to(self.dtype)
-        lo, hi = int(self._crow[s0]), int(self._crow[s1])
-        crow = self._crow[s0 : s1 + 1] - lo
-        cols = self._cols[lo:hi]
-        vals = (
-            torch.ones(hi - lo, dtype=self._sp_dtype, device=cols.device)
-            if col_weight is None
-            else col_weight[cols].to(self._sp_dtype)
-        )
-        if self._dense_t is not None:
-            with warnings.catch_warnings():  # torch flags CSR as beta; these indices are valid by construction
-                warnings.simplefilter("ignore", UserWarning)
-                block = torch.sparse_csr_tensor(crow, cols, vals, (s1 - s0, self.num_present), check_invariants=False)
-            return (block @ self._dense_t).to(self.dtype)
-        # Very large label spaces × very many rows: sparse @ sparse, memory ∝ non-zeros.
-        rows = torch.repeat_interleave(torch.arange(s1 - s0, device=cols.device), crow.diff())
-        left = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (s1 - s0, self.num_present),
-                                       check_invariants=False)
-        right = torch.sparse_coo_tensor(
-            torch.stack([self._cols, self._rows]),
-            torch.ones_like(self._cols, dtype=self._sp_dtype),
-            (self.num_present, self.num_rows),
-            check_invariants=False,
-        )
-        return torch.sparse.mm(left, right).to_dense().to(self.dtype)
+                left = left * col_weight[self._dense_labels].to(left.dtype)
+            out = left @ self._dense.T
+        else:
+            out = torch.zeros(s1 - s0, n, dtype=self._mm_dtype, device=device)
+        lo, hi = int(self._r_crow[s0]), int(self._r_crow[s1])
+        if hi > lo:
+            self._scatter_pairs(out.view(-1), self._r_rows[lo:hi] - s0, self._r_cols[lo:hi], col_weight)
+        return out if out.dtype == self.dtype else out.to(self.dtype)
+
+    def _scatter_pairs(self, flat: torch.Tensor, ent_rows: torch.Tensor, ent_labels: torch.Tensor,
+                       col_weight: torch.Tensor | None) -> None:
+        """Adds, for each entry (anchor row, label k), col_weight[k] to the anchor's column of
+        every row holding k. Entries go in pieces of at most SCATTER_PAIRS_MAX pairs."""
+        device, n = flat.device, self.num_rows
+        per_entry = self._l_n[ent_labels]  # rows holding each entry's label
+        ends = torch.cumsum(per_entry, 0)
+        start, m = 0, ent_rows.numel()
+        while start < m:
+            done = int(ends[start - 1]) if start else 0
+            stop = max(start + 1, int(torch.searchsorted(ends, done + SCATTER_PAIRS_MAX, right=True)))
+            cnt = per_entry[start:stop]
+            pairs = int(ends[stop - 1]) - done
+            if pairs:
+                owner = torch.repeat_interleave(torch.arange(stop - start, device=device), cnt, output_size=pairs)
+                first = ends[start:stop] - cnt - done  # each entry's first pair in this piece
+                labels = ent_labels[start:stop][owner]
+                within = torch.arange(pairs, device=device) - first[owner]
+                cand = self._l_rows[self._l_ptr[labels] + within]
+                index = ent_rows[start:stop][owner] * n + cand
+                vals = (torch.ones(pairs, dtype=flat.dtype, device=device) if col_weight is None
+                        else col_weight[labels].to(flat.dtype))
+                flat.index_add_(0, index, vals)
+            start = stop
 
 
 def relation_counts(labels: torch.Tensor) -> dict[str, int]:

@@ -71,7 +71,12 @@ class PairContext:
         return total
 
     def view_row_count(self, x: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
-        return self.view_row_sum((x > 0).to(self.dtype), (own > 0).to(self.dtype))
+        """:meth:`view_row_sum` of ``x > 0`` for a non-negative ``x`` (one pass: an L0 norm)."""
+        b = self.batch
+        total = torch.linalg.vector_norm(x[:, :b], ord=0, dim=1) * self.views - (own > 0).to(self.dtype)
+        if self.refs:
+            total = total + torch.linalg.vector_norm(x[:, b:], ord=0, dim=1)
+        return total
 
 
 class FlatStrategy:
@@ -96,16 +101,31 @@ class FlatStrategy:
 
 
 class AllStrategy(FlatStrategy):
-    """w = 1 iff the label sets are equal and non-empty; Z = Σ w."""
+    """w = 1 iff the label sets are equal and non-empty; Z = Σ w.
+
+    Equal sets are found by comparing exact set ids (no label product): Z follows from how many
+    candidates share each id.
+    """
 
     name = "all"
 
+    def prepare(self, ctx):
+        ids = ctx.stats.set_ids()
+        empty = ctx.counts == 0
+        # An empty set matches nothing but itself: each gets its own id, below the others.
+        ids = torch.where(empty, -1 - torch.arange(ids.numel(), device=ids.device), ids)
+        b = ctx.batch
+        _, inverse, per_id = torch.unique(ids[:b], return_inverse=True, return_counts=True)
+        z = per_id[inverse].to(ctx.dtype) * ctx.views - 1
+        if ctx.refs:
+            ref_ids = ids[b:]
+            z = z + (ids[:b, None] == ref_ids[None, :]).sum(1).to(ctx.dtype)
+        ctx.extra["ids"], ctx.extra["z"] = ids, z
+
     def weights(self, ctx, s0, s1):
-        inter = ctx.stats.row_dot(s0, s1)
-        na, nb = ctx.counts[s0:s1, None], ctx.counts[None, :]
-        w = ((inter == na) & (inter == nb) & (na > 0)).to(ctx.dtype)
-        w = self._set_own(w, ctx, s0, s1, 1.0)
-        return w, ctx.view_row_sum(w, torch.ones(s1 - s0, dtype=ctx.dtype, device=ctx.device))
+        ids = ctx.extra["ids"]
+        w = (ids[s0:s1, None] == ids[None, :]).to(ctx.dtype)  # the own column is 1: same id
+        return w, ctx.extra["z"][s0:s1]
 
 
 class AnyStrategy(FlatStrategy):
@@ -114,7 +134,7 @@ class AnyStrategy(FlatStrategy):
     name = "any"
 
     def weights(self, ctx, s0, s1):
-        w = (ctx.stats.row_dot(s0, s1) > 0).to(ctx.dtype)
+        w = ctx.stats.row_dot(s0, s1).clamp_(max=1)  # I is a whole number: I > 0 → 1
         w = self._set_own(w, ctx, s0, s1, 1.0)
         return w, ctx.view_row_sum(w, torch.ones(s1 - s0, dtype=ctx.dtype, device=ctx.device))
 
@@ -134,11 +154,9 @@ class SimDisStrategy(FlatStrategy):
         # K^s = I/n_a is already 0 wherever I = 0, so no mask is needed; where I > 0,
         # n_a ≥ I > 0 and n_b ≥ I > 0, and the clamps only guard the I = 0 entries.
         if self.dissimilarity == "reciprocal":
-            w = inter / na.clamp(min=1)
-            w.div_((nb + 1) - inter)
+            w = inter.div_(torch.sub(nb + 1, inter).mul_(na.clamp(min=1)))
         else:
-            w = inter * inter
-            w.div_(na.clamp(min=1)).div_(nb.clamp(min=1))
+            w = inter.square_().div_(na.clamp(min=1) * nb.clamp(min=1))
         w = self._set_own(w, ctx, s0, s1, 1.0)
         own = torch.ones(s1 - s0, dtype=ctx.dtype, device=ctx.device)
         if self.normalization == "count":
@@ -147,9 +165,15 @@ class SimDisStrategy(FlatStrategy):
 
 
 def _jaccard(ctx: PairContext, s0: int, s1: int) -> torch.Tensor:
+    """J = I / (n_a + n_b − I), 0 where I = 0, in three passes over the block.
+
+    Counts of empty rows are raised to 1/2: the union then stays > 0 where it would be 0/0, and
+    nothing else changes (an empty row has I = 0 with every row, so J = 0 either way).
+    """
     inter = ctx.stats.row_dot(s0, s1)
-    union = ctx.counts[s0:s1, None] + ctx.counts[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
+    counts = ctx.counts.clamp(min=0.5)
+    union = torch.sub(counts[None, :], inter).add_(counts[s0:s1, None])
+    return inter.div_(union)
 
 
 class JaccardStrategy(FlatStrategy):
@@ -168,7 +192,7 @@ class JaccardStrategy(FlatStrategy):
     def weights(self, ctx, s0, s1):
         jac = _jaccard(ctx, s0, s1)
         jac = self._set_own(jac, ctx, s0, s1, 1.0)  # same-sample rule: J = 1
-        w = torch.where(jac > self.threshold, jac, torch.zeros_like(jac))
+        w = torch.nn.functional.threshold_(jac, self.threshold, 0.0)  # J if J > c else 0
         own = w[ctx.own_columns(s0, s1)]
         return w, ctx.view_row_count(w, own) * (self.threshold + self.eps)
 
@@ -218,8 +242,12 @@ class MLCLStrategy(FlatStrategy):
     def weights(self, ctx, s0, s1):
         jac = _jaccard(ctx, s0, s1)
         jac = self._set_own(jac, ctx, s0, s1, 1.0)  # same-sample rule: J = 1
+        own_pos = (jac[ctx.own_columns(s0, s1)] > self.threshold).to(ctx.dtype)
+        if self.beta == 1.0 and self.alpha == 1.0:  # the default, in three passes
+            w = torch.nn.functional.threshold_(jac, self.threshold, 0.0)  # m⁺ · J
+            n_pos = ctx.view_row_count(w, own_pos)
+            return w.mul_((1.0 / (n_pos + self.eps))[:, None]), torch.ones_like(n_pos)
         pos = (jac > self.threshold).to(ctx.dtype)
-        own_pos = pos[ctx.own_columns(s0, s1)]
         n_pos = ctx.view_row_sum(pos, own_pos)
         w = pos * jac.pow(self.beta) * (self.alpha / (n_pos + self.eps))[:, None]
         if self.alpha != 1.0:
