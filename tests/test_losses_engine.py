@@ -4,7 +4,7 @@ import pytest
 import torch
 from reference import ref_flat
 
-from mlsupcon.losses import build, relation_counts, relations
+from mlsupcon.losses import build, engine, relation_counts, relations
 from mlsupcon.losses.engine import plan_chunks
 
 FLAT = ["all", "any", "mulsupcon", "simdis", "jaccard", "mlcl"]
@@ -102,7 +102,7 @@ def test_large_label_space_is_compacted_to_present_labels():
 def test_chunk_plan():
     assert plan_chunks(100, 2, 200, None) == (100, True)  # small: dense, G kept
     chunk, keep = plan_chunks(32768, 2, 65536, None)  # large: chunked, recompute
-    assert not keep and chunk * 2 * 65536 <= 2**22
+    assert not keep and chunk * 2 * 65536 <= engine.BLOCK_ENTRIES
     assert plan_chunks(100, 2, 200, 7) == (7, False)  # explicit: always bounded memory
     assert plan_chunks(5, 1, 5, 64) == (5, False)
 
