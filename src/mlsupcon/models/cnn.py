@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Encoder, check_choice, check_positive_int, check_prob, pad_sequences, pad_text_batches
-from .tokenization import TOKENIZER_MODELS, TextTokenizer
+from .base import Encoder, check_choice, check_positive_int, check_prob, pad_text_batches
+from .tokenization import TOKENIZER_MODELS, TextTokenizer, TokenCache
 from .tokenizer_choice import TOKENIZER_KINDS, choose_tokenizer
 
 __all__ = ["CNNEncoder"]
@@ -157,6 +158,8 @@ class CNNEncoder(Encoder):
         unk = self.tokenizer.token_id("unk")
         # An empty document still needs one real token so max-pooling has something to pool.
         self._empty_id = unk if unk is not None else self.pad_token_id
+        # Each training text is tokenised once, in its first epoch (the loader preprocesses per batch).
+        self._token_cache = TokenCache(self.tokenizer, self.max_length)
         # padding_idx only when the tokenizer really has a pad token (else id 0 is a real word).
         self.embedding = nn.Embedding(
             self.tokenizer.vocab_size, self.embed_dim, padding_idx=self.tokenizer.token_id("pad")
@@ -182,35 +185,52 @@ class CNNEncoder(Encoder):
         in the batch (T <= max_length). No special tokens are added.
         """
         texts = [raw] if isinstance(raw, str) else list(raw)
-        ids = [s[: self.max_length] or [self._empty_id] for s in self.tokenizer.encode(texts)]
-        length = max((len(s) for s in ids), default=1)
-        input_ids, mask = pad_sequences(ids, length, self.pad_token_id)
+        if self._token_cache.max_tokens != self.max_length:  # max_length changed after construction
+            self._token_cache = TokenCache(self.tokenizer, self.max_length)
+        rows = self._token_cache(texts)
+        n = len(rows)
+        lengths = np.fromiter((max(len(r), 1) for r in rows), dtype=np.int64, count=n)
+        length = int(lengths.max()) if n else 1
+        input_ids = torch.full((n, length), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((n, length), dtype=torch.long)
+        if n:
+            empty = np.array([self._empty_id], dtype=np.int32)
+            real = torch.from_numpy(np.arange(length) < lengths[:, None])  # row-major: the ids' order
+            input_ids[real] = torch.from_numpy(np.concatenate([r if len(r) else empty for r in rows]).astype(np.int64))
+            mask[real] = 1
         return {"input_ids": input_ids, "attention_mask": mask}
 
     def collate(self, batches: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Right-pad preprocessed batches to a common length and concatenate them."""
         return pad_text_batches(batches, self.pad_token_id)
 
-    def encode_sequence(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Conv feature map ``[n, T, num_filters]`` (zero at padding) and the mask ``[n, T]``."""
+    def _feature_map(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """tanh(conv) ``[n, num_filters, T]`` (padding positions not zeroed) and the mask ``[n, T]``."""
         batch = self._batch_to_device(batch)
         ids, mask = batch["input_ids"], batch["attention_mask"]
         m = mask.unsqueeze(-1).to(self.embedding.weight.dtype)
         # Zeroing padded embeddings makes real positions' outputs independent of how much
-        # padding follows (the convolution's own zero padding sees the same zeros).
-        x = self.embed_dropout(self.embedding(ids) * m).transpose(1, 2)  # [n, E, T]
+        # padding follows (the convolution's own zero padding sees the same zeros). In place
+        # where autograd allows it: each full-size temporary of a large batch is memory the
+        # allocator maps (and the kernel zeroes) afresh in every step.
+        x = self.embed_dropout(self.embedding(ids).mul_(m)).transpose(1, 2)  # [n, E, T]
         k = self.kernel_size
         x = F.pad(x, ((k - 1) // 2, k // 2))  # "same" length output, so the mask still lines up
-        feats = torch.tanh(self.conv(x)).transpose(1, 2) * m  # [n, T, F]
-        return feats, mask
+        return self.conv(x).tanh_(), mask
+
+    def encode_sequence(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conv feature map ``[n, T, num_filters]`` (zero at padding) and the mask ``[n, T]``."""
+        feats, mask = self._feature_map(batch)
+        return feats.transpose(1, 2) * mask.unsqueeze(-1).to(feats.dtype), mask
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Max over real tokens of the feature map -> ``[n, num_filters]``."""
-        feats, mask = self.encode_sequence(batch)
-        keep = mask.to(torch.bool).unsqueeze(-1)
-        pooled = feats.masked_fill(~keep, torch.finfo(feats.dtype).min).max(dim=1).values
+        feats, mask = self._feature_map(batch)
+        keep = mask.to(torch.bool).unsqueeze(1)  # [n, 1, T]
+        # Padding is filled with finfo.min here, so it need not be zeroed first (encode_sequence does).
+        pooled = feats.masked_fill(~keep, torch.finfo(feats.dtype).min).max(dim=2).values
         # A row without any real token pools to zeros instead of finfo.min.
-        return torch.where(keep.any(dim=1), pooled, torch.zeros_like(pooled))
+        return torch.where(keep.any(dim=2), pooled, torch.zeros_like(pooled))
 
     def config(self) -> dict[str, Any]:
         return {

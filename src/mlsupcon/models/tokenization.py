@@ -21,7 +21,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-__all__ = ["TextTokenizer", "SPECIAL_ROLES", "TOKENIZER_MODELS"]
+import numpy as np
+
+__all__ = ["TextTokenizer", "TokenCache", "SPECIAL_ROLES", "TOKENIZER_MODELS"]
 
 #: Token roles a text encoder cares about, in the order they are reported.
 SPECIAL_ROLES = ("pad", "unk", "cls", "sep", "mask", "bos", "eos")
@@ -321,6 +323,69 @@ class TextTokenizer:
         out["all_special_ids"] = list(self._special_ids)
         out["vocab_size"] = self.vocab_size
         return out
+
+
+class TokenCache:
+    """Token ids of the texts seen before: a training text is tokenised once, not once per epoch.
+
+    The text encoders tokenise in ``preprocess``, batch by batch in the loader (nothing of size
+    "whole split x sequence length" is built up front); this keeps each ``str`` text's ids,
+    truncated to ``max_tokens``, as int32 arrays up to ``max_bytes`` in all. Once full, new texts
+    are tokenised and not kept; other inputs (None, NaN) are tokenised every time.
+
+    Args:
+        tokenizer: The :class:`TextTokenizer` (its ``encode``: no special tokens, untruncated).
+        max_tokens: Ids kept per text (the encoder uses no more).
+        max_bytes: Memory for all kept ids (0: keep nothing).
+
+    Example:
+        >>> tok = TextTokenizer.train(["the cat sat", "the dog ran"], vocab_size=100)
+        >>> cache = TokenCache(tok, max_tokens=2)
+        >>> texts = ["the cat sat", "the dog", "the cat sat"]
+        >>> [r.tolist() for r in cache(texts)] == [ids[:2] for ids in tok.encode(texts)]
+        True
+        >>> len(cache)  # each distinct text once
+        2
+    """
+
+    #: Bytes counted per kept text besides its ids (the array object and its dict entry).
+    OVERHEAD = 160
+
+    def __init__(self, tokenizer: TextTokenizer, max_tokens: int, max_bytes: int = 256 * 2**20) -> None:
+        self.tokenizer, self.max_tokens, self.max_bytes = tokenizer, int(max_tokens), int(max_bytes)
+        self._ids: dict[str, np.ndarray] = {}
+        self._used = 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (a momentum encoder, a loader worker's encoder) starts empty: no memory doubled or sent.
+        return {"tokenizer": self.tokenizer, "max_tokens": self.max_tokens, "max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    def __call__(self, texts: Sequence[Any]) -> list[np.ndarray]:
+        """int32 ids of each text (at most ``max_tokens``), in order (kept arrays: do not modify)."""
+        kept = self._ids
+        new = list(dict.fromkeys(t for t in texts if isinstance(t, str) and t not in kept))
+        other = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if not new and not other:
+            return [kept[t] for t in texts]
+        encoded = [np.asarray(ids[: self.max_tokens], dtype=np.int32)
+                   for ids in self.tokenizer.encode(new + [texts[i] for i in other])]
+        unkept: dict[str, np.ndarray] = {}
+        for t, arr in zip(new, encoded):
+            cost = arr.nbytes + self.OVERHEAD
+            if self._used + cost <= self.max_bytes:
+                kept[t] = arr
+                self._used += cost
+            else:
+                unkept[t] = arr
+        by_position = dict(zip(other, encoded[len(new):]))
+        return [by_position[i] if i in by_position else kept[t] if t in kept else unkept[t]
+                for i, t in enumerate(texts)]
 
 
 def _as_text(t: Any) -> str:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Encoder, check_choice, check_positive_int, pad_text_batches
-from .tokenization import TextTokenizer
+from .tokenization import TextTokenizer, TokenCache
 
 __all__ = ["TransformerEncoder", "minilm_path", "DEFAULT_MODEL_ALIASES"]
 
@@ -226,6 +226,8 @@ class TransformerEncoder(Encoder):
         else:
             self.max_segments = self.max_length // self.segment_length
             self._chunk = self.segment_length - n_special
+        # Each training text is tokenised once, in its first epoch (the loader preprocesses per batch).
+        self._token_cache = TokenCache(self.tokenizer, self._chunk * self.max_segments)
 
         if self.freeze:
             for p in self.backbone.parameters():
@@ -266,7 +268,7 @@ class TransformerEncoder(Encoder):
         ``[CLS] + up to segment_length-2 tokens + [SEP]``.
         """
         texts = [raw] if isinstance(raw, str) else list(raw)
-        return self.layout(self.tokenizer.encode(texts))
+        return self.layout([ids.tolist() for ids in self._token_cache(texts)])
 
     def layout(self, token_ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
         """Lay out already-tokenised documents (ids without special tokens) as :meth:`preprocess` does.
