@@ -30,7 +30,6 @@ import time
 from importlib import resources
 
 import torch
-
 from _memory import reset_peak, status_kib  # benchmarks/_memory.py (scripts run from this folder)
 
 STRATEGIES = ["all", "any", "mulsupcon", "simdis", "jaccard", "mlcl", "supcon", "simclr"]
@@ -57,7 +56,8 @@ def synthetic_sparse_labels(batch: int, num_labels: int, per_row: int, seed: int
     idx = torch.multinomial(p.expand(batch, -1), per_row, generator=g)
     rows = torch.arange(batch).repeat_interleave(per_row)
     index = torch.stack([rows, idx.flatten()])
-    return torch.sparse_coo_tensor(index, torch.ones(batch * per_row), (batch, num_labels), check_invariants=True).coalesce()
+    y = torch.sparse_coo_tensor(index, torch.ones(batch * per_row), (batch, num_labels), check_invariants=True)
+    return y.coalesce()
 
 
 def make_inputs(n: int, labels: str, device: str, seed: int = 0):
@@ -74,7 +74,9 @@ def make_inputs(n: int, labels: str, device: str, seed: int = 0):
 
 # ----------------------------------------------------------------------------- functions under test
 def bare_matmul(feats, _labels):
-    z = feats.reshape(-1, feats.shape[-1]).detach().requires_grad_()
+    """The floor of any contrastive loss: normalize(z), z @ z.T, forward and backward."""
+    f = feats.reshape(-1, feats.shape[-1]).detach().requires_grad_()
+    z = torch.nn.functional.normalize(f, dim=1)
     s = z @ z.T
     s.backward(torch.ones_like(s))  # a materialised N×N upstream gradient, as a loss would give
 
@@ -103,19 +105,27 @@ def supcon_reference_dense(feats, labels):
     loss.backward()
 
 
+_CLASS_IDS: dict[int, torch.Tensor] = {}
+
+
+def class_ids(labels: torch.Tensor) -> torch.Tensor:
+    """Each row's first label as its class (for supcon), computed once per label tensor so that
+    the densifying and argmax are not timed."""
+    key = id(labels)
+    if key not in _CLASS_IDS:
+        _CLASS_IDS.clear()
+        _CLASS_IDS[key] = (labels.to_dense() if labels.layout != torch.strided else labels).argmax(1)
+    return _CLASS_IDS[key]
+
+
 def engine_loss(name: str, chunk_size):
     from mlsupcon.losses import build
 
+    fn = build(name, chunk_size=chunk_size)
+
     def run(feats, labels):
         f = feats.detach().requires_grad_()
-        fn = build(name, chunk_size=chunk_size)
-        if name == "supcon":
-            y = labels.to_dense() if labels.layout != torch.strided else labels
-            y = y.argmax(1)  # one class per sample: its first label
-        elif name == "simclr":
-            y = None
-        else:
-            y = labels
+        y = class_ids(labels) if name == "supcon" else None if name == "simclr" else labels
         fn(f, y).backward()
 
     return run
@@ -184,12 +194,59 @@ def child(key: str, n: int, labels: str, device: str) -> None:
 
 
 
+def engine_mode(n: int) -> str:
+    """"dense" or "chunked": what the engine chooses for N = B·V embeddings, V = 2."""
+    from mlsupcon.losses.engine import plan_chunks
+
+    return "dense" if plan_chunks(n // 2, 2, n, None)[1] else "chunked"
+
+
+def chunked_vs_dense(n: int, labels: str, device: str) -> dict[str, float]:
+    """Largest relative difference of loss value and gradient, chunked (64 samples) vs dense."""
+    from mlsupcon.losses import build
+
+    feats, y = make_inputs(n, labels, device)
+    out = {}
+    for name in STRATEGIES:
+        yy = (y.to_dense() if y.layout != torch.strided else y).argmax(1) if name == "supcon" else y
+        res = []
+        for chunk in (None, 64):
+            f = feats.detach().requires_grad_()
+            loss = build(name, chunk_size=chunk)(f, None if name == "simclr" else yy)
+            loss.backward()
+            res.append((loss.detach(), f.grad))
+        dv = float((res[0][0] - res[1][0]).abs() / res[0][0].abs().clamp(min=1e-30))
+        dg = float((res[0][1] - res[1][1]).abs().max() / res[0][1].abs().max().clamp(min=1e-30))
+        out[name] = max(dv, dg)
+    return out
+
+
+def time_interleaved(keys, feats, labels, repeats: int, device: str) -> dict[str, float]:
+    """Median seconds per key; each repeat runs every key once, in turn (noise hits all alike)."""
+    funcs = {k: get_func(k) for k in keys}
+    times = {k: [] for k in keys}
+    for fn in funcs.values():  # warm-up
+        fn(feats, labels)
+    for _ in range(repeats):
+        for k, fn in funcs.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn(feats, labels)
+            sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--sizes", default="1024,4096")
+    ap.add_argument("--sizes", default="1024,2048,4096,8192,16384,32768")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--large-repeats", type=int, default=1, help="repeats for N > 8,192 (one call takes seconds)")
+    ap.add_argument("--labels", default="debtags,sparse25k")
+    ap.add_argument("--memory-max-n", type=int, default=8192, help="peak memory measured up to this N")
+    ap.add_argument("--reference-max-n", type=int, default=8192, help="the SupCon-style dense code up to this N")
     ap.add_argument("--max-n", type=int, default=65536, help="largest N tried in the memory search")
     ap.add_argument("--budget-gib", type=float, default=4.0)
     ap.add_argument("--quick", action="store_true")
@@ -201,41 +258,52 @@ def main() -> None:
         child(key, int(n), labels, device)
         return
     if args.quick:
-        args.sizes, args.repeats, args.max_n = "512", 2, 4096
+        args.sizes, args.repeats, args.max_n = "512,1024", 2, 4096
     sizes = [int(s) for s in args.sizes.split(",")]
+    label_sets = args.labels.split(",")
     print(f"# device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
-          f"V=2 D=128 repeats={args.repeats} (medians)")
+          f"V=2 D=128 tau=0.1 repeats={args.repeats} (N > 8192: {args.large_repeats}), interleaved, medians")
+    print(f"# command: python benchmarks/bench_losses.py {' '.join(sys.argv[1:])}")
     print()
-    print("| N | labels | function | time (ms) | × bare matmul | peak mem (MiB) |")
-    print("|---|---|---|---|---|---|")
-    times = {}
+    print("| N | labels | engine mode | function | time (ms) | × bare | peak mem (MiB) |")
+    print("|---|---|---|---|---|---|---|")
+    worst = {}
     for n in sizes:
-        for labels in ("debtags", "sparse25k"):
+        for labels in label_sets:
             feats, y = make_inputs(n, labels, args.device)
-            keys = ["bare"] + ([] if labels == "sparse25k" else ["supcon_ref_dense"]) + STRATEGIES
-            if labels == "sparse25k":
-                keys = ["bare", "simdis", "mulsupcon", "any"]
+            keys = ["bare"] + (["supcon_ref_dense"] if labels == "debtags" and n <= args.reference_max_n else [])
+            keys += STRATEGIES
+            times = time_interleaved(keys, feats, y, args.repeats if n <= 8192 else args.large_repeats, args.device)
+            mode = engine_mode(n)
             for key in keys:
-                t = time_fn(get_func(key), feats, y, args.repeats, args.device)
-                times[(n, labels, key)] = t
-                ratio = t / times[(n, labels, "bare")]
-                mem = float("nan") if args.no_memory else peak_memory(key, n, labels, args.device)
-                print(f"| {n} | {labels} | {key} | {t * 1e3:.1f} | {ratio:.2f} | {mem:.0f} |", flush=True)
+                ratio = times[key] / times["bare"]
+                if key in STRATEGIES:
+                    worst[(n, labels)] = max(worst.get((n, labels), (0, "")), (ratio, key))
+                measure = not args.no_memory and n <= args.memory_max_n
+                mem = peak_memory(key, n, labels, args.device) if measure else float("nan")
+                shown = mode if key in STRATEGIES else "-"
+                print(f"| {n} | {labels} | {shown} | {key} | {times[key] * 1e3:.1f} | {ratio:.2f} | {mem:.0f} |",
+                      flush=True)
     print()
-    print("C = 25,000 (sparse) vs C = 597 (Debtags), same N, simdis forward+backward:")
-    for n in sizes:
-        a, b = times[(n, "sparse25k", "simdis")], times[(n, "debtags", "simdis")]
-        print(f"  N={n}: {a * 1e3:.1f} ms vs {b * 1e3:.1f} ms → ratio {a / b:.2f}")
+    print("Slowest strategy per N (ratio to bare):")
+    for (n, labels), (ratio, key) in sorted(worst.items()):
+        print(f"  N={n} {labels} ({engine_mode(n)}): {key} {ratio:.2f}")
+    print()
+    n_check = min(4096, max(sizes))
+    diffs = chunked_vs_dense(n_check, "debtags", args.device)
+    print(f"Chunked (64 samples per block) vs dense at N={n_check}, float32, largest relative difference "
+          "of the loss or its gradient: " + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
     if args.no_memory:
         return
     print()
-    print(f"Chunked (chunk_size=256) simdis forward+backward, Debtags labels, budget {args.budget_gib} GiB:")
+    print("Memory search (engine's own chunking), simdis forward+backward, Debtags labels, "
+          f"budget {args.budget_gib} GiB:")
     print("| N | time (s) | peak mem (MiB) | fits |")
     print("|---|---|---|---|")
-    n, largest = 8192, None
+    n, largest = 16384, None
     while n <= args.max_n:
         t0 = time.perf_counter()
-        mem = peak_memory("simdis@256", n, "debtags", args.device)
+        mem = peak_memory("simdis", n, "debtags", args.device)
         dt = time.perf_counter() - t0
         fits = mem <= args.budget_gib * 1024
         print(f"| {n} | {dt:.1f} | {mem:.0f} | {'yes' if fits else 'no'} |", flush=True)
