@@ -429,9 +429,14 @@ class SupConLoss(FlatContrastiveLoss):
             all_ids = torch.cat([labels, ref_labels])
         else:
             all_ids = labels
-        _, inverse = torch.unique(all_ids, return_inverse=True)
-        one_hot = F.one_hot(inverse).to(torch.float32)
-        return one_hot[:batch], (one_hot[batch:] if refs else None)
+        classes, inverse = torch.unique(all_ids, return_inverse=True)
+
+        def one_hot(ids):  # sparse rows: one non-zero each, whatever the number of classes
+            index = torch.stack([torch.arange(ids.numel(), device=ids.device), ids])
+            return torch.sparse_coo_tensor(index, torch.ones(ids.numel(), device=ids.device),
+                                           (ids.numel(), classes.numel()), check_invariants=False)
+
+        return one_hot(inverse[:batch]), (one_hot(inverse[batch:]) if refs else None)
 
     def anchor_terms(self, features, labels=None, ref_features=None, ref_labels=None):
         """:meth:`FlatContrastiveLoss.anchor_terms` of the batch without the samples (and
