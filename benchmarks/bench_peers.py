@@ -176,8 +176,8 @@ ROWS = [
 REFERENCES = {"ref:any": reference_any, "ref:mulsupcon": reference_mulsupcon, "ref:simdis": reference_simdis}
 
 # Bytes per dense entry at a peer's peak (N×N entries; the MulSupCon reference also label rows × N),
-# from this script's CPU peak-memory column at N = 4,096 and 8,192, rounded up; used only to skip a
-# peer that would not fit, never printed as a measurement.
+# from this script's CPU peak-memory column (at N = 8,192: 29.7, 41.7, 45.4 and 12.3 bytes; a little more
+# at 4,096), rounded up; used only to skip a peer that would not fit, never printed as a measurement.
 BYTES_PER_ENTRY = {"ref:any": 32, "ref:simdis": 44, "pml:supcon": 52, "ref:mulsupcon": 14}
 
 
@@ -303,6 +303,7 @@ def main() -> None:
     ap.add_argument("--no-memory", action="store_true", help="skip the per-function peak-memory subprocesses")
     ap.add_argument("--quick", action="store_true", help="small smoke run (N = 256, 512; 2 repeats)")
     ap.add_argument("--max-gib", type=float, default=8.0, help="skip a peer whose estimated peak exceeds this")
+    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -311,6 +312,8 @@ def main() -> None:
         return
     if args.quick:
         args.sizes, args.repeats = "256,512", 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
     have_pml = pml_available()
     pml_version = "not installed"
