@@ -337,7 +337,7 @@ def main() -> None:
             if key == "pml:supcon" and not have_pml:
                 skipped[key] = "unavailable: pip install -e '.[bench]'"
             elif need > args.max_gib:
-                skipped[key] = f"skipped: would need {need:.0f} GiB"
+                skipped[key] = f"skipped: would need {need:.1f} GiB"
             else:
                 keys.append(key)
         times, values = measure(keys, feats, y, ids, args.repeats, args.device)
