@@ -29,7 +29,6 @@ import tempfile
 import time
 
 import torch
-
 from _memory import reset_peak, status_kib  # benchmarks/_memory.py (scripts run from this folder)
 
 D = 128
@@ -78,7 +77,7 @@ def time_queue(name: str, queue_size: int, batch: int, num_labels: int, repeats:
     feats, labels = step_inputs(batch, num_labels, seed=0)
     one_step(crit, feats, labels)  # warm-up
     times = []
-    for r in range(repeats):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         one_step(crit, feats, labels)
         times.append(time.perf_counter() - t0)
@@ -133,7 +132,7 @@ def time_single(name: str, global_batch: int, d_in: int, num_labels: int, repeat
         enc, loss_fn = _encoder(d_in), build(name, chunk_size=CHUNK)
         x, y = _ddp_inputs(global_batch, d_in, num_labels)
         times = []
-        for r in range(repeats + 1):
+        for _ in range(repeats + 1):
             t0 = time.perf_counter()
             loss_fn(enc(x), y).backward()
             times.append(time.perf_counter() - t0)
@@ -156,7 +155,7 @@ def _ddp_worker(rank, world, port, name, global_batch, d_in, num_labels, repeats
     per = global_batch // world
     xr, yr = x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per]
     times = []
-    for r in range(repeats + 1):
+    for _ in range(repeats + 1):
         dist.barrier()
         t0 = time.perf_counter()
         loss_fn(enc(xr), yr).backward()  # includes DDP's gradient all-reduce
