@@ -343,6 +343,9 @@ def _main(argv: list[str] | None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from mlsupcon.cli.allocator import tune_malloc
+
+    tune_malloc()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, KeyError) as exc:
