@@ -41,7 +41,10 @@ ROUTES = {  # (DENSE_LABEL_SHARE, SCATTER_PAIRS_MAX)
 @pytest.mark.parametrize("name", FLAT)
 def test_label_routes_give_the_same_loss(monkeypatch, name, route):
     feats, y, refs, ry = _batch(seed=FLAT.index(name))
-    expected = _value_and_grad(name, feats, y, refs, ry)  # default: frequent labels dense, the rest scattered
+    # Small label matrices take one dense product (checked against the naive loops in
+    # test_losses_reference.py); every route of the large-batch form must agree with it.
+    expected = _value_and_grad(name, feats, y, refs, ry)
+    monkeypatch.setattr(relations, "SMALL_DENSE_ENTRIES", 0)
     share, pieces = ROUTES[route]
     monkeypatch.setattr(relations, "DENSE_LABEL_SHARE", share)
     monkeypatch.setattr(relations, "SCATTER_PAIRS_MAX", pieces)
@@ -55,8 +58,9 @@ def test_label_routes_give_the_same_loss(monkeypatch, name, route):
     assert dense_columns == (stats.num_present if share == 0 else 0)
 
 
-def test_default_route_mixes_dense_and_scattered_labels():
+def test_default_route_mixes_dense_and_scattered_labels(monkeypatch):
     # A label on 40 % of the rows is a matmul column; the 2 %-labels are scattered.
+    monkeypatch.setattr(relations, "SMALL_DENSE_ENTRIES", 0)
     feats, y, refs, ry = _batch(seed=0)
     stats = relations.LabelStatistics(torch.cat([y, ry]), torch.float64)
     assert stats._dense is not None and 0 < stats._dense.shape[1] < stats.num_present
@@ -68,13 +72,28 @@ def test_default_route_mixes_dense_and_scattered_labels():
         torch.testing.assert_close(stats.row_dot(s0, s1, w), (rows[s0:s1] * w) @ rows.T)
 
 
-def test_set_ids_are_equal_exactly_for_equal_label_sets():
+@pytest.mark.parametrize("small_max", [0, 2**16])
+def test_set_ids_are_equal_exactly_for_equal_label_sets(monkeypatch, small_max):
+    monkeypatch.setattr(relations, "SMALL_DENSE_ENTRIES", small_max)
     g = torch.Generator().manual_seed(1)
     y = (torch.rand(200, 6, generator=g) < 0.3).double()  # many repeated sets, some empty
     for labels in (y, y.to_sparse()):
         ids = relations.LabelStatistics(labels, torch.float32).set_ids()
         same = (y[:, None, :] == y[None, :, :]).all(-1)
         assert torch.equal(ids[:, None] == ids[None, :], same)
+
+
+@pytest.mark.parametrize("name", FLAT + ["supcon"])
+def test_small_dense_labels_and_the_large_batch_form_agree(monkeypatch, name):
+    feats, y, refs, ry = _batch(seed=20 + len(name), b=40, c=30, density=0.1)
+    if name == "supcon":
+        y, ry = y.argmax(1), ry.argmax(1)
+    expected = _value_and_grad(name, feats, y, refs, ry)
+    monkeypatch.setattr(relations, "SMALL_DENSE_ENTRIES", 0)
+    got = _value_and_grad(name, feats, y, refs, ry)
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-10, atol=1e-10)
+    for a, b in zip(got[1], expected[1]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("name", FLAT)

@@ -149,14 +149,13 @@ class _WeightedLogSoftmax(torch.autograd.Function):
                 sumexp = e.sum(1)
                 # sumexp = 0 only when the anchor has no candidate at all (B = V = 1, no refs).
                 safe = sumexp > 0
-                log_sum = torch.where(safe, torch.log(torch.where(safe, sumexp, torch.ones_like(sumexp))),
-                                      torch.zeros_like(sumexp))
-                lse = torch.where(safe, shift + log_sum, torch.zeros_like(sumexp))
+                sumexp = torch.where(safe, sumexp, 1.0)  # log 1 = 0: such an anchor adds nothing
+                log_sum = sumexp.log()
                 num[rows] = wsum * log_sum - dot
-                lse_all[rows], wsum_all[rows] = lse, wsum
+                lse_all[rows] = torch.where(safe, shift + log_sum, 0.0)
+                wsum_all[rows] = wsum
                 if keep:
-                    scale = torch.where(safe, wsum / torch.where(safe, sumexp, torch.ones_like(sumexp)),
-                                        torch.zeros_like(sumexp))
+                    scale = torch.where(safe, wsum / sumexp, 0.0)
                     kept.append(_to_negative_gradient_factor(e, scale, w_s, pctx, r, self_cols))
         ctx.save_for_backward(z, lse_all, wsum_all)
         ctx.strategy, ctx.pctx, ctx.temperature, ctx.chunk, ctx.kept = strategy, pctx, temperature, chunk, kept

@@ -21,6 +21,10 @@ __all__ = ["LabelStatistics", "relation_counts", "to_dense_multi_hot"]
 DENSE_LABEL_SHARE = 1 / 16
 # Pairs scattered at once (bounds the index buffers: 4 int64 arrays of this length).
 SCATTER_PAIRS_MAX = 2**22
+# Dense label matrices up to this many entries skip the compaction and the dense/scatter split:
+# at batch sizes of a training step (B = 64 × 14 labels) the set-up would cost more than the
+# product it saves.
+SMALL_DENSE_ENTRIES = 2**16
 
 
 def to_dense_multi_hot(labels: torch.Tensor) -> torch.Tensor:
@@ -46,6 +50,18 @@ class LabelStatistics:
     def __init__(self, labels: torch.Tensor, dtype: torch.dtype) -> None:
         self.dtype = dtype
         device = labels.device
+        self._set_ids = None
+        # float32 is exact for counts below 2**24; float64 inputs keep float64.
+        self._mm_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        self.num_rows = labels.shape[0]
+        if labels.layout == torch.strided and labels.numel() <= SMALL_DENSE_ENTRIES:
+            # Every column dense, absent ones included (their counts are 0, so nothing changes).
+            self._small = labels.to(self._mm_dtype)
+            self.counts = self._small.sum(1).to(dtype)
+            self.num_present = labels.shape[1]
+            self._rows = None
+            return
+        self._small = None
         if labels.layout != torch.strided:
             coo = labels.to_sparse_coo().coalesce()
             rows, cols = coo.indices()
@@ -66,9 +82,6 @@ class LabelStatistics:
         self._rows, self._cols = rows[order], cols[order]
         self._crow = torch.zeros(n_rows + 1, dtype=torch.long, device=device)
         self._crow[1:] = torch.cumsum(torch.bincount(self._rows, minlength=n_rows), 0)
-        self._set_ids = None
-        # float32 is exact for counts below 2**24; float64 inputs keep float64.
-        self._mm_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         label_n = torch.bincount(self._cols, minlength=k)
         dense = label_n > n_rows * DENSE_LABEL_SHARE
         self._dense_labels = dense.nonzero().flatten()
@@ -92,11 +105,15 @@ class LabelStatistics:
 
     def column_counts(self, multiplicity: torch.Tensor) -> torch.Tensor:
         """Σ_rows multiplicity[row] · Y[row, k] for each present label k."""
+        if self._small is not None:
+            return (multiplicity.to(self._small.dtype) @ self._small).to(self.dtype)
         out = torch.zeros(max(self.num_present, 1), dtype=self.dtype, device=self.counts.device)
         return out.index_add_(0, self._cols, multiplicity[self._rows].to(self.dtype))
 
     def row_sums(self, col_weight: torch.Tensor) -> torch.Tensor:
         """Σ_k Y[row, k] · col_weight[k] for every row."""
+        if self._small is not None:
+            return (self._small @ col_weight.to(self._small.dtype)).to(self.dtype)
         out = torch.zeros(self.num_rows, dtype=self.dtype, device=self.counts.device)
         return out.index_add_(0, self._rows, col_weight[self._cols].to(self.dtype))
 
@@ -104,6 +121,10 @@ class LabelStatistics:
         """``[B + M]`` integer ids, equal exactly when two rows hold the same label set."""
         if self._set_ids is None:
             device = self.counts.device
+            if self._rows is None:  # the small dense form: its non-zeros, row-major
+                self._rows, self._cols = self._small.nonzero(as_tuple=True)
+                self._crow = torch.zeros(self.num_rows + 1, dtype=torch.long, device=device)
+                self._crow[1:] = torch.cumsum(torch.bincount(self._rows, minlength=self.num_rows), 0)
             per_row = self._crow.diff()
             width = max(1, int(per_row.max())) if self.num_rows else 1
             padded = torch.full((self.num_rows, width), -1, dtype=torch.long, device=device)
@@ -128,6 +149,10 @@ class LabelStatistics:
         Without ``col_weight`` this is the intersection size I_ab (exact integers).
         """
         device, n = self.counts.device, self.num_rows
+        if self._small is not None:
+            left = self._small[s0:s1] if col_weight is None else self._small[s0:s1] * col_weight.to(self._mm_dtype)
+            out = left @ self._small.T
+            return out if out.dtype == self.dtype else out.to(self.dtype)
         if self._dense is not None:
             left = self._dense[s0:s1]
             if col_weight is not None:
