@@ -126,6 +126,33 @@ def test_chunk_plan():
     assert plan_chunks(5, 1, 5, 64) == (5, False)
 
 
+@pytest.mark.parametrize("budget_blocks", [0, 1, 3])
+def test_blocks_kept_from_forward_or_recomputed_give_the_same_gradients(monkeypatch, budget_blocks):
+    # The engine's own chunking keeps G of the first blocks up to KEEP_MAX_ENTRIES and
+    # recomputes the others; any split gives the dense result.
+    feats, y, refs, ry = _batch(seed=4, b=60, c=40, density=0.1)
+    n = 2 * 60 + 9
+    for name in ["jaccard", "mulsupcon"]:
+        dense = _value_and_grad(name, feats, y, refs, ry)
+        monkeypatch.setattr(engine, "DENSE_MAX_ENTRIES", 0)
+        monkeypatch.setattr(engine, "BLOCK_ENTRIES", 2 * 16 * n)  # blocks of 16 samples
+        monkeypatch.setattr(engine, "KEEP_MAX_ENTRIES", budget_blocks * 16 * n)
+        got = _value_and_grad(name, feats, y, refs, ry)
+        monkeypatch.undo()
+        torch.testing.assert_close(got[0], dense[0], rtol=1e-10, atol=1e-10)
+        for a, b in zip(got[1], dense[1]):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_a_second_backward_recomputes_what_the_first_freed():
+    feats, y, refs, ry = _batch(seed=5)
+    f = feats.clone().requires_grad_()
+    loss = build("simdis")(f, y)
+    (g1,) = torch.autograd.grad(loss, f, retain_graph=True)
+    (g2,) = torch.autograd.grad(loss, f)
+    torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-12)
+
+
 def test_chunked_and_dense_agree_on_a_larger_batch():
     feats, y, refs, ry = _batch(seed=3, b=150, c=40, density=0.1)
     for name in ["simdis", "mulsupcon"]:

@@ -9,8 +9,11 @@ Gradient: ∂num_a/∂s_ab = W_a p_ab − w_ab =: G_ab, so one matrix G per bloc
 ∂/∂z_a = Σ_b G_ab z_b / τ and ∂/∂z_b = Σ_a G_ab z_a / τ.
 
 Anchors are processed in blocks of ``chunk`` samples (× V views). In *chunked* mode nothing
-of size N × N is kept: backward recomputes each block's similarities and weights, as flash
-attention does, so at most O(chunk × N) similarity entries exist at once. In *dense* mode (small
+of size N × N needs to be kept: backward recomputes a block's similarities and weights, as flash
+attention does. When the engine chooses the blocks, it keeps G of the first blocks from forward
+up to :data:`KEEP_MAX_ENTRIES` and recomputes only the rest, so the cost grows smoothly past the
+dense limit instead of jumping by a fourth matmul; with ``chunk_size`` given, nothing is kept
+and at most O(chunk × N) similarity entries exist at once. In *dense* mode (small
 batches, when the engine chooses) G is kept from the forward pass and backward is two matmuls.
 """
 
@@ -28,18 +31,29 @@ DENSE_MAX_ENTRIES = 2**26
 # thin matmuls: at N = 8,192 on one CPU core, 256-row blocks run at ~70 % of the bare matmul's
 # rate, 1,024-row ones at ~95 %. 2**24 entries keep a block's buffer at 64 MiB (float32).
 BLOCK_ENTRIES = 2**24
+# Chunked mode chosen by the engine: G of the first blocks is kept from forward up to this many
+# entries (1 GiB in float32), so backward recomputes only the other blocks.
+KEEP_MAX_ENTRIES = 2**28
 # Below this τ, exp(s − 1/τ) could underflow for every candidate (s ≥ −1/τ, float32 exp
 # underflows below about −87), so the row maximum is used as the shift instead.
 MIN_FIXED_SHIFT_TEMPERATURE = 0.025
 
 
 def plan_chunks(batch: int, views: int, num_candidates: int, chunk_size: int | None) -> tuple[int, bool]:
-    """Returns (samples per block, keep G from forward)."""
+    """Returns (samples per block, dense: one block with G kept from forward)."""
     if chunk_size is not None:
         return max(1, min(int(chunk_size), batch)), False
     if views * batch * num_candidates <= DENSE_MAX_ENTRIES:
         return batch, True
     return max(1, min(batch, BLOCK_ENTRIES // (views * num_candidates) or 1)), False
+
+
+def keep_budget(dense: bool, chunk_size: int | None) -> float:
+    """Entries of G that forward may keep for backward: all when dense, none when the caller
+    bounded the memory with ``chunk_size``, else :data:`KEEP_MAX_ENTRIES`."""
+    if dense:
+        return float("inf")
+    return 0 if chunk_size is not None else KEEP_MAX_ENTRIES
 
 
 def _blocks(ctx: PairContext, chunk: int):
@@ -104,7 +118,7 @@ def _to_negative_gradient_factor(e, scale, w_s, ctx: PairContext, r, self_cols) 
 
 class _WeightedLogSoftmax(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, strategy, pctx, temperature, chunk, keep, fixed_shift):  # noqa: D401
+    def forward(ctx, z, strategy, pctx, temperature, chunk, budget, fixed_shift):  # noqa: D401
         b, v = pctx.batch, pctx.views
         n_anchor = b * v
         inv_t = 1.0 / temperature
@@ -112,10 +126,11 @@ class _WeightedLogSoftmax(torch.autograd.Function):
         lse_all = z.new_zeros(n_anchor)
         wsum_all = z.new_zeros(n_anchor)
         norm = z.new_zeros(b)
-        kept = [] if keep else None
+        kept = []  # per (block, view): −G kept from forward, or None (backward recomputes it)
+        kept_entries = 0
         const_shift = None if fixed_shift is None else z.new_full((1, 1), fixed_shift)
         # Chunked: one block buffer for every block and view (fresh memory costs page faults).
-        buf = None if keep else z.new_empty(min(chunk, b), z.shape[0])
+        buf = None
         for s0, s1 in _blocks(pctx, chunk):
             w_s, z_s = strategy.weights(pctx, s0, s1)
             norm[s0:s1] = z_s
@@ -128,7 +143,14 @@ class _WeightedLogSoftmax(torch.autograd.Function):
                 self_cols = r + view * b + s0
                 # With unit-norm embeddings |s| ≤ 1/τ, so a constant shift is safe and the
                 # matmul subtracts it; otherwise the row maximum.
-                out = None if buf is None else buf[: s1 - s0]
+                keep = kept_entries + (s1 - s0) * z.shape[0] <= budget
+                if keep:
+                    kept_entries += (s1 - s0) * z.shape[0]
+                    out = None
+                else:
+                    if buf is None:
+                        buf = z.new_empty(min(chunk, b), z.shape[0])
+                    out = buf[: s1 - s0]
                 if const_shift is not None:
                     s = _similarities(z, rows, inv_t, const_shift, out)
                     shift = const_shift.view(1).expand(s1 - s0)
@@ -157,6 +179,8 @@ class _WeightedLogSoftmax(torch.autograd.Function):
                 if keep:
                     scale = torch.where(safe, wsum / sumexp, 0.0)
                     kept.append(_to_negative_gradient_factor(e, scale, w_s, pctx, r, self_cols))
+                else:
+                    kept.append(None)
         ctx.save_for_backward(z, lse_all, wsum_all)
         ctx.strategy, ctx.pctx, ctx.temperature, ctx.chunk, ctx.kept = strategy, pctx, temperature, chunk, kept
         ctx.mark_non_differentiable(norm)
@@ -169,19 +193,22 @@ class _WeightedLogSoftmax(torch.autograd.Function):
         inv_t = 1.0 / ctx.temperature
         grad = torch.zeros_like(z)
         scale_all = g_num * -inv_t  # the blocks hold −G
-        buf = None if ctx.kept is not None else z.new_empty(min(ctx.chunk, b), z.shape[0])
+        buf = None
         k = 0
         for s0, s1 in _blocks(pctx, ctx.chunk):
-            if ctx.kept is None:
+            block = ctx.kept[k : k + v]
+            if any(g is None for g in block):  # this block's weights, for the views not kept
                 w_s, _ = ctx.strategy.weights(pctx, s0, s1)
                 r = torch.arange(s1 - s0, device=z.device)
                 _drop_lone_self(w_s, pctx, r, s0)
+                if buf is None:
+                    buf = z.new_empty(min(ctx.chunk, b), z.shape[0])
             for view in range(v):
                 rows = slice(view * b + s0, view * b + s1)
-                if ctx.kept is not None:
-                    g_mat = ctx.kept[k]
-                    k += 1
-                else:
+                g_mat = ctx.kept[k]
+                ctx.kept[k] = None  # freed as soon as it is used
+                k += 1
+                if g_mat is None:
                     self_cols = r + view * b + s0
                     g_mat = _similarities(z, rows, inv_t, lse_all[rows, None], buf[: s1 - s0])
                     g_mat[r, self_cols] = float("-inf")
@@ -190,7 +217,7 @@ class _WeightedLogSoftmax(torch.autograd.Function):
                 # Scaling the thin [n, D] operands instead of G avoids an N-wide temporary.
                 grad[rows] += scale * (g_mat @ z)
                 grad.addmm_(g_mat.T, scale * z[rows])
-        ctx.kept = None
+        ctx.kept = [None] * len(ctx.kept)  # a second backward (retain_graph) recomputes
         return grad, None, None, None, None, None, None
 
 
@@ -216,11 +243,12 @@ def weighted_log_softmax(
     Returns:
         ``num`` ``[V·B]`` (differentiable) and ``Z`` ``[B]`` (per sample; views share it).
     """
-    chunk, keep = plan_chunks(pctx.batch, pctx.views, pctx.num_candidates, chunk_size)
+    chunk, dense = plan_chunks(pctx.batch, pctx.views, pctx.num_candidates, chunk_size)
     # One candidate per anchor (N + M = 2): the row maximum makes log p = 0 exact.
     fixed_shift = (1.0 / temperature if unit_norm and temperature >= MIN_FIXED_SHIFT_TEMPERATURE
                    and pctx.num_candidates > 2 else None)
-    return _WeightedLogSoftmax.apply(z, strategy, pctx, temperature, chunk, keep, fixed_shift)
+    budget = keep_budget(dense, chunk_size)
+    return _WeightedLogSoftmax.apply(z, strategy, pctx, temperature, chunk, budget, fixed_shift)
 
 
 def reduce_anchor_losses(num: torch.Tensor, norm: torch.Tensor, pooled: bool) -> torch.Tensor:
