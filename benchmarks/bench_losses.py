@@ -30,7 +30,7 @@ import time
 from importlib import resources
 
 import torch
-from _memory import reset_peak, status_kib  # benchmarks/_memory.py (scripts run from this folder)
+from _memory import peak_mib  # benchmarks/_memory.py (scripts run from this folder)
 
 STRATEGIES = ["all", "any", "mulsupcon", "simdis", "jaccard", "mlcl", "supcon", "simclr"]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -147,18 +147,6 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_fn(fn, feats, labels, repeats: int, device: str) -> float:
-    fn(feats, labels)  # warm-up
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(feats, labels)
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def peak_memory(key: str, n: int, labels: str, device: str) -> float:
     """Peak memory (MiB) of one forward+backward, measured in a fresh process."""
     out = subprocess.run(
@@ -175,25 +163,7 @@ def child(key: str, n: int, labels: str, device: str) -> None:
     fn = get_func(key)
     if key.startswith("supcon@") or key == "supcon":
         class_ids(y)  # prepared before the measurement, as in the timing
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn(feats, y)
-        torch.cuda.synchronize()
-        print((torch.cuda.max_memory_allocated() - base) / 2**20)
-    else:
-        # Reset the kernel's peak-RSS mark (VmHWM) after the inputs exist, then read it back:
-        # the growth over the resident set before the call is what the call needed.
-        import gc
-
-        gc.collect()
-        base = status_kib("VmRSS")
-        reset_peak()
-        fn(feats, y)
-        print(max(0, status_kib("VmHWM") - base) / 1024)
-
-
+    print(peak_mib(lambda: fn(feats, y), device))
 
 
 def engine_mode(n: int) -> str:

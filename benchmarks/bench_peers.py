@@ -39,7 +39,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _memory import reset_peak, status_kib  # benchmarks/_memory.py (scripts run from this folder)
+from _memory import peak_mib  # benchmarks/_memory.py (scripts run from this folder)
 from bench_losses import make_inputs  # the same seeded features and Debtags rows as bench_losses.py
 
 TEMPERATURE = 0.1
@@ -277,21 +277,7 @@ def child(key: str, n: int, device: str) -> None:
     feats, y = make_inputs(n, "debtags", device)
     ids = class_ids(y)
     fn = make_function(key)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn(feats, y, ids)
-        torch.cuda.synchronize()
-        print((torch.cuda.max_memory_allocated() - base) / 2**20)
-    else:
-        import gc
-
-        gc.collect()
-        base = status_kib("VmRSS")
-        reset_peak()
-        fn(feats, y, ids)
-        print(max(0, status_kib("VmHWM") - base) / 1024)
+    print(peak_mib(lambda: fn(feats, y, ids), device))
 
 
 # ----------------------------------------------------------------------------- main
