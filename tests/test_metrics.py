@@ -388,6 +388,34 @@ def test_global_threshold_is_exact_maximiser(seed):
     assert ev.micro_f1(y, s, t) >= ev.micro_f1(y, s, tg) - 1e-12
 
 
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_macro_threshold_is_exact_maximiser(seed):
+    y, s = _random_case(seed, n=40, c=7)
+    y[:, 0] = 0  # a label absent from validation: not part of macro-F1
+    s = np.round(s, 1)  # ties between scores
+    t = T.tune_global_threshold_macro_f1(y, s)
+    best = max(ev.macro_f1(y, s, v) for v in np.unique(s))
+    assert ev.macro_f1(y, s, t) == pytest.approx(best)
+    assert not any(ev.macro_f1(y, s, v) > best + 1e-12 for v in np.unique(s) - 1e-9)
+    grid = np.linspace(0.01, 0.99, 99)
+    tg = T.tune_global_threshold_macro_f1(y, s, grid=grid)
+    f_grid = [ev.macro_f1(y, s, g) for g in grid]
+    assert tg == grid[int(np.argmax(f_grid))]
+
+
+def test_macro_threshold_subsampled_sweep_stays_near_the_best(monkeypatch):
+    y, s = _random_case(5, n=200, c=8)
+    exact = ev.macro_f1(y, s, T.tune_global_threshold_macro_f1(y, s))
+    monkeypatch.setattr(T, "MACRO_SWEEP_MAX_ENTRIES", 8 * 50)  # 50 quantile cuts instead of ~400
+    approx = ev.macro_f1(y, s, T.tune_global_threshold_macro_f1(y, s))
+    assert approx <= exact + 1e-12 and approx > exact - 0.02
+
+
+def test_macro_threshold_needs_a_positive():
+    with pytest.raises(ValueError, match="no positive"):
+        T.tune_global_threshold_macro_f1(np.zeros((3, 2)), np.full((3, 2), 0.5))
+
 def test_global_threshold_all_predicted_and_ties():
     # every entry positive except one low negative tied with a positive -> predict all
     y = np.array([[1, 1], [1, 0]])

@@ -48,7 +48,7 @@ from .metrics import (
     recall_at_k,
     subset_accuracy,
 )
-from .thresholds import tune_global_threshold, tune_per_label_thresholds
+from .thresholds import tune_global_threshold, tune_global_threshold_macro_f1, tune_per_label_thresholds
 
 __all__ = [
     "DEFAULT_KS",
@@ -75,6 +75,7 @@ __all__ = [
     "recall_at_k",
     "subset_accuracy",
     "tune_global_threshold",
+    "tune_global_threshold_macro_f1",
     "tune_per_label_thresholds",
     "knn_scores",
     "tune_knn",
