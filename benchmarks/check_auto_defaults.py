@@ -95,7 +95,7 @@ def build(variant: str, records: list[dict], work: Path) -> Path:
 
 def run(path: Path, out: Path, extra: list[str], log: Path) -> tuple[dict | None, float]:
     cmd = [sys.executable, "-m", "mlsupcon.cli.main", "train", "--dataset", f"jsonl:{path}", "--seed", "0",
-           "--output", str(out), "--overwrite", *extra]
+           "--output", str(out), "--overwrite", "--no-progress", *extra]
     t0 = time.perf_counter()
     with open(log, "w") as f:
         rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)

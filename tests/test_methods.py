@@ -222,3 +222,21 @@ def test_nested_overrides_merge_into_the_yaml_mapping(tmp_path):
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['bogus'\]"):
         load_config(None, {"bogus.x": 1})
     assert np.isclose(load_config(path).loss_options["temperature"], 0.5)
+
+
+def test_encoder_lr_ratio_gives_the_pretrained_encoder_its_own_rate():
+    from mlsupcon.training.modules import ClassifierModule
+
+    encoder, head = torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)
+    same = ClassifierModule(encoder, head, lr=1e-3, weight_decay=0.0).param_groups()
+    assert len(same) == 1 and len(same[0]["params"]) == 4
+    groups = ClassifierModule(encoder, head, lr=1e-3, weight_decay=0.0, encoder_lr_ratio=0.1).param_groups()
+    assert [len(g["params"]) for g in groups] == [2, 2]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in encoder.parameters()}
+    assert "lr" not in groups[0] and groups[1]["lr"] == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, 1.5, True, "0.1"])
+def test_encoder_lr_ratio_is_checked(bad):
+    with pytest.raises(ValueError, match="encoder_lr_ratio"):
+        TrainConfig(encoder_lr_ratio=bad).validate()

@@ -32,6 +32,9 @@ class TrainConfig:
             mAP of a validation subset, ``val/knn_map``); of training epochs otherwise.
         classifier_epochs: the cap of stage-2 epochs (early stopping on validation mAP).
         lr: learning rate (AdamW) of every stage but two-stage's classifier (``classifier_lr``).
+        encoder_lr_ratio: two-stage with ``finetune_encoder``: the pretrained encoder's learning
+            rate in stage 2 as a fraction of ``classifier_lr`` (the MulSupCon authors fine-tune it
+            at 0.1 × the classifier's, ``lrp``); 1 trains both at ``classifier_lr``.
         lr_schedule: ``cosine`` (linear warm-up, then cosine decay to ``min_lr_ratio`` × lr at a
             stage's epoch cap, per step; :mod:`mlsupcon.training.schedule`) or ``constant``.
         warmup_epochs: epochs of linear warm-up at the start of every stage (fractions allowed;
@@ -104,6 +107,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     lr: float = 1e-3
     classifier_lr: float = 1e-3
+    encoder_lr_ratio: float = 1.0
     weight_decay: float = 1e-4
     lr_schedule: str = "cosine"
     warmup_epochs: float | None = None
@@ -163,6 +167,9 @@ class TrainConfig:
         for name in ("lr", "classifier_lr"):
             if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
                 raise ValueError(f"{name}: expected a number > 0, got {getattr(self, name)!r}")
+        lr_ratio = self.encoder_lr_ratio
+        if isinstance(lr_ratio, bool) or not isinstance(lr_ratio, (int, float)) or not 0 < lr_ratio <= 1:
+            raise ValueError(f"encoder_lr_ratio: expected a number in (0, 1], got {lr_ratio!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"lr_schedule: expected 'cosine' or 'constant', got {self.lr_schedule!r}")
 

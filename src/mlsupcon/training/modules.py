@@ -54,14 +54,17 @@ class _Base(L.LightningModule):
     def configure_optimizers(self):
         from mlsupcon.training.schedule import build_scheduler
 
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = torch.optim.AdamW(self.param_groups(), lr=self.lr, weight_decay=self.weight_decay)
         trainer = self.trainer
         scheduler = build_scheduler(optimizer, self.lr_schedule, trainer.estimated_stepping_batches,
                                     trainer.max_epochs, self.warmup_epochs, self.min_lr_ratio)
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups (one, at ``lr``; subclasses may give parts their own rate)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def _finite_or_skip(self, loss: torch.Tensor) -> torch.Tensor | None:
         """``loss`` if finite; else None (skip the step), counting it and stopping after too many."""
@@ -249,9 +252,11 @@ class ClassifierModule(_Base):
 
     def __init__(self, encoder, head, lr: float, weight_decay: float,
                  classifier_loss: str = "bce", classifier_loss_options: dict | None = None,
-                 freeze_encoder: bool = False, contrastive: dict | None = None) -> None:
+                 freeze_encoder: bool = False, contrastive: dict | None = None,
+                 encoder_lr_ratio: float = 1.0) -> None:
         super().__init__(lr, weight_decay)
         self.encoder, self.head = encoder, head
+        self.encoder_lr_ratio = float(encoder_lr_ratio)
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
             for p in self.encoder.parameters():
@@ -283,6 +288,15 @@ class ClassifierModule(_Base):
 
     def logits(self, inputs):
         return head_logits(self.head, self.encoder, inputs)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        if self.encoder_lr_ratio == 1.0:
+            return super().param_groups()
+        # A pretrained encoder fine-tuned more gently than the fresh head (the schedule scales both).
+        enc = {id(p) for p in self.encoder.parameters()}
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": [p for p in trainable if id(p) not in enc]},
+                {"params": [p for p in trainable if id(p) in enc], "lr": self.lr * self.encoder_lr_ratio}]
 
     def train(self, mode: bool = True) -> "ClassifierModule":
         super().train(mode)

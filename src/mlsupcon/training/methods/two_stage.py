@@ -20,8 +20,8 @@ from mlsupcon.training.methods.finish import finish
 class TwoStage(ContrastiveMethod):
     name = "two-stage"
     options = ContrastiveMethod.options + ("momentum", "epochs", "classifier_epochs", "classifier_lr",
-                                           "finetune_encoder", "probe_batch_size", "head", "patience",
-                                           "stage1_selection")
+                                           "encoder_lr_ratio", "finetune_encoder", "probe_batch_size", "head",
+                                           "patience", "stage1_selection")
 
     @classmethod
     def validate(cls, cfg) -> None:
@@ -59,7 +59,8 @@ class TwoStage(ContrastiveMethod):
             head = make_head(ctx)
             with oom_guidance(cfg, "classifier"):
                 if cfg.finetune_encoder:
-                    stage2 = ClassifierModule(encoder, head, cfg.classifier_lr, cfg.weight_decay)
+                    stage2 = ClassifierModule(encoder, head, cfg.classifier_lr, cfg.weight_decay,
+                                              encoder_lr_ratio=cfg.encoder_lr_ratio)
                     train_l, val_l = loaders["train"], loaders["validation"]
                 elif getattr(head, "input", "pooled") == "pooled":
                     for p in encoder.parameters():
