@@ -161,15 +161,17 @@ def test_auto_settings_differ_with_the_texts(text_sets):
         assert (o["lr"], o["epochs"], o["patience"], o["batch_size"]) == (0.003, 30, 10, 16)
         assert not {"classifier_epochs", "classifier_lr", "probe_batch_size"} & set(o)  # one stage
         assert any(r.startswith("encoder=frozen") and "300 texts" in r for r in reasons), reasons
-    o, reasons = chosen["cjk"]  # no spaces between words: TF-IDF character n-grams
-    assert o["encoder"] == "sparse" and o["knn"] == "blend" and "method" not in o
-    # 240 // 8 -> 16; 100,000 examples / 240 per epoch -> the cap, 100; 1,000 probe steps of 32 -> 100
-    assert (o["batch_size"], o["epochs"], o["patience"], o["probe_batch_size"]) == (16, 100, 10, 32)
-    assert o["classifier_epochs"] == 100 and o["classifier_lr"] == 0.02
+    o, reasons = chosen["cjk"]  # no spaces between words: TF-IDF character n-grams, trained end to end
+    assert (o["encoder"], o["method"], o["knn"], o["blend_linear"]) == ("sparse", "end-to-end", "off", True)
+    # 240 // 8 -> 16; 300,000 examples / 240 per epoch -> the cap, 30; under 5,000 examples patience 10
+    assert (o["batch_size"], o["epochs"], o["patience"], o["lr"]) == (16, 30, 10, 0.003)
+    assert o["contrastive_weight"] == 0.01 and o["encoder_options.hidden_dims"] == [512]
+    assert not {"classifier_epochs", "classifier_lr", "probe_batch_size"} & set(o)  # one stage
     assert "240" in reasons[0] and "6 labels" in reasons[0], reasons[0]
     assert any(r.startswith("encoder=sparse") and "no words to split" in r for r in reasons), reasons
     cjk = o["encoder_options.featurizer"]
     assert cjk["word_ngram_range"] is None and cjk["char_analyzer"] == "char" and "max_chars" not in cjk
+    assert cjk["max_features"] == auto.SPARSE_MAX_FEATURES
     assert "short texts" in chosen["short"][1][0] and "long texts" in chosen["long"][1][0]
     assert "CJK" in chosen["cjk"][1][0]  # the tokenizer choice's reason: an unspaced script
 
@@ -179,8 +181,12 @@ def test_auto_settings_sparse_features_when_too_many_texts_to_embed(text_sets, m
     chosen = {k: auto.auto_settings(ds)[0] for k, ds in text_sets.items()}
     assert {o["encoder"] for o in chosen.values()} == {"sparse"}
     short, long = chosen["short"]["encoder_options.featurizer"], chosen["long"]["encoder_options.featurizer"]
-    assert short == {"max_features": 200_000}
-    assert long == {"max_features": 200_000, "max_chars": 20_000}
+    assert short == {"max_features": auto.SPARSE_MAX_FEATURES}
+    assert long == {"max_features": auto.SPARSE_MAX_FEATURES, "max_chars": 20_000}
+    assert {o["method"] for o in chosen.values()} == {"end-to-end"}
+    # a two-stage run the user asks for keeps the probe's settings and the kNN blend
+    o, _ = auto.auto_settings(text_sets["cjk"], method="two-stage")
+    assert "method" not in o and o["knn"] == "blend" and o["epochs"] == 100 and o["classifier_lr"] == 0.02
     # a method the user chose is kept, with the frozen recipe's rate unless it is two-stage
     o, _ = auto.auto_settings(text_sets["short"], encoder="frozen", method="bce")
     assert "method" not in o and "contrastive_weight" not in o and o["lr"] == 0.003
@@ -188,13 +194,12 @@ def test_auto_settings_sparse_features_when_too_many_texts_to_embed(text_sets, m
     assert "lr" not in o and o["epochs"] == 100
 
 
-def test_auto_settings_cnn_for_large_data(text_sets, monkeypatch):
-    monkeypatch.setattr(auto, "LARGE_TEXT_EXAMPLES", 100)
-    monkeypatch.setattr(auto, "FROZEN_MAX_TEXTS", 100)
+def test_auto_settings_for_a_cnn_the_user_chose(text_sets):
     lengths = {}
     for kind, ds in text_sets.items():
-        o, reasons = auto.auto_settings(ds)
-        assert o["encoder"] == "cnn" and o["encoder_options.tokenizer"] == "auto", kind
+        o, reasons = auto.auto_settings(ds, encoder="cnn")
+        assert "encoder" not in o and o["encoder_options.tokenizer"] == "auto", kind
+        assert o["method"] == "end-to-end" and o["knn"] == "off" and "lr" not in o  # the CNN keeps lr 1e-3
         assert o["view_options"] == {"crop": 0.9, "p_drop": 0.1, "p_mask": 0.1}
         lengths[kind] = o["encoder_options.max_length"]
         assert any("95th percentile" in r for r in reasons)

@@ -9,24 +9,31 @@ field              choice
 ``encoder``        text in scripts with spaces between words, up to :data:`FROZEN_MAX_TEXTS`
                    texts in all splits: ``frozen`` (MiniLM sentence embeddings computed once
                    and cached, a 1024-wide MLP trained on them: the Debtags recipe); other
-                   text: ``sparse`` (TF-IDF features, hidden_dims [512]) up to
-                   :data:`LARGE_TEXT_EXAMPLES` training texts, ``cnn`` (own tokenizer,
-                   ``tokenizer: auto``) above; vectors: ``mlp`` (MulSupCon's 256-512-256)
-``method``         with ``frozen`` (unless set): ``end-to-end``, BCE + 0.01 × the contrastive
-                   loss, lr 3e-3, at most 30 epochs, patience 5 (the Debtags recipe)
-``encoder_options`` cnn: ``max_length`` = 95th percentile of the token counts (the tokenizer
-                   kind :func:`~mlsupcon.models.tokenizer_choice.choose_tokenizer` expects:
-                   words, sub-words or characters), the Debtags recipe's sizes; sparse:
+                   text (no spaces between words, symbols, or more texts): ``sparse`` (TF-IDF
+                   features under one trained 512-wide layer); vectors: ``mlp`` (MulSupCon's
+                   256-512-256)
+``method``         text: ``end-to-end``, BCE + 0.01 × the contrastive loss (the Debtags
+                   recipe; for ``frozen`` and ``sparse`` lr 3e-3), early stopping on validation
+                   mAP (patience 5); ``frozen`` at most 30 epochs, ``sparse``/``cnn`` about
+                   :data:`E2E_TARGET_EXAMPLES` examples, 5 to 30 epochs. (A two-stage linear
+                   probe on sparse contrastive features lost to TF-IDF + linear on Debtags
+                   written in CJK characters: benchmarks/check_auto_defaults.py.) Vectors:
+                   two-stage.
+``encoder_options`` cnn (when asked for): ``max_length`` = 95th percentile of the token counts
+                   (the tokenizer kind :func:`~mlsupcon.models.tokenizer_choice.choose_tokenizer`
+                   expects: words, sub-words or characters), the Debtags recipe's sizes; sparse:
                    character 1-3-grams only for scripts without spaces or symbol text,
-                   ``max_chars`` for long documents, at most 200,000 TF-IDF columns
+                   ``max_chars`` for long documents, at most :data:`SPARSE_MAX_FEATURES` columns
 ``view_options``   the encoder's views (token crop/drop/mask, feature drop, feature masking)
-``knn``            a validation-tuned kNN head blended in, except with ``frozen`` (on Debtags
-                   it raised mAP but cost rare labels macro-F1)
+``knn``            a validation-tuned kNN head blended in for two-stage models and vectors;
+                   off for one-stage text models (on Debtags it raised mAP but cost rare labels
+                   macro-F1)
+``blend_linear``   text: the TF-IDF + linear model's scores blended in, weight on validation mAP
 ``batch_size``     min(256, n_train / 8), rounded down to a power of two
-``epochs``         about 100,000 training examples seen, 5 to 100 epochs (more for small
-                   data; a cap: stage 1 stops early on validation kNN mAP); ``patience`` 10
-                   under 5,000 examples
-stage 2            text: a linear probe on the frozen encoder (the Debtags recipe's
+``epochs``         two-stage: about 100,000 training examples seen, 5 to 100 epochs (more for
+                   small data; a cap: stage 1 stops early on validation kNN mAP); ``patience``
+                   10 under 5,000 examples
+stage 2            two-stage text: a linear probe on the frozen encoder (the Debtags recipe's
                    ``classifier_lr`` 0.02), ``probe_batch_size`` min(2048, n_train / 8);
                    vectors: ``finetune_encoder`` with ``classifier_lr`` 0.0005 (MulSupCon);
                    ``classifier_epochs``: about 1,000 probe steps (fine-tuning: as
@@ -65,14 +72,16 @@ from mlsupcon.data import MultiLabelDataset, load_dataset
 from mlsupcon.models.tokenizer_choice import choose_tokenizer
 from mlsupcon.training.config import TrainConfig
 
-__all__ = ["AUTO_SPECS", "LARGE_TEXT_EXAMPLES", "data_statistics", "auto_settings", "apply_auto_settings",
-           "user_set_fields"]
+__all__ = ["AUTO_SPECS", "E2E_TARGET_EXAMPLES", "SPARSE_MAX_FEATURES", "data_statistics", "auto_settings",
+           "apply_auto_settings", "user_set_fields"]
 
 #: Dataset kinds (spec prefixes) whose settings are chosen from the data.
 AUTO_SPECS = ("jsonl", "csv", "vectors")
-#: Training texts from which a CNN with its own tokenizer is chosen over TF-IDF features: below
-#: it, TF-IDF n-grams (nothing learnt from scratch but one sparse layer) are the safer first run.
-LARGE_TEXT_EXAMPLES = 20_000
+#: Columns of the TF-IDF features under the trainable sparse layer that auto settings choose.
+SPARSE_MAX_FEATURES = 50_000
+#: Training examples an end-to-end sparse/CNN run sees at most (epochs within MIN_EPOCHS..E2E_MAX_EPOCHS).
+E2E_TARGET_EXAMPLES = 300_000
+E2E_MAX_EPOCHS = 30
 #: Texts (all splits) up to which text in a spaced script gets the frozen MiniLM encoder: embedding
 #: them once costs about 18 CPU-minutes per 29,000 texts on 2 cores (cached afterwards); above,
 #: a first run would spend too long embedding, so a CNN or TF-IDF encoder is chosen instead.
@@ -209,10 +218,7 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None, finetune: bool | No
     enc = ""
     if modality == "text":
         spaced = s["unspaced_script_share"] < 0.3 and s["symbol_share"] < 0.25
-        if spaced and s["n_all"] <= FROZEN_MAX_TEXTS:
-            chosen = "frozen"
-        else:
-            chosen = "cnn" if n > LARGE_TEXT_EXAMPLES else "sparse"
+        chosen = "frozen" if spaced and s["n_all"] <= FROZEN_MAX_TEXTS else "sparse"
         if encoder is None:
             o["encoder"] = chosen
             if chosen == "frozen":
@@ -220,13 +226,10 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None, finetune: bool | No
                                   "MiniLM sentence embeddings, computed once and cached, under a trained MLP")
             elif not spaced:
                 why["encoder"] = ("no words to split (a script without spaces, or symbols): "
-                                  + ("a CNN with its own tokenizer" if chosen == "cnn" else
-                                     "TF-IDF character n-grams under one trained layer"))
+                                  "TF-IDF character n-grams under one trained layer")
             else:
                 why["encoder"] = (f"{s['n_all']:,} texts > {FROZEN_MAX_TEXTS:,}: embedding them with MiniLM "
-                                  "would dominate a first run; " +
-                                  (f"{n:,} training texts > {LARGE_TEXT_EXAMPLES:,}: a CNN with its own tokenizer"
-                                   if chosen == "cnn" else "TF-IDF n-grams under one trained layer"))
+                                  "would dominate a first run; TF-IDF n-grams under one trained layer")
         enc = (encoder or chosen).strip().lower()
         if enc == "frozen":
             for k, v in _FROZEN.items():
@@ -256,8 +259,9 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None, finetune: bool | No
             o["view_options"] = {"crop": 0.9, "p_drop": 0.1, "p_mask": 0.1}
             why["view_options"] = "token views: crop 90 %, delete and mask 10 % of the tokens"
         elif enc == "sparse":
-            feat: dict[str, Any] = {"max_features": 200_000}
-            note = "at most 200,000 TF-IDF columns (as the linear baseline; the sparse layer stays < 0.5 GB)"
+            feat: dict[str, Any] = {"max_features": SPARSE_MAX_FEATURES}
+            note = (f"at most {SPARSE_MAX_FEATURES:,} TF-IDF columns (each step updates the whole "
+                    "columns x 512 layer: 200,000 made steps 4x slower for no gain)")
             if s["unspaced_script_share"] >= 0.3 or s["symbol_share"] >= 0.25:
                 feat.update({"word_ngram_range": None, "char_ngram_range": [1, 3], "char_analyzer": "char"})
                 note = (f"character 1-3-grams only: {s['unspaced_script_share']:.0%} of the characters in scripts "
@@ -272,6 +276,24 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None, finetune: bool | No
             why["encoder_options.featurizer"] = note
             o["view_options"] = {"p_drop": 0.2}
             why["view_options"] = "feature views: drop 20 % of each text's n-grams"
+        if enc in ("sparse", "cnn"):
+            if method is None:
+                o["method"] = "end-to-end"
+                why["method"] = ("BCE + a small contrastive term on the same batches (a linear probe on "
+                                 "contrastive features trained from scratch lost to TF-IDF + linear)")
+                o["contrastive_weight"] = 0.01
+                why["contrastive_weight"] = "the Debtags recipe: a larger weight drowns the BCE term"
+            if (method or "end-to-end").strip().lower() != "two-stage":
+                e2e_epochs = int(min(E2E_MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(E2E_TARGET_EXAMPLES / n))))
+                o["epochs"] = e2e_epochs
+                why["epochs"] = (f"about {E2E_TARGET_EXAMPLES:,} examples seen at {n:,} per epoch, within "
+                                 f"{MIN_EPOCHS}..{E2E_MAX_EPOCHS} (a cap: early stopping on validation mAP "
+                                 "ends it sooner)")
+                o["patience"] = 5
+                why["patience"] = "5 epochs without a better validation mAP"
+                if enc == "sparse":
+                    o["lr"] = 0.003
+                    why["lr"] = "one sparse layer and a head learn fast (the frozen recipe's rate)"
     else:
         if encoder is None:
             o["encoder"] = "mlp"
@@ -290,9 +312,10 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None, finetune: bool | No
     # A user's first run must not lose to what they would fit in a minute: every model is blended
     # (weights chosen on validation) with a kNN head and, for text, the TF-IDF linear model; a
     # blend weight of 1 keeps the trained model alone when the others do not help.
-    if enc == "frozen":
+    one_stage = o.get("method", (method or "").strip().lower()) in ("end-to-end", "bce", "asl")
+    if enc == "frozen" or (modality == "text" and one_stage):
         o["knn"] = "off"
-        why["knn"] = "no kNN blend on MiniLM features: on Debtags it raised mAP but cost rare labels macro-F1"
+        why["knn"] = "no kNN blend with a one-stage text model: on Debtags it raised mAP but cost rare labels macro-F1"
     else:
         o["knn"] = "blend"
         why["knn"] = "a validation-tuned kNN head on the embeddings, blended in where it raises validation mAP"
