@@ -163,8 +163,8 @@ def test_auto_settings_differ_with_the_texts(text_sets):
         assert any(r.startswith("encoder=frozen") and "300 texts" in r for r in reasons), reasons
     o, reasons = chosen["cjk"]  # no spaces between words: TF-IDF character n-grams, trained end to end
     assert (o["encoder"], o["method"], o["knn"], o["blend_linear"]) == ("sparse", "end-to-end", "off", True)
-    # 240 // 8 -> 16; 300,000 examples / 240 per epoch -> the cap, 30; under 5,000 examples patience 10
-    assert (o["batch_size"], o["epochs"], o["patience"], o["lr"]) == (16, 30, 10, 0.003)
+    # 240 // 8 -> 16; 150,000 examples / 240 per epoch -> the cap, 20; under 5,000 examples patience 10
+    assert (o["batch_size"], o["epochs"], o["patience"], o["lr"]) == (16, 20, 10, 0.003)
     assert o["contrastive_weight"] == 0.01 and o["encoder_options.hidden_dims"] == [512]
     assert not {"classifier_epochs", "classifier_lr", "probe_batch_size"} & set(o)  # one stage
     assert "240" in reasons[0] and "6 labels" in reasons[0], reasons[0]
