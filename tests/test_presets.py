@@ -293,3 +293,20 @@ def test_compare_chooses_once_for_every_run(tmp_path, monkeypatch, capsys):
     assert err.count("mlsupcon: no config given; chose from the data") == 1
     assert len(seen) == 4 and all(c.auto is False and c.encoder == "frozen" and c.epochs == 2 for c in seen)
     assert {c.method for c in seen} == {"bce", "end-to-end"} and all(c.lr == 0.003 for c in seen)
+
+
+def test_cli_run_on_unspaced_text_trains_the_sparse_encoder_end_to_end(tmp_path):
+    rng = np.random.default_rng(3)
+    data = _write_texts(tmp_path / "cjk.jsonl", _cjk(150, rng))
+    out = tmp_path / "run"
+    rc, _, err = fp.run_cli(["train", "--dataset", f"jsonl:{data}", "--epochs", "2", "--no-progress",
+                             "--output", str(out)])
+    assert rc == 0, err
+    assert "encoder=sparse" in err and "method=end-to-end" in err and "knn=off" in err
+    saved = fp.read_config_yaml(out)
+    assert (saved["encoder"], saved["method"], saved["knn"], saved["blend_linear"]) == ("sparse", "end-to-end",
+                                                                                        "off", True)
+    assert saved["encoder_options"]["featurizer"]["char_analyzer"] == "char" and saved["epochs"] == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["timings"]["train_s"] > 0 and "contrastive_s" not in metrics["timings"]  # one stage
+    assert 0.0 <= metrics["map"] <= 1.0 and "blend_linear" in metrics["chosen_on_validation"]
