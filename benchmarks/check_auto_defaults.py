@@ -4,7 +4,7 @@ Builds text sets a user might bring, in other scripts and sizes, from the bundle
 descriptions (the only real multi-label text shipped), writes each as a JSONL file, and runs on
 each, on the same split:
 
-* ``mlsupcon train --dataset jsonl:FILE`` with no config and no flags (settings chosen from the
+* ``mlsupcon train --dataset jsonl:FILE`` (``vectors:FILE``) with no config and no flags (settings chosen from the
   data, as a new user gets them), and
 * ``mlsupcon train --dataset jsonl:FILE --method linear`` (TF-IDF + one-vs-rest LinearSVC).
 
@@ -15,7 +15,8 @@ Variants (``--variants``, comma-separated):
 ``cjk-8k``      8,000 descriptions, every word written as two CJK characters (a fixed hash of the
                 word), no spaces: a script without word boundaries
 ``emoji-12k``   12,000 descriptions, every word written as one emoji (a fixed hash), no spaces
-``cjk-full``    all 28,903 descriptions as in ``cjk-8k`` (above 20,000 training texts: a CNN)
+``cjk-full``    all 28,903 descriptions as in ``cjk-8k``
+``yeast-vec``   the bundled yeast split written as a ``vectors:`` file (``.npz``: x, y, split)
 
 The word-to-character codes keep what a text says (the same word is always the same characters)
 but remove every space and every Latin letter, so word tokenisers and English sentence encoders
@@ -42,7 +43,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-VARIANTS = ("en-tiny", "en-3k", "cjk-8k", "emoji-12k", "cjk-full")
+VARIANTS = ("en-tiny", "en-3k", "cjk-8k", "emoji-12k", "cjk-full", "yeast-vec")
 _WORD = re.compile(r"\w+", re.UNICODE)
 # CJK unified ideographs (common block) and assigned pictographic emoji.
 _CJK = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)]
@@ -70,7 +71,24 @@ def debtags_records() -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def build(variant: str, records: list[dict], work: Path) -> Path:
+def build_vectors(work: Path) -> str:
+    import numpy as np
+    import scipy.sparse as sp
+
+    from mlsupcon.data import load_dataset
+
+    ds = load_dataset("yeast")
+    parts = [ds.splits[s] for s in ("train", "validation", "test")]
+    y = [p.labels.toarray() if sp.issparse(p.labels) else np.asarray(p.labels) for p in parts]
+    path = work / "yeast-vec.npz"
+    np.savez(path, x=np.concatenate([np.asarray(p.inputs) for p in parts]), y=np.concatenate(y).astype(np.uint8),
+             split=np.array([p.name for p in parts for _ in range(len(p))]))
+    return f"vectors:{path}"
+
+
+def build(variant: str, records: list[dict], work: Path) -> str:
+    if variant == "yeast-vec":
+        return build_vectors(work)
     rng = random.Random(0)
     recs = list(records)
     rng.shuffle(recs)
@@ -90,11 +108,11 @@ def build(variant: str, records: list[dict], work: Path) -> Path:
     with open(path, "w", encoding="utf-8") as f:
         for i, row in enumerate(rows):
             f.write(json.dumps({"id": f"{variant}-{i}", **row}, ensure_ascii=False) + "\n")
-    return path
+    return f"jsonl:{path}"
 
 
-def run(path: Path, out: Path, extra: list[str], log: Path) -> tuple[dict | None, float]:
-    cmd = [sys.executable, "-m", "mlsupcon.cli.main", "train", "--dataset", f"jsonl:{path}", "--seed", "0",
+def run(spec: str, out: Path, extra: list[str], log: Path) -> tuple[dict | None, float]:
+    cmd = [sys.executable, "-m", "mlsupcon.cli.main", "train", "--dataset", spec, "--seed", "0",
            "--output", str(out), "--overwrite", "--no-progress", *extra]
     t0 = time.perf_counter()
     with open(log, "w") as f:
@@ -114,10 +132,10 @@ def main() -> None:
     lines = ["| data | method | micro_f1 | macro_f1 | map | p@1 | wall |", "|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
-        path = build(variant, records, args.work)
+        spec = build(variant, records, args.work)
         for name, extra in (("linear", ["--method", "linear"]), ("defaults", [])):
             out = args.work / "runs" / f"{variant}-{name}"
-            m, wall = run(path, out, extra, args.work / f"{variant}-{name}.log")
+            m, wall = run(spec, out, extra, args.work / f"{variant}-{name}.log")
             if m is None:
                 row = f"| {variant} | {name} | failed (see {variant}-{name}.log) | | | | {wall:.0f} s |"
             else:
