@@ -11,7 +11,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from mlsupcon.evaluation import choose_blend_weight, selection_metric, tune_global_threshold
+from mlsupcon.evaluation import choose_blend_weight, micro_f1, selection_metric, tune_global_threshold
 from mlsupcon.evaluation.blend import blend
 from mlsupcon.models import BlendHead, KNNHead, LinearClassifier
 
@@ -197,3 +197,33 @@ def test_blend_head_errors():
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _uncalibrated_case():
+    # a ranks every label perfectly but on label-specific scales (high mAP, poor global-threshold F1);
+    # b is calibrated but ranks worse.
+    rng = np.random.default_rng(0)
+    y = (rng.random((300, 20)) < 0.15).astype(int)
+    a = rng.uniform(0, 0.9, 20) + 0.05 * y + 0.04 * rng.random((300, 20))
+    b = np.clip(0.45 * y + 0.55 * rng.random((300, 20)), 0, 1)
+    return y, a, b
+
+
+def test_guard_keeps_the_f1_of_b_alone():
+    y, a, b = _uncalibrated_case()
+    assert choose_blend_weight(y, a, b, metric="map")[0] == 1.0  # mAP alone prefers a
+    w, table = choose_blend_weight(y, a, b, metric="map", guard=("micro_f1", "macro_f1"))
+    base = table[0]["guard"]
+    assert table[0]["weight"] == 0.0 and table[0]["allowed"] is True
+    chosen = next(r for r in table if r["weight"] == w)
+    assert chosen["allowed"] and all(chosen["guard"][g] >= base[g] - 1e-12 for g in base)
+    assert all(not r["allowed"] for r in table if r["value"] > chosen["value"])  # better mAP lost an F1
+    assert micro_f1(y, blend(a, b, w), tune_global_threshold(y, blend(a, b, w))) >= base["micro_f1"] - 1e-12
+
+
+def test_guard_changes_nothing_when_the_blend_loses_no_f1():
+    y, a, b = _uncalibrated_case()
+    good = np.clip(0.5 * y + 0.5 * np.random.default_rng(1).random(y.shape), 0, 1)  # calibrated and better
+    plain = choose_blend_weight(y, good, b, metric="map")
+    guarded = choose_blend_weight(y, good, b, metric="map", guard="micro_f1")
+    assert plain[0] == guarded[0] and all(r["allowed"] for r in guarded[1] if r["weight"] == guarded[0])

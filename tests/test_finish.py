@@ -22,6 +22,7 @@ def test_knn_and_linear_blend_run_reloads_and_embeds(tmp_path):
     chosen = metrics["chosen_on_validation"]
     assert 0.0 <= chosen["knn"]["blend_weight_of_head"] <= 1.0
     assert 0.0 <= chosen["blend_linear"]["weight_of_model"] <= 1.0
+    assert isinstance(chosen["blend_linear"]["excluded_by_guard"], list)
     model_json = json.loads((out / "model" / "model.json").read_text())
     assert model_json["head"]["kind"] == "blend" and model_json["encoder"]["name"] == "fusion"
 

@@ -165,8 +165,15 @@ def choose_blend_weight(
     val_scores_b: Any,
     weights: Any = DEFAULT_WEIGHTS,
     metric: Metric = "map",
+    guard: Any = (),
 ) -> tuple[float, list[dict[str, Any]]]:
     """The weight ``w`` of ``a`` in ``p = w · a + (1 − w) · b`` maximising a validation metric.
+
+    With ``guard``, only blends that lose none of the guard metrics against ``b`` alone (on
+    validation) are candidates: a model that ranks well within each label (mAP) but whose
+    probabilities are not comparable across labels (a model stopped early, before its
+    classifier learnt the label priors) cannot drag the F1 scores of ``b`` down. ``b`` alone
+    (``w = 0``) always qualifies.
 
     **Validation data only**; apply the returned weight unchanged to the test split (with
     :func:`blend`). Pure: it reads only its arguments and is deterministic.
@@ -183,11 +190,14 @@ def choose_blend_weight(
         metric: See :func:`selection_metric`; for ``"micro_f1"`` / ``"macro_f1"`` each
             candidate is scored at the global threshold tuned on its own blended
             validation scores.
+        guard: Names from :data:`SELECTION_METRICS` a candidate must not lose against ``b``
+            alone (each at its own tuned threshold for the F1 metrics).
 
     Returns:
         ``(weight, table)``: the chosen weight (a float) and, for every candidate in the
         order given, ``{"weight": w, "value": v, "threshold": t}`` (``t`` is ``None`` for
-        threshold-free metrics).
+        threshold-free metrics); with ``guard`` also ``"guard"``: ``{name: value}`` and
+        ``"allowed"``: whether it kept every guard metric at least at ``b``'s value.
 
     Raises:
         ValueError: shape mismatch, scores outside ``[0, 1]``, bad ``weights`` or
@@ -210,13 +220,25 @@ def choose_blend_weight(
     sa = sa.astype(np.float64, copy=False)
     sb = sb.astype(np.float64, copy=False)
 
+    guards = [check_metric(g) for g in ((guard,) if isinstance(guard, str) else tuple(guard))]
+    floor = {g: selection_metric(y, sb, g)[0] for g in guards}  # b alone
     table: list[dict[str, Any]] = []
     for w in ws:
-        value, t = selection_metric(y, blend(sa, sb, float(w)), metric)
-        table.append({"weight": float(w), "value": value, "threshold": t})
+        scores = blend(sa, sb, float(w))
+        value, t = selection_metric(y, scores, metric)
+        row: dict[str, Any] = {"weight": float(w), "value": value, "threshold": t}
+        if guards:
+            row["guard"] = {g: selection_metric(y, scores, g)[0] for g in guards}
+            row["allowed"] = bool(w == 0) or all(row["guard"][g] >= floor[g] - _TIE_TOL or math.isnan(floor[g])
+                                           for g in guards)
+            row["allowed"] = bool(row["allowed"])
+        table.append(row)
     values = np.array([r["value"] for r in table], dtype=np.float64)
     if np.isnan(values).all():
         raise ValueError(f"metric {metric!r} is undefined (NaN) on val_y at every weight")
-    best = np.nanmax(values)
-    tied = [r["weight"] for r in table if not math.isnan(r["value"]) and r["value"] >= best - _TIE_TOL]
+    allowed = [r for r in table if r.get("allowed", True) and not math.isnan(r["value"])]
+    if not allowed:  # no candidate kept the guards (w = 0 was not offered): b's guard values decide nothing
+        allowed = [r for r in table if not math.isnan(r["value"])]
+    best = max(r["value"] for r in allowed)
+    tied = [r["weight"] for r in allowed if r["value"] >= best - _TIE_TOL]
     return max(tied), table
