@@ -10,4 +10,4 @@ fresh=(--overwrite)
 for arg in "$@"; do [[ "$arg" == "--resume" ]] && fresh=(); done
 if [[ ! -e runs/quickstart ]]; then fresh=(); fi
 exec .venv/bin/mlsupcon compare --dataset debtags --max-examples 2000 \
-  --losses linear,bce,mulsupcon --seeds 1 --output runs/quickstart --no-progress "${fresh[@]}" "$@"
+  --losses linear,bce,simdis --seeds 1 --output runs/quickstart --no-progress "${fresh[@]}" "$@"
