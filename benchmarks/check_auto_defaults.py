@@ -44,7 +44,6 @@ from importlib import resources
 from pathlib import Path
 
 VARIANTS = ("en-tiny", "en-3k", "cjk-8k", "emoji-12k", "cjk-full", "yeast-vec")
-_WORD = re.compile(r"\w+", re.UNICODE)
 # CJK unified ideographs (common block) and assigned pictographic emoji.
 _CJK = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)]
 _EMOJI = [chr(c) for c in (*range(0x1F300, 0x1F5FF), *range(0x1F600, 0x1F650), *range(0x1F680, 0x1F6C6))]

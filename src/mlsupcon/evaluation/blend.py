@@ -117,6 +117,16 @@ def selection_metric(y_val: Any, scores_val: Any, metric: Metric = "map") -> tup
     return float(_RANKING[metric](y_val, scores_val)), None
 
 
+def _guard_values(y: np.ndarray, scores: np.ndarray, guards: list[Metric],
+                  threshold: float | None = None) -> dict[Metric, float]:
+    """:func:`selection_metric` of each guard on ``scores``; the F1 metrics share one tuned threshold
+    (``threshold`` when the selection metric already tuned it on these scores)."""
+    if threshold is None and any(g in _F1 for g in guards):
+        threshold = tune_global_threshold(y, scores)
+    return {g: float(_F1[g](y, scores, threshold)) if g in _F1 else selection_metric(y, scores, g)[0]
+            for g in guards}
+
+
 def _check_weights(weights: Any) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64) if not isinstance(weights, np.ndarray) else weights.astype(np.float64)
     if w.ndim != 1 or w.size == 0:
@@ -221,17 +231,16 @@ def choose_blend_weight(
     sb = sb.astype(np.float64, copy=False)
 
     guards = [check_metric(g) for g in ((guard,) if isinstance(guard, str) else tuple(guard))]
-    floor = {g: selection_metric(y, sb, g)[0] for g in guards}  # b alone
+    floor = _guard_values(y, sb, guards)  # b alone
     table: list[dict[str, Any]] = []
     for w in ws:
         scores = blend(sa, sb, float(w))
         value, t = selection_metric(y, scores, metric)
         row: dict[str, Any] = {"weight": float(w), "value": value, "threshold": t}
         if guards:
-            row["guard"] = {g: selection_metric(y, scores, g)[0] for g in guards}
-            row["allowed"] = bool(w == 0) or all(row["guard"][g] >= floor[g] - _TIE_TOL or math.isnan(floor[g])
-                                           for g in guards)
-            row["allowed"] = bool(row["allowed"])
+            row["guard"] = _guard_values(y, scores, guards, t)
+            row["allowed"] = bool(w == 0 or all(row["guard"][g] >= floor[g] - _TIE_TOL or math.isnan(floor[g])
+                                                for g in guards))
         table.append(row)
     values = np.array([r["value"] for r in table], dtype=np.float64)
     if np.isnan(values).all():

@@ -172,7 +172,6 @@ def tune_global_threshold_macro_f1(y_true_val: Any, scores_val: Any, grid: Any =
     if present.size == 0:
         raise ValueError("y_true_val has no positive label; macro-F1 is undefined at every threshold")
     flat = s.ravel()
-    all_sorted = np.sort(flat)
     if grid is None:
         cand = np.unique(flat[y.ravel()])  # ascending distinct positive scores
         most = max(1, MACRO_SWEEP_MAX_ENTRIES // present.size)
@@ -191,10 +190,10 @@ def tune_global_threshold_macro_f1(y_true_val: Any, scores_val: Any, grid: Any =
     best = int(np.argmax(f1_sum))  # first maximum = smallest threshold
     if grid is not None:
         return float(cand[best])
-    below = int(np.searchsorted(all_sorted, cand[best], side="left"))
-    if below == 0:
+    lower = flat[flat < cand[best]]  # the next lower distinct score, if any, bounds the gap
+    if lower.size == 0:
         return float(cand[best])
-    return float(_gap_midpoint(all_sorted[below - 1], cand[best]))
+    return float(_gap_midpoint(lower.max(), cand[best]))
 
 
 def tune_per_label_thresholds(
