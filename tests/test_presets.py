@@ -41,16 +41,16 @@ def test_naming_the_dataset_gives_its_preset(name):
 def test_yeast_preset_is_the_mulsupcon_recipe():
     cfg = load_config(overrides={"dataset": "yeast"})
     assert (cfg.encoder, cfg.encoder_options, cfg.method, cfg.loss, cfg.finetune_encoder) == (
-        "mlp", {"hidden_dims": [256, 512, 256]}, "two-stage", "mulsupcon", True)
+        "mlp", {"hidden_dims": [256, 512, 256], "dropout": 0.2}, "two-stage", "mulsupcon", True)
     assert (cfg.epochs, cfg.classifier_epochs, cfg.batch_size, cfg.lr, cfg.classifier_lr) == (100, 100, 64, 1e-3, 5e-4)
     assert cfg.view_options == {"p_mask": 0.5, "noise_std": 0.0}
 
 
 def test_flags_override_the_preset():
-    cfg = load_config(overrides={"dataset": "yeast", "epochs": 3, "encoder_options.dropout": 0.2,
+    cfg = load_config(overrides={"dataset": "yeast", "epochs": 3, "encoder_options.dropout": 0.3,
                                  "loss_options.temperature": 0.3})
     assert cfg.epochs == 3 and cfg.preset == "yeast"
-    assert cfg.encoder_options == {"hidden_dims": [256, 512, 256], "dropout": 0.2}  # option by option
+    assert cfg.encoder_options == {"hidden_dims": [256, 512, 256], "dropout": 0.3}  # option by option
     assert cfg.loss_options == {"temperature": 0.3}
     assert cfg.classifier_epochs == PRESETS["yeast"]["classifier_epochs"]  # the rest is the preset's
     # another loss or encoder: the preset's options of its loss / encoder do not follow
@@ -105,7 +105,7 @@ def test_train_dataset_yeast_uses_the_preset(tmp_path):
     assert rc == 0, err
     saved = fp.read_config_yaml(out)
     assert saved["preset"] == "yeast" and saved["encoder"] == "mlp" and saved["finetune_encoder"] is True
-    assert saved["encoder_options"] == {"hidden_dims": [256, 512, 256]}
+    assert saved["encoder_options"] == {"hidden_dims": [256, 512, 256], "dropout": 0.2}
     assert (saved["batch_size"], saved["epochs"], saved["classifier_epochs"]) == (64, 1, 1)
     assert "chose from the data" not in err  # a preset is a recipe: nothing chosen from the data
     m = fp.check_run_folder(out)
