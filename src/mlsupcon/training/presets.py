@@ -85,16 +85,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # ---- fashion-mosaic: multi-label images that train on a CPU -------------------------------
     # 2×2 mosaics of Fashion-MNIST items (labels = classes present), a small ResNet on 56×56 images.
+    # Stage 1: SimDis on two crops that keep at least 60 % of the image (a 20 % crop, kornia's
+    # usual lower bound, can cut whole items out of the mosaic, and their labels with them); stage
+    # 2 fine-tunes the ResNet with the classifier (a linear probe on the frozen ResNet reached
+    # 77.9 mAP, below the pixel baseline; fine-tuned, seed 0 reached 93.3 against bce's 90.6).
     "fashion-mosaic": {
         "dataset": "fashion-mosaic",
         "dataset_options": {"train_size": 8000, "validation_size": 1000, "test_size": 1000},
         "encoder": "resnet",
         "encoder_options": {"preset": "small", "image_size": 56},
-        "view_options": {"size": 56},
+        "view_options": {"size": 56, "scale": [0.6, 1.0]},
         "method": "two-stage",
         "loss": "simdis",
         "epochs": 10,
-        "classifier_epochs": 30,
+        "finetune_encoder": True,
+        "classifier_epochs": 10,
         "batch_size": 128,
     },
 }
