@@ -40,7 +40,7 @@ def test_flags_override_yaml(tmp_path):
     assert saved["progress"] is False and saved["output"] == str(out)
     # ... over the YAML, which wins over the defaults
     assert saved["method"] == "end-to-end" and saved["lr"] == 0.005 and saved["projection_dim"] == 8
-    assert saved["encoder_options"] == {"hidden_dims": [16]}
+    assert saved["encoder_options"] == {"hidden_dims": [16], "dropout": 0.2}  # the preset's dropout stays
     assert saved == fp.expected_config(
         yml, {"dataset": "yeast", "encoder": "mlp", "epochs": 1, "batch_size": 16, "loss": "simdis", "seed": 5,
               "progress": False, "output": str(out)},
