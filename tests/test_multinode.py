@@ -33,8 +33,8 @@ pytestmark = pytest.mark.distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"encoder_options": {"hidden_dims": [32], "dropout": 0.2}, "projection_dim": 16}
-# No randomness in a training step (identity views, no dropout): gradients comparable across launches.
-# No dropout (the yeast preset has 0.2): its masks would differ between the ranks and one process.
+# No randomness in a training step (identity views, no dropout, which the yeast preset would
+# otherwise bring): gradients comparable across launches.
 DETERMINISTIC = {"encoder_options": {"hidden_dims": [32], "dropout": 0.0}, "projection_dim": 16,
                  "view_options": {"p_mask": 0.0, "noise_std": 0.0}}
 
