@@ -107,7 +107,8 @@ FLAGS: tuple[Flag, ...] = (
          "(wide & deep; weight chosen on validation)", value=True),
     Flag("--no-blend-linear", "switch", "blend_linear", "do not blend the TF-IDF linear model in", value=False),
     Flag("--accelerator", str, "accelerator", "cpu | gpu | auto"),
-    Flag("--no-progress", "switch", "progress", "no progress bars: one summary line per epoch on stderr",
+    Flag("--no-progress", "switch", "progress", "no progress reports but one summary line per epoch on stderr "
+         "(without a terminal there are no bars either: one line per epoch or per quarter of a long step)",
          value=False),
     Flag("--resume", "switch", "resume", "continue an interrupted run from its last checkpoints (same "
          "configuration; with --output DIR alone, DIR/config.yaml is the configuration)", value=True),
@@ -170,28 +171,50 @@ def _resume_config_path(args) -> str | None:
     return str(saved) if saved.is_file() else None
 
 
+def _is_primary_launch() -> bool:
+    """Not an extra process of a distributed launch (those follow rank 0 into its folder)."""
+    return all(int(os.environ.get(v, "0") or 0) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
 def cmd_train(args) -> int:
+    import contextlib
+    from pathlib import Path
+
+    from mlsupcon.cli.checks import check_accelerator
     from mlsupcon.training.config import load_config
 
     # Merged (defaults < preset < YAML < flags) and validated before the data is read, and the data read
     # and checked (mlsupcon.training.input_checks) before torch and Lightning (seconds to import) are:
     # a mistake in either is reported at once. The head and loss names need their registries (torch).
     cfg = load_config(_resume_config_path(args), _overrides(args, "train"), registries=False)
-    from pathlib import Path
-
+    from mlsupcon.progress import set_enabled
     from mlsupcon.training.output_folder import check_run_output
+    from mlsupcon.training.run_folder import claim_run_folder
 
-    check_run_output(cfg, Path(cfg.output))  # a refused folder or nothing to resume: before the data is read
+    set_enabled(cfg.progress)  # --no-progress: the encoders' embedding reports too
+    out = Path(cfg.output)
+    check_run_output(cfg, out)  # a refused folder or nothing to resume: before the data is read
+    check_accelerator(cfg.accelerator)
     from mlsupcon.training.input_checks import load_training_data
 
-    try:
-        dataset = load_training_data(cfg)
-        cfg.validate()
-        from mlsupcon.training.runner import run_training
+    primary = _is_primary_launch()
+    # The folder's lock first: a second run into the same folder is refused before its data is read.
+    with claim_run_folder(out) if primary else contextlib.nullcontext():
+        try:
+            dataset = load_training_data(cfg)
+            cfg.validate()
+            from mlsupcon.training.runner import run_training
 
-        m = run_training(cfg, dataset)
-    except KeyboardInterrupt:  # outside a training stage (a stage reports its own)
-        raise _interrupted(f"mlsupcon train --output {cfg.output} --resume", cfg.output) from None
+            m = run_training(cfg, dataset)
+        except KeyboardInterrupt:  # outside a training stage (a stage reports its own)
+            raise _interrupted(f"mlsupcon train --output {cfg.output} --resume", cfg.output) from None
+        except Exception as exc:
+            from mlsupcon.training.errors import disk_full_error
+
+            full = disk_full_error(exc)
+            if full is None or not primary:
+                raise
+            raise ValueError(_disk_full_train_message(full, out, cfg.resume)) from None
     if not m:  # an extra process of a distributed launch: rank 0 reports
         return 0
     _print_metrics(m)
@@ -199,10 +222,31 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _disk_full_train_message(exc: OSError, out, resume: bool) -> str:
+    """The one line of a run stopped by a full disk; a run with nothing to resume from is removed
+    (its ``config.yaml``, logs …), so that the folder never holds half a run."""
+    from mlsupcon.training.output_folder import remove_artefacts
+    from mlsupcon.training.run_folder import has_checkpoint
+
+    where = os.path.dirname(os.path.abspath(exc.filename)) if exc.filename else str(out)
+    if has_checkpoint(out):
+        kept = (f"the run's checkpoints in {out} are kept: free space, then continue with "
+                f"`mlsupcon train --output {out} --resume`")
+    elif resume:
+        kept = f"free space, then continue with `mlsupcon train --output {out} --resume`"
+    else:
+        remove_artefacts(out)
+        kept = f"nothing of this run was kept in {out}: free space and run it again"
+    return f"no space left on device ({where}); {kept}"
+
+
 def cmd_compare(args) -> int:
     from mlsupcon.training.config import load_config
 
     cfg = load_config(args.config, _overrides(args, "compare"))
+    from mlsupcon.progress import set_enabled
+
+    set_enabled(cfg.progress)
     losses = [s.strip() for s in args.losses.split(",") if s.strip()]
     if not losses:
         raise ValueError(f"losses: expected a comma-separated list of names, got {args.losses!r}")
@@ -348,6 +392,9 @@ def _main(argv: list[str] | None) -> int:
     from mlsupcon.cli.allocator import tune_malloc
 
     tune_malloc()
+    from mlsupcon.progress import set_enabled
+
+    set_enabled(not getattr(args, "no_progress", False))  # train / compare: their config's progress
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, KeyError) as exc:
@@ -357,9 +404,15 @@ def _main(argv: list[str] | None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"mlsupcon: error: {msg}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - only a SIGTERM / Ctrl-C stop is handled here
-        from mlsupcon.training.errors import TrainingInterrupted
+    except Exception as exc:  # noqa: BLE001 - only a full disk and a SIGTERM / Ctrl-C stop are handled here
+        from mlsupcon.training.errors import TrainingInterrupted, disk_full_error
 
+        full = disk_full_error(exc)
+        if full is not None and not os.environ.get("MLSUPCON_DEBUG"):
+            where = os.path.dirname(os.path.abspath(full.filename)) if full.filename else "the output's file system"
+            print(f"mlsupcon: error: no space left on device ({where}); free space and run the command again "
+                  "(nothing half-written was left under the output name)", file=sys.stderr)
+            return 2
         if not isinstance(exc, TrainingInterrupted):
             raise
         print(f"mlsupcon: {exc}", file=sys.stderr)
@@ -367,6 +420,8 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("mlsupcon: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
+    finally:
+        set_enabled(True)  # the switch is the command's, not the process's (main() may run again in-process)
 
 
 def _stdout_closed() -> int:

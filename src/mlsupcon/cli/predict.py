@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 
@@ -22,11 +23,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, help="JSONL/CSV/TSV/TXT texts, .npy/.npz vectors, or a folder / list "
                                                   "file of images")
     p.add_argument("--output", required=True, help="output file")
-    p.add_argument("--text-field", default="text", help="text field / column of JSONL and CSV inputs (default text)")
-    p.add_argument("--id-field", default="id", help="id field / column (default id)")
+    p.add_argument("--text-field", help="text field / column of JSONL and CSV inputs (default text)")
+    p.add_argument("--id-field", help="id field / column, in every record (default: id where the input has it; "
+                                      "without ids, inputs are numbered from 0)")
     p.add_argument("--batch-size", type=int, default=64, help="inputs per forward pass (default 64)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress report (without a terminal: one line "
+                                                               "per quarter of the inputs instead of a bar)")
 
 
 def add_commands(sub: argparse._SubParsersAction, evaluate: argparse.ArgumentParser | None = None) -> None:
@@ -61,24 +64,39 @@ def add_commands(sub: argparse._SubParsersAction, evaluate: argparse.ArgumentPar
         evaluate.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
                               help="a dataset option (e.g. text_field=body; KEY=null drops a run option); repeatable")
         evaluate.add_argument("--batch-size", type=int, default=512, help="inputs per forward pass (default 512)")
+        for action in evaluate._actions:  # --split itself is cli/main.py's
+            if action.dest == "split":
+                action.help = ("the split to score: train, validation, test (default), or all: every example "
+                               "(a file without a split column is split 80/10/10 by seed)")
+        evaluate.add_argument("--no-progress", action="store_true", help="no progress report (e.g. of a frozen "
+                                                                          "encoder embedding the split)")
         evaluate.set_defaults(func=cmd_evaluate)
 
 
 # ---------------------------------------------------------------------- commands
 
 
-def _load(args):
-    from mlsupcon.training.inference import load
+def _load(args, command: str, suffixes: tuple[str, ...]):
+    """Checks the arguments and paths (fast, before the model loads: docs/failures.md), then loads it."""
+    from mlsupcon.cli.checks import check_device, check_output_file
 
     if args.batch_size < 1:
         raise ValueError(f"batch-size: expected an integer >= 1, got {args.batch_size}")
-    return load(args.run, device=args.device)
+    if not os.path.exists(os.path.expanduser(args.run)):
+        raise ValueError(f"model: {args.run} not found (expected a run folder or its model/ folder)")
+    if not os.path.exists(os.path.expanduser(args.input)):
+        raise ValueError(f"input: {args.input} not found")
+    device = check_device(args.device)
+    check_output_file(args.output, args.input, suffixes, command)  # last: it may warn
+    from mlsupcon.training.inference import load
+
+    return load(args.run, device=device)
 
 
 def _read(args, model):
     from mlsupcon.data.inputs import read_inputs
 
-    return read_inputs(args.input, model.modality, text_field=args.text_field, id_field=args.id_field or None)
+    return read_inputs(args.input, model.modality, text_field=args.text_field or None, id_field=args.id_field or None)
 
 
 def cmd_predict(args) -> int:
@@ -89,21 +107,23 @@ def cmd_predict(args) -> int:
 
     if args.top_scores < 0:
         raise ValueError(f"top-scores: expected an integer >= 0, got {args.top_scores}")
-    model = _load(args)
+    labels_from_scores(np.zeros((0, 1)), ["x"], args.threshold, args.top_k or 1)  # their ranges, before loading
+    model = _load(args, "predict", (".jsonl", ".json", ".ndjson"))
     inputs, ids = _read(args, model)
     threshold = args.threshold
     if threshold is None and args.top_k is None:
         threshold = model.threshold
-    labels_from_scores(np.zeros((0, model.num_labels)), model.labels, threshold, args.top_k)  # checks them early
     scores = model.predict_proba(inputs, batch_size=args.batch_size, progress=not args.no_progress)
     predicted = labels_from_scores(scores, model.labels, threshold, args.top_k)
     best = labels_from_scores(scores, list(range(model.num_labels)), top_k=args.top_scores) if args.top_scores else None
+    column = {lab: j for j, lab in enumerate(model.labels)}
     lines = []
     for i, labels in enumerate(predicted):
         row: dict[str, Any] = {"id": ids[i]} if ids[i] is not None else {}
         row["labels"] = labels
-        if best is not None:
-            row["scores"] = {model.labels[j]: float(scores[i, j]) for j in best[i]}
+        if best is not None:  # the N best labels and every predicted one, best first
+            shown = sorted(set(best[i]) | {column[lab] for lab in labels}, key=lambda j: (-scores[i, j], j))
+            row["scores"] = {model.labels[j]: float(scores[i, j]) for j in shown}
         lines.append(json.dumps(row, ensure_ascii=False))
     atomic_write_text(args.output, "".join(line + "\n" for line in lines))
     print(f"wrote {len(lines)} predictions ({model.num_labels} labels, "
@@ -117,7 +137,7 @@ def cmd_embed(args) -> int:
 
     from mlsupcon.training.io import atomic_write
 
-    model = _load(args)
+    model = _load(args, "embed", (".npz",))
     inputs, ids = _read(args, model)
     emb = model.embed(inputs, space=args.space, batch_size=args.batch_size, progress=not args.no_progress)
     names = np.array([str(i) if ident is None else ident for i, ident in enumerate(ids)], dtype=str)

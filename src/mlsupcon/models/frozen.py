@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -40,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mlsupcon.progress import progress_bar
 
 from .base import Encoder, check_choice, check_positive_int, check_prob
 from .feature_cache import cache_key, default_cache_dir, model_fingerprint, read_table, write_table
@@ -219,12 +220,8 @@ class FrozenEncoder(Encoder):
         if not self.save_backbone:
             enc.to(dev)
         order = np.argsort([len(t) for t in texts], kind="stable")
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            name = Path(self._model_path_arg).name if self._model_path_arg else "all-MiniLM-L6-v2"
-            bar = tqdm(total=len(texts), desc=f"embedding with {name}", unit="text", file=sys.stderr, leave=False)
+        name = Path(self._model_path_arg).name if self._model_path_arg else "all-MiniLM-L6-v2"
+        bar = progress_bar(len(texts), f"embedding with {name}", "texts", enabled=self.progress)
         try:
             for start in range(0, len(texts), self.batch_size):
                 idx = order[start : start + self.batch_size]
@@ -234,11 +231,9 @@ class FrozenEncoder(Encoder):
                     h = F.normalize(h, dim=-1)
                 out[idx] = h.cpu().numpy()
                 self.backbone_batches += 1
-                if bar is not None:
-                    bar.update(len(idx))
+                bar.update(len(idx))
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         return out
 
     # ------------------------------------------------------------------ the table

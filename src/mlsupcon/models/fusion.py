@@ -22,8 +22,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -31,7 +32,7 @@ from torch import nn
 
 from .base import Encoder
 
-__all__ = ["FusionEncoder"]
+__all__ = ["FusionEncoder", "branches_unused_by"]
 
 # Options whose presence means "rebuild from a saved config()": train_texts must not be added then.
 _SAVED_MARKERS = ("tokenizer_json", "tokenizer_path", "num_features")
@@ -99,6 +100,23 @@ class FusionEncoder(Encoder):
         self.prefixes = tuple(f"{b.name}{i}." for i, b in enumerate(branches))
         self.input_keys = tuple(p + k for p, b in zip(self.prefixes, branches) for k in b.input_keys)
         self.output_dim = sum(b.output_dim for b in branches)
+        self._skipped: frozenset[int] = frozenset()
+
+    @contextlib.contextmanager
+    def skipping(self, branches: Iterable[int]) -> Iterator[None]:
+        """Within it, ``branches`` are not run: :meth:`preprocess` and :meth:`prepare` leave them
+        out and :meth:`forward` gives zeros for their columns. For a head that gives those
+        columns weight 0 (:func:`branches_unused_by`): its scores are then bit-identical, and a
+        branch such as a frozen MiniLM costs nothing."""
+        skip = frozenset(int(i) for i in branches)
+        if len(skip - set(range(len(self.branches)))) or len(skip) >= len(self.branches):
+            raise ValueError(f"branches: expected some of the branch numbers 0..{len(self.branches) - 1}, not all; "
+                             f"got {sorted(skip)}")
+        saved, self._skipped = self._skipped, skip
+        try:
+            yield
+        finally:
+            self._skipped = saved
 
     # ------------------------------------------------------------------ routing
     def _split(self, batch: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -118,14 +136,14 @@ class FusionEncoder(Encoder):
         """Run ``prepare(split_inputs)`` of every branch that has one; their reports by prefix."""
         return {
             p.rstrip("."): b.prepare(split_inputs)
-            for p, b in zip(self.prefixes, self.branches)
-            if callable(getattr(b, "prepare", None))
+            for i, (p, b) in enumerate(zip(self.prefixes, self.branches))
+            if callable(getattr(b, "prepare", None)) and i not in self._skipped
         }
 
     def preprocess(self, raw: Sequence[str] | str) -> dict[str, torch.Tensor]:
         """Texts -> every branch's batch dict, keys prefixed (``"cnn0.input_ids"``...)."""
         texts = [raw] if isinstance(raw, str) else list(raw)
-        return self._merge([b.preprocess(texts) for b in self.branches])
+        return self._merge([{} if i in self._skipped else b.preprocess(texts) for i, b in enumerate(self.branches)])
 
     def collate(self, batches: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Each branch collates its own keys (padding as it needs)."""
@@ -136,11 +154,15 @@ class FusionEncoder(Encoder):
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Concatenation of the branches' pooled features ``[n, sum of output_dims]``."""
-        missing = [k for k in self.input_keys if k not in batch]
+        skipped = tuple(p for i, p in enumerate(self.prefixes) if i in self._skipped)
+        missing = [k for k in self.input_keys if k not in batch and not any(k.startswith(p) for p in skipped)]
         if missing:
             raise KeyError(f"FusionEncoder expects batch keys {list(self.input_keys)}, missing {missing}")
         parts = self._split(batch)
-        return torch.cat([b(part) for b, part in zip(self.branches, parts)], dim=1)
+        outs = [None if i in self._skipped else b(part) for i, (b, part) in enumerate(zip(self.branches, parts))]
+        ref = next(o for o in outs if o is not None)
+        return torch.cat([o if o is not None else ref.new_zeros(ref.shape[0], b.output_dim)
+                          for o, b in zip(outs, self.branches)], dim=1)
 
     # ------------------------------------------------------------------ views
     def make_view_fn(
@@ -226,3 +248,33 @@ def _branch_view(enc: Encoder, options: dict[str, Any]) -> Callable[[dict], dict
         return {**batch, "input_ids": ids, "attention_mask": mask}
 
     return view
+
+
+def branches_unused_by(head: nn.Module, encoder: nn.Module) -> frozenset[int]:
+    """Branches of a fusion ``encoder`` whose columns ``head`` gives weight 0: a validation-chosen
+    :class:`~mlsupcon.models.knn_head.BlendHead` of weight 0 or 1 over two
+    :class:`~mlsupcon.models.slice_head.SliceHead` s (the wide & deep blend). Empty otherwise.
+
+    Example:
+        >>> import torch
+        >>> from mlsupcon.models import BlendHead, ScoresHead, SliceHead
+        >>> enc = FusionEncoder([{"name": "frozen", "hidden_dims": [], "progress": False}] * 2)
+        >>> head = BlendHead(SliceHead(ScoresHead(384), 0, 384), SliceHead(ScoresHead(384), 384, 768), weight=0.0)
+        >>> sorted(branches_unused_by(head, enc))
+        [0]
+    """
+    from .knn_head import BlendHead
+    from .slice_head import SliceHead
+
+    if not isinstance(encoder, FusionEncoder) or not isinstance(head, BlendHead) or head.weight not in (0.0, 1.0):
+        return frozenset()
+    used = head.head_b if head.weight == 0.0 else head.head_a
+    if not (isinstance(used, SliceHead) and isinstance(head.head_a, SliceHead) and isinstance(head.head_b, SliceHead)):
+        return frozenset()
+    unused, start = set(), 0
+    for i, b in enumerate(encoder.branches):
+        stop = start + b.output_dim
+        if stop <= used.start or start >= used.stop:  # none of its columns is read by the head that counts
+            unused.add(i)
+        start = stop
+    return frozenset(unused)

@@ -373,8 +373,7 @@ class TokenCache:
         other = [i for i, t in enumerate(texts) if not isinstance(t, str)]
         if not new and not other:
             return [kept[t] for t in texts]
-        encoded = [np.asarray(ids[: self.max_tokens], dtype=np.int32)
-                   for ids in self.tokenizer.encode(new + [texts[i] for i in other])]
+        encoded = self._encode(new + [texts[i] for i in other])
         unkept: dict[str, np.ndarray] = {}
         for t, arr in zip(new, encoded):
             cost = arr.nbytes + self.OVERHEAD
@@ -386,6 +385,47 @@ class TokenCache:
         by_position = dict(zip(other, encoded[len(new):]))
         return [by_position[i] if i in by_position else kept[t] if t in kept else unkept[t]
                 for i, t in enumerate(texts)]
+
+    @property
+    def max_chars(self) -> int:
+        """Characters of a long text that are tokenised (:meth:`_encode`): far more than ``max_tokens`` need."""
+        return max(4096, 32 * self.max_tokens)
+
+    def _encode(self, texts: list[Any]) -> list[np.ndarray]:
+        """The first ``max_tokens`` ids of each text, exactly, without tokenising all of a huge text.
+
+        A text longer than :attr:`max_chars` is tokenised from a prefix cut at a white space (so
+        its ids are a prefix of the whole text's ids); if the prefix gives too few ids (mostly
+        white space), the whole text is tokenised after all. A 5 MB text then costs what 4 kB do.
+        """
+        cap = self.max_chars
+        long = [i for i, t in enumerate(texts) if isinstance(t, str) and len(t) > cap]
+        heads = list(texts)
+        margin = 0
+        for i in long:
+            head = texts[i][:cap]
+            cut = max(head.rfind(" "), head.rfind("\n"), head.rfind("\t"))
+            if cut > cap // 2:
+                heads[i] = head[:cut]
+            else:  # no white space to cut at (e.g. CJK): a margin of ids keeps the cut's effect out of range
+                heads[i], margin = head, 16
+        encoded = [np.asarray(ids[: self.max_tokens + margin], dtype=np.int32) for ids in self.tokenizer.encode(heads)]
+        short = [i for i in long if len(encoded[i]) < self.max_tokens + margin]
+        if short:
+            for i, ids in zip(short, self.tokenizer.encode([texts[i] for i in short])):
+                encoded[i] = np.asarray(ids[: self.max_tokens], dtype=np.int32)
+        if long and len(short) < len(long):
+            import warnings
+
+            warnings.warn(LongTextNote(
+                f"{len(long) - len(short)} text(s) longer than {cap:,} characters: tokenised from their first "
+                f"{cap:,} characters only (the encoder reads {self.max_tokens} tokens of a text; the ids are the "
+                "same)"), stacklevel=3)
+        return [ids[: self.max_tokens] for ids in encoded]
+
+
+class LongTextNote(UserWarning):
+    """Long texts were tokenised from a prefix (the result is unchanged; said once per call)."""
 
 
 def _as_text(t: Any) -> str:

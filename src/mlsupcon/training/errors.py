@@ -32,3 +32,31 @@ class TrainingInterrupted(Exception):
     def __init__(self, message: str, exit_status: int = 143) -> None:
         super().__init__(message)
         self.exit_status = exit_status
+
+
+#: errno values of a full disk or an exhausted quota.
+_DISK_FULL_ERRNOS = (28, 122)  # ENOSPC, EDQUOT
+
+
+def disk_full_error(exc: BaseException) -> OSError | None:
+    """The "no space left on device" ``OSError`` behind ``exc`` (itself, or in its chain of causes
+    and contexts: torch, safetensors and Lightning re-raise it as other errors), else None.
+
+    Example:
+        >>> import errno
+        >>> try:
+        ...     try:
+        ...         raise OSError(errno.ENOSPC, "No space left on device")
+        ...     except OSError:
+        ...         raise RuntimeError("file write failed")
+        ... except RuntimeError as exc:
+        ...     disk_full_error(exc).errno == errno.ENOSPC
+        True
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None

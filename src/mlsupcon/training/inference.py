@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from mlsupcon.models import Classifier
+from mlsupcon.progress import progress_bar
 from mlsupcon.training.export import load_classifier
 
 __all__ = ["TrainedModel", "load", "evaluate_model", "labels_from_scores", "model_folder"]
@@ -153,8 +153,23 @@ class TrainedModel:
     def predict_proba(self, inputs: Any, batch_size: int = 64, progress: bool = True) -> np.ndarray:
         """Scores (sigmoid of the logits) ``float32 [n, C]``, columns in the order of :attr:`labels`."""
         n, get = self._source(inputs)
-        return self._run(n, get, batch_size, progress, lambda b: torch.sigmoid(self.classifier.logits(b)),
-                         self.num_labels, "scoring")
+        with self.scoring():
+            return self._run(n, get, batch_size, progress, lambda b: torch.sigmoid(self.classifier.logits(b)),
+                             self.num_labels, "scoring")
+
+    @contextmanager
+    def scoring(self) -> Iterator[None]:
+        """While scoring, the branches of a fusion encoder that the blend gives weight 0 are not run
+        (the scores are bit-identical): a run whose TF-IDF blend won all the weight does not run
+        MiniLM at prediction. Embeddings still run every branch."""
+        from mlsupcon.models.fusion import branches_unused_by
+
+        unused = branches_unused_by(self.classifier.head, self.classifier.encoder)
+        if not unused:
+            yield
+            return
+        with self.classifier.encoder.skipping(unused):
+            yield
 
     def predict(self, inputs: Any, threshold: float | None = None, top_k: int | None = None,
                 batch_size: int = 64, progress: bool = True) -> list[list[str]]:
@@ -217,23 +232,18 @@ class TrainedModel:
         self.classifier.eval()
         out = np.zeros((n, width), dtype=np.float32)
         starts = range(0, n, int(batch_size))
-        bar = None
-        if progress and len(starts) > PROGRESS_MIN_BATCHES:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n, desc=what, unit="input", file=sys.stderr, leave=False)
+        bar = progress_bar(n, what, "inputs", enabled=progress and len(starts) > PROGRESS_MIN_BATCHES)
         try:
-            with self._quiet_encoders(bar is not None or not progress):
+            # Our report covers the encoders' own (a frozen encoder embedding new texts): one report.
+            with self._quiet_encoders(True):
                 for start in starts:
                     stop = min(start + int(batch_size), n)
                     batch = self.classifier.preprocess(get(start, stop))
                     batch = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
                     out[start:stop] = fn(batch).float().cpu().numpy()
-                    if bar is not None:
-                        bar.update(stop - start)
+                    bar.update(stop - start)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         return out
 
     def _source(self, inputs: Any) -> tuple[int, Callable[[int, int], Any]]:
@@ -362,7 +372,9 @@ def evaluate_model(path: str | os.PathLike, split: str = "test", dataset: str | 
 
     Args:
         path: a run folder or its ``model/`` folder.
-        split: the split to score.
+        split: the split to score; ``"all"``: every example of the dataset (train, validation
+            and test together: a file without a split column is otherwise split 80/10/10 by seed,
+            and ``test`` is a tenth of it).
         dataset: a dataset spec (default: the run's).
         dataset_options: options of the dataset, over the run's own (those the dataset takes);
             a value of None removes a run option.
@@ -394,8 +406,8 @@ def evaluate_model(path: str | os.PathLike, split: str = "test", dataset: str | 
         else:
             options[key] = value
     ds = load_dataset(spec, **options)
-    if split not in ds.splits:
-        raise ValueError(f"split: expected one of {sorted(ds.splits)}, got {split!r}")
+    if split not in ds.splits and split != "all":
+        raise ValueError(f"split: expected one of {sorted(ds.splits)} or 'all' (every example), got {split!r}")
     if ds.modality != model.modality:
         raise ValueError(f"dataset: {spec!r} is {ds.modality} data; this model takes {model.modality} inputs")
     column = {lab: j for j, lab in enumerate(model.labels)}
@@ -407,15 +419,18 @@ def evaluate_model(path: str | os.PathLike, split: str = "test", dataset: str | 
             f"dataset: the label vocabulary of {spec!r} ({ds.num_labels} labels) has {len(unknown)} the model "
             f"({len(model.labels)} labels) does not know: {unknown[:5]}{detail}; evaluate on data whose labels "
             "are among the model's")
-    part = ds.splits[split]
-    prepare = getattr(model.classifier.encoder, "prepare", None)
-    if callable(prepare):  # e.g. a frozen encoder embeds (and caches) the split once, as training did
-        prepare({split: part.inputs})
+    parts = [ds.splits[k] for k in (ds.splits if split == "all" else [split])]  # "all": every split, in turn
     from mlsupcon.training.batches import raw_inputs
 
-    scores = model._run(len(part), lambda a, b: raw_inputs(part, np.arange(a, b)), batch_size, False,
-                        lambda b: torch.sigmoid(model.classifier.logits(b)), model.num_labels, "scoring")
-    y = np.asarray(part.labels.todense(), dtype=np.float32)
+    with model.scoring():  # branches of blend weight 0 are neither prepared nor run
+        prepare = getattr(model.classifier.encoder, "prepare", None)
+        if callable(prepare):  # e.g. a frozen encoder embeds (and caches) the split once, as training did
+            prepare({part.name: part.inputs for part in parts})
+        scores = np.concatenate([
+            model._run(len(part), lambda a, b, part=part: raw_inputs(part, np.arange(a, b)), batch_size, False,
+                       lambda b: torch.sigmoid(model.classifier.logits(b)), model.num_labels, "scoring")
+            for part in parts])
+    y = np.concatenate([np.asarray(part.labels.todense(), dtype=np.float32) for part in parts])
     cols = [column[lab] for lab in ds.label_names]
     result = compute_metrics(y, scores[:, cols], model.threshold, ks=tuple(ks))
     result.update({"threshold": model.threshold, "split": split, "dataset": ds.name,

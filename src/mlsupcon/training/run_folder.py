@@ -31,7 +31,8 @@ from mlsupcon.training.output_folder import (  # noqa: F401 - re-exported
     remove_artefacts,
 )
 
-__all__ = ["RESUME_FREE_KEYS", "RUN_ARTEFACTS", "environment_info", "run_lock", "start_run_folder", "atomic_savez",
+__all__ = ["RESUME_FREE_KEYS", "RUN_ARTEFACTS", "environment_info", "run_lock", "claim_run_folder", "has_checkpoint",
+           "start_run_folder", "atomic_savez",
            "check_run_output", "check_output_folder", "remove_artefacts"]
 
 #: Options that may change between an interrupted run and its ``--resume``: they do not change
@@ -75,10 +76,24 @@ def environment_info() -> dict[str, Any]:
     }
 
 
+#: Run folders this process holds the lock of (resolved path -> depth): run_lock is re-entrant, so
+#: the CLI can take it before it reads the data and run_training again around the run.
+_HELD: dict[str, int] = {}
+
+
 @contextlib.contextmanager
 def run_lock(out: Path):
     """One process at a time per output folder (a second one would interleave checkpoints and
-    logs). ``flock`` is released by the kernel when the holder dies, even by SIGKILL."""
+    logs). ``flock`` is released by the kernel when the holder dies, even by SIGKILL. Re-entrant
+    within a process."""
+    key = str(Path(out).resolve())
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
     try:
         import fcntl
     except ImportError:  # no flock (Windows): no guard
@@ -102,9 +117,35 @@ def run_lock(out: Path):
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {platform.node()}\n")
         fh.flush()
-        yield
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            _HELD.pop(key, None)
     finally:
         fh.close()  # releases the lock
+
+
+@contextlib.contextmanager
+def claim_run_folder(out: Path):
+    """The folder's lock, taken before the data is read (a second run into the same folder is
+    refused at once); a folder created here and left holding only the lock is removed again."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with run_lock(out):
+            yield
+    finally:
+        if created and out.is_dir() and {p.name for p in out.iterdir()} <= {LOCK_FILE}:
+            (out / LOCK_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+
+
+def has_checkpoint(out: Path) -> bool:
+    """Whether the run in ``out`` has something ``--resume`` continues from (a checkpoint or a finished stage)."""
+    ckpt = out / "checkpoints"
+    return ckpt.is_dir() and any(p.name in ("last.ckpt", "done.json") for p in ckpt.rglob("*"))
 
 
 def check_resume_config(cfg: TrainConfig, out: Path) -> None:

@@ -90,11 +90,14 @@ def _trainer(cfg, out: Path, stage: str, max_epochs: int, monitor: str | None, c
     from lightning.pytorch.callbacks import EarlyStopping
     from lightning.pytorch.loggers import CSVLogger
 
+    from mlsupcon.progress import is_interactive
     from mlsupcon.training.debug import debug_callbacks
     from mlsupcon.training.progress import progress_callbacks
 
-    # The stage's progress: a bar named after it, or one line per epoch with --no-progress.
-    callbacks = [checkpoint, *progress_callbacks(stage, cfg.progress), *debug_callbacks(stage)]
+    # The stage's progress: a bar named after it on a terminal, else (a log file, --no-progress) one
+    # line per epoch.
+    bars = bool(cfg.progress) and is_interactive()
+    callbacks = [checkpoint, *progress_callbacks(stage, bars), *debug_callbacks(stage)]
     if monitor is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience))
     try:
@@ -108,7 +111,7 @@ def _trainer(cfg, out: Path, stage: str, max_epochs: int, monitor: str | None, c
             logger=CSVLogger(str(out), name="logs", version=stage),
             callbacks=callbacks,
             plugins=[AtomicCheckpointIO()],
-            enable_progress_bar=cfg.progress,
+            enable_progress_bar=bars,
             enable_model_summary=False,
             enable_checkpointing=True,
             num_sanity_val_steps=0,

@@ -126,5 +126,7 @@ def add_linear_blend(ctx: FitContext, model):
     ctx.note(f"blend_linear: weight of the trained model {weight:.1f}, of the TF-IDF linear model "
              f"{1 - weight:.1f} (chosen on validation mAP"
              + (f"; weights {', '.join(f'{w:.1f}' for w in excluded)} lost the linear model's validation "
-                f"{' or '.join(BLEND_GUARD)})" if excluded else ")"))
+                f"{' or '.join(BLEND_GUARD)})" if excluded else ")")
+             + ("; scoring (predict, evaluate) skips the trained model's encoder, whose weight is 0"
+                if weight == 0.0 else ""))
     return Classifier(fused, head, model.projection)
