@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from mlsupcon.training.config import TrainConfig
 from mlsupcon.training.io import atomic_write, atomic_write_text
@@ -209,6 +210,7 @@ def run_compare(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], 
 
 
 def render_report(base, ds, losses, seeds, table, figures, rows) -> str:
+    """report.md: settings, the results table, then each figure of :func:`make_figures` with its caption."""
     secs = {l: np.mean([r["seconds"] for r in rows if r["loss"] == l]) for l in losses}
     parts = [
         f"# mlsupcon compare: {ds.name}",
@@ -226,21 +228,65 @@ def render_report(base, ds, losses, seeds, table, figures, rows) -> str:
         "Mean wall time per run (s): " + ", ".join(f"{l} {secs[l]:.0f}" for l in losses),
         "",
     ]
-    for title, rel in figures.items():
-        parts += [f"## {title}", "", f"![{title}]({rel})", ""]
+    for title, (rel, caption) in figures.items():
+        parts += [f"## {title}", "", f"![{title}]({rel})", "", caption, ""]
     return "\n".join(parts)
 
 
-def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
+def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, tuple[str, str]]:
+    """Draw and save compare's figures; ``{heading: (file name in out, caption)}`` for report.md.
+
+    Each figure is drawn by a function that returns it (:func:`training_curves_figure`,
+    :func:`tsne_figure`, :func:`relations_figure`) from numbers computed by pure functions.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
-    figures = {}
+    figures: dict[str, tuple[str, str]] = {}
     seed = seeds[0]
     colour_of = {loss: plt.cm.tab10(i % 10) for i, loss in enumerate(losses)}  # one colour per row everywhere
+    fig = training_curves_figure(out, losses, seed, colour_of)
+    _savefig(fig, out / "training_curves.png")
+    plt.close(fig)
+    figures["Training curves"] = ("training_curves.png", (
+        f"Seed {seed} of each row, from the runs' CSV logs (epochs counted from 1). Validation mAP and "
+        "the encoder's validation kNN mAP share axes across rows; each contrastive loss has its own axes "
+        "(the losses differ in scale)."))
+
+    runs = []
+    for loss in losses:
+        path = out / loss / f"seed{seed}" / "embeddings_test.npz"
+        if path.is_file():
+            with np.load(path) as data:
+                runs.append((loss, data["embeddings"], data["labels"]))
+    if runs:
+        fig, info = tsne_figure(ds, runs)
+        _savefig(fig, out / "embeddings_tsne.png")
+        plt.close(fig)
+        figures["Test embeddings (t-SNE, one panel per row)"] = ("embeddings_tsne.png", tsne_caption(info, seed))
+
+    fig, counts = relations_figure(ds.splits["train"].labels)
+    _savefig(fig, out / "relations.png")
+    plt.close(fig)
+    shares = [counts[f"R{i}"] / counts["pairs"] for i in range(1, 6)]
+    atomic_write_text(out / "relations.csv", "relation,count,share\n" + "".join(
+        f"{n},{counts[f'R{i + 1}']},{shares[i]:.6f}\n" for i, n in enumerate(RELATION_NAMES)))
+    figures["Label relations R1..R5 among training pairs"] = ("relations.png", (
+        f"Share of ordered pairs (a, b), a ≠ b, of {_relations_scope(counts)} in each relation of b's label set "
+        "T to a's S: R1 disjoint (no shared label, also when a set is empty), R2 identical, R3 partial overlap, "
+        "R4 T ⊂ S, R5 S ⊂ T; " + ", ".join(f"{n} {100 * s:.2f} %" for n, s in zip(RELATION_NAMES, shares))
+        + " (counts in relations.csv). Why each strategy finds the positives it does: ALL keeps only R2, "
+        "ANY R2–R5."))
+    return figures
+
+
+def training_curves_figure(out: Path, losses: Sequence[str], seed: int, colour_of: dict):
+    """The Figure of ``training_curves.png``: the panels of :func:`training_curve_panels`, one colour per row."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
     panels = training_curve_panels(out, losses, seed)
     cols = min(3, max(1, len(panels)))
     rows_n = max(1, math.ceil(len(panels) / cols))
@@ -259,81 +305,271 @@ def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, str]:
         axes.flat[0].text(0.5, 0.5, "no training logs", ha="center", va="center", transform=axes.flat[0].transAxes)
     fig.suptitle(f"Training curves (seed {seed}; epochs counted from 1)", fontsize=10)
     fig.tight_layout()
-    _savefig(fig, out / "training_curves.png")
-    plt.close(fig)
-    figures["Training curves (each contrastive loss on its own axes: the losses differ in scale)"] = \
-        "training_curves.png"
+    return fig
 
-    # Embeddings of the test split (t-SNE), coloured by each point's rarest label among the 8
-    # most frequent (the most frequent label is on most points and would colour everything).
-    emb_runs = [(l, out / l / f"seed{seed}" / "embeddings_test.npz") for l in losses]
-    emb_runs = [(l, p) for l, p in emb_runs if p.is_file()]
-    if emb_runs:
-        from sklearn.manifold import TSNE
 
-        cols = min(3, len(emb_runs))
-        rows_n = math.ceil(len(emb_runs) / cols)
-        fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 4 * rows_n), squeeze=False)
-        freq = np.asarray(ds.splits["train"].labels.sum(0)).ravel()
-        top = np.argsort(-freq)[:8]
-        shown: set[int] = set()  # colours (ranks in top; -1: grey) that appear in some panel
-        for ax, (loss, path) in zip(axes.flat, emb_runs):
-            data = np.load(path)
-            x, y = data["embeddings"][:1000], data["labels"][:1000]
-            # perplexity must stay below the number of points (tiny test splits)
-            xy = TSNE(n_components=2, init="pca", random_state=0,
-                      perplexity=float(min(30, max(1, len(x) - 1)))).fit_transform(x)
-            colour = np.full(len(y), -1)
-            for rank in range(len(top)):  # later (rarer) labels overwrite earlier ones
-                colour[y[:, top[rank]] > 0] = rank
-            shown.update(int(c) for c in np.unique(colour))
-            ax.scatter(xy[colour < 0, 0], xy[colour < 0, 1], s=3, c="lightgrey")
-            ax.scatter(xy[colour >= 0, 0], xy[colour >= 0, 1], s=3,
-                       c=[plt.cm.tab10(_TSNE_PALETTE[int(c)]) for c in colour[colour >= 0]])
-            ax.set_title(loss)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        for ax in list(axes.flat)[len(emb_runs):]:
-            ax.axis("off")
-        # The legend lists only the colours that appear (a small test split may hold few of the 8 labels).
-        handles = [plt.Line2D([], [], marker="o", ls="", color=plt.cm.tab10(_TSNE_PALETTE[i]),
-                              label=ds.label_names[t][:28]) for i, t in enumerate(top) if i in shown]
-        if -1 in shown:
-            handles.append(plt.Line2D([], [], marker="o", ls="", color="lightgrey", label="none of them"))
-        fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7)
-        fig.tight_layout(rect=(0, 0.08, 1, 1))
-        _savefig(fig, out / "embeddings_tsne.png")
-        plt.close(fig)
-        figures["Test embeddings (t-SNE of the encoder output, seed %d; colour: rarest of the 8 most "
-                "frequent labels present, grey: none of them)" % seed] = "embeddings_tsne.png"
+# ------------------------------------------------------------------------------------ t-SNE panels
 
-    # Relations R1..R5 among training pairs: why each strategy finds the positives it does.
-    import torch
+#: How many labels the t-SNE colours: the most frequent of the test split.
+TSNE_LABELS = 8
+#: Test examples per t-SNE panel (the first of those each run stored in embeddings_test.npz).
+TSNE_POINTS = 1000
+#: Neighbours of :func:`knn_label_purity` printed under each panel.
+PURITY_K = 10
 
-    from mlsupcon.losses import relation_counts
 
-    labels = ds.splits["train"].labels
-    pick = np.random.default_rng(0).permutation(labels.shape[0])[:2048]
-    counts = relation_counts(torch.from_numpy(np.asarray(labels[pick].todense(), dtype=np.float32)))
-    names = ["R1 disjoint", "R2 identical", "R3 partial", "R4 subset", "R5 superset"]
-    fracs = [counts[f"R{i}"] / counts["pairs"] for i in range(1, 6)]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.bar(names, fracs, color=["#bbb", "#2a7", "#e93", "#39c", "#93c"])
-    for i, f in enumerate(fracs):
-        ax.text(i, f, f"{100 * f:.2f}%", ha="center", va="bottom", fontsize=8)
-    ax.set(ylabel="share of ordered pairs", title=f"Label relations among {len(pick)} training examples")
-    ax.tick_params(axis="x", labelsize=8)
-    fig.tight_layout()
-    _savefig(fig, out / "relations.png")
-    plt.close(fig)
-    atomic_write_text(out / "relations.csv", "relation,count,share\n" + "".join(
-        f"{n},{counts[f'R{i + 1}']},{fracs[i]:.6f}\n" for i, n in enumerate(names)))
-    figures["Label relations R1..R5 (training set sample)"] = "relations.png"
-    return figures
+def label_counts(labels) -> np.ndarray:
+    """Examples carrying each label, int64 ``[C]`` (uint8 labels summed without wrapping or overflow)."""
+    if sp.issparse(labels):
+        return np.asarray((sp.csr_matrix(labels) != 0).sum(axis=0), dtype=np.int64).ravel()
+    return (np.asarray(labels) != 0).sum(axis=0, dtype=np.int64)
+
+
+def top_labels(labels, k: int = TSNE_LABELS) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most frequent labels that occur at all (ties: lower index) and their counts, both int64.
+
+    Example:
+        >>> idx, n = top_labels(np.array([[1, 0, 1], [0, 0, 1]], dtype=np.uint8), 8)
+        >>> idx.tolist(), n.tolist()
+        ([2, 0], [2, 1])
+    """
+    counts = label_counts(labels)
+    order = np.argsort(-counts, kind="stable")
+    order = order[counts[order] > 0][:k]
+    return order, counts[order]
+
+
+def colour_ranks(labels: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Per example, the rank in ``top`` of the rarest of those labels it carries; -1 for none.
+
+    The rarest, because the most frequent label is on many examples and would colour nearly all.
+
+    Example:
+        >>> colour_ranks(np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1]]), np.array([0, 1])).tolist()
+        [1, 0, -1]
+    """
+    has = np.asarray(labels)[:, np.asarray(top, dtype=np.int64)] != 0
+    if has.shape[1] == 0:
+        return np.full(len(has), -1)
+    last = has.shape[1] - 1 - np.argmax(has[:, ::-1], axis=1)
+    return np.where(has.any(axis=1), last, -1)
+
+
+def _shares_a_label(labels: np.ndarray) -> np.ndarray:
+    y = (np.asarray(labels) != 0).astype(np.float32)
+    return (y @ y.T) > 0
+
+
+def knn_label_purity(embeddings: np.ndarray, labels: np.ndarray, k: int = PURITY_K) -> float:
+    """Mean, over the examples with at least one label, of the fraction of their ``k`` nearest
+    other examples (cosine similarity of the full embeddings; ties: lower index) that share at
+    least one label with them. ``k`` is capped at n − 1; NaN when no example has a label.
+
+    Example:
+        >>> emb = np.array([[1.0, 0.0], [2.0, 0.1], [0.0, 1.0]])
+        >>> knn_label_purity(emb, np.array([[1, 0], [1, 1], [0, 1]]), k=1)  # 0↔1 share label 0, 2→1 label 1
+        1.0
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    shares = _shares_a_label(labels)
+    anchors = np.flatnonzero(np.asarray(labels).astype(bool).any(axis=1))
+    n = len(x)
+    k = min(int(k), n - 1)
+    if anchors.size == 0 or k < 1:
+        return float("nan")
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    sims = x[anchors] @ x.T
+    sims[np.arange(anchors.size), anchors] = -np.inf  # not its own neighbour
+    nearest = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.take_along_axis(shares[anchors], nearest, axis=1).mean(axis=1)))
+
+
+def label_overlap_chance(labels: np.ndarray) -> float:
+    """:func:`knn_label_purity` of random neighbours: mean, over the examples with a label, of the
+    fraction of the other examples that share a label with them (NaN when none has a label)."""
+    shares = _shares_a_label(labels)
+    anchors = np.flatnonzero(shares.diagonal())
+    n = len(shares)
+    if anchors.size == 0 or n < 2:
+        return float("nan")
+    return float(np.mean((shares[anchors].sum(axis=1) - 1) / (n - 1)))
+
+
+def tsne_figure(ds, runs: Sequence[tuple[str, np.ndarray, np.ndarray]], points: int = TSNE_POINTS,
+                k: int = PURITY_K):
+    """One t-SNE panel per row of ``runs`` (``(row, embeddings, labels)`` of its stored test
+    examples), on the first ``points`` examples; under each panel the kNN label purity of the
+    full embeddings (:func:`knn_label_purity`) and its random-neighbour level.
+
+    Colour: the rarest (:func:`colour_ranks`) of the :data:`TSNE_LABELS` most frequent labels of
+    the test split; the legend lists them all with their test counts, and grey ("none of them").
+
+    Returns:
+        ``(Figure, info)``: info has ``top`` ([(name, count)]), ``test_examples``, ``shown``,
+        ``coloured`` (shown examples carrying a top label, of the first row), ``purity``
+        ({row: value}), ``chance``, ``same_examples`` (every row shows the same labels) and ``k``.
+    """
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+
+    top, counts = top_labels(ds.splits["test"].labels)
+    palette = [plt.cm.tab10(_TSNE_PALETTE[i]) for i in range(len(top))]
+    cols = min(3, len(runs))
+    rows_n = math.ceil(len(runs) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 4.3 * rows_n), squeeze=False)
+    purity, chance, first = {}, {}, None
+    for ax, (row, emb, lab) in zip(axes.flat, runs):
+        x, y = np.asarray(emb)[:points], np.asarray(lab)[:points]
+        first = y if first is None else first
+        purity[row], chance[row] = knn_label_purity(x, y, k), label_overlap_chance(y)
+        rank = colour_ranks(y, top)
+        if len(x) > 1:  # perplexity must stay below the number of points (tiny test splits)
+            xy = TSNE(n_components=2, init="pca", random_state=0, perplexity=_perplexity(len(x))).fit_transform(x)
+        else:
+            xy = np.zeros((len(x), 2))
+        ax.scatter(xy[rank < 0, 0], xy[rank < 0, 1], s=3, c="lightgrey")
+        ax.scatter(xy[rank >= 0, 0], xy[rank >= 0, 1], s=3, c=[palette[r] for r in rank[rank >= 0]])
+        ax.set_title(row)
+        ax.set_xlabel(f"{k}-NN label purity {purity[row]:.3f} (random neighbours {chance[row]:.3f})", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(runs):]:
+        ax.axis("off")
+    names = [ds.label_names[int(t)] for t in top]
+    handles = [plt.Line2D([], [], marker="o", ls="", color=palette[i], label=f"{names[i][:28]} ({counts[i]})")
+               for i in range(len(top))]
+    if any((colour_ranks(np.asarray(lab)[:points], top) < 0).any() for _, _, lab in runs):
+        handles.append(plt.Line2D([], [], marker="o", ls="", color="lightgrey", label="none of them"))
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7)
+    fig.tight_layout(rect=(0, 0.05 + 0.03 * math.ceil(len(handles) / 3), 1, 1))
+    info = {"top": [(n, int(c)) for n, c in zip(names, counts)], "test_examples": len(ds.splits["test"]),
+            "shown": len(first), "coloured": int((colour_ranks(first, top) >= 0).sum()), "purity": purity,
+            "chance": chance, "k": k,
+            "same_examples": all(len(r[2][:points]) == len(first) and np.array_equal(r[2][:points], first)
+                                 for r in runs)}
+    return fig, info
+
+
+def tsne_caption(info: dict, seed: int) -> str:
+    """report.md's caption of :func:`tsne_figure`: what is shown, what is coloured, the purities."""
+    k, shown = info["k"], info["shown"]
+    warning = "" if info["same_examples"] else "Warning: the runs stored different test examples. "
+    chance = " / ".join(sorted({f"{c:.3f}" for c in info["chance"].values()}))
+    top = ", ".join(f"{n} ({c})" for n, c in info["top"])
+    return (
+        f"{warning}Encoder output of the same {shown:,} test examples in every panel (seed {seed} of each row), "
+        f"projected by t-SNE (PCA start, perplexity {_perplexity(shown):g}, random_state 0) separately in each "
+        f"panel. Colour: of the {len(info['top'])} most frequent labels of the test split "
+        f"({info['test_examples']:,} examples; label (examples carrying it)) — {top} — the least frequent one an "
+        f"example carries; grey: none of them ({shown - info['coloured']:,} of the {shown:,} shown). Under each "
+        f"panel, the {k}-NN label purity: the mean, over the shown examples with at least one label, of the "
+        f"fraction of their {k} nearest other shown examples (cosine similarity of the full encoder output, not "
+        f"of the 2-D projection) that share at least one label with them; random neighbours would score {chance}. "
+        "Purity: " + ", ".join(f"{row} {p:.3f}" for row, p in info["purity"].items()) + "."
+    )
+
+
+def _perplexity(n: int) -> float:
+    """t-SNE perplexity: 30, below the number of points of a tiny test split."""
+    return float(min(30, max(1, n - 1)))
 
 
 #: tab10 colours of the t-SNE labels, without its grey (7), which would read as "none of them".
 _TSNE_PALETTE = (0, 1, 2, 3, 4, 5, 6, 8)
+
+
+# --------------------------------------------------------------------------------- label relations
+
+RELATION_NAMES = ("R1 disjoint", "R2 identical", "R3 partial", "R4 subset", "R5 superset")
+#: Up to this many distinct training label sets the relations are counted over every training pair.
+RELATIONS_EXACT_MAX_SETS = 10_000
+#: Training examples sampled (seed 0) for the relations when there are more distinct label sets.
+RELATIONS_SAMPLE = 2048
+
+
+def relation_shares(labels, max_sets: int | None = None, sample: int = RELATIONS_SAMPLE, seed: int = 0
+                    ) -> dict[str, Any]:
+    """:func:`~mlsupcon.losses.relation_counts` of every ordered pair of rows of ``labels``.
+
+    Exact for any number of examples while they hold at most ``max_sets`` distinct label sets
+    (default :data:`RELATIONS_EXACT_MAX_SETS`): pairs are counted between distinct sets, weighted
+    by their multiplicities. Otherwise over a random sample of ``sample`` examples.
+
+    Returns:
+        ``{"R1" … "R5", "pairs"}`` (ints) and ``examples`` (rows of ``labels``), ``sampled``
+        (examples sampled, or None when exact).
+
+    Example:
+        >>> r = relation_shares(np.array([[1, 1], [1, 0], [1, 0], [0, 0]], dtype=np.uint8))
+        >>> [r[k] for k in ("R1", "R2", "R4", "R5", "pairs")]
+        [6, 2, 2, 2, 12]
+    """
+    y = sp.csr_matrix(labels, dtype=np.int64)
+    y.eliminate_zeros()
+    y.data[:] = 1
+    y.sort_indices()
+    n = y.shape[0]
+    max_sets = RELATIONS_EXACT_MAX_SETS if max_sets is None else max_sets
+    multiplicity: dict[bytes, int] = {}
+    first_row: dict[bytes, int] = {}
+    for i in range(n):
+        key = y.indices[y.indptr[i]:y.indptr[i + 1]].tobytes()
+        multiplicity[key] = multiplicity.get(key, 0) + 1
+        first_row.setdefault(key, i)
+        if len(multiplicity) > max_sets:
+            break
+    if len(multiplicity) > max_sets:
+        import torch
+
+        from mlsupcon.losses import relation_counts
+
+        pick = np.random.default_rng(seed).permutation(n)[:sample]
+        counts = relation_counts(torch.from_numpy(y[pick].toarray().astype(np.float32)))
+        return {**counts, "examples": n, "sampled": len(pick)}
+    sets = y[[first_row[key] for key in multiplicity]].astype(np.float64)
+    m = np.fromiter(multiplicity.values(), dtype=np.int64, count=len(multiplicity))
+    size = np.asarray(sets.sum(axis=1), dtype=np.int64).ravel()
+    counts = dict.fromkeys(("R1", "R2", "R3", "R4", "R5"), 0)
+    block = max(1, 2**21 // max(len(m), 1))
+    for s0 in range(0, len(m), block):
+        s1 = min(len(m), s0 + block)
+        inter = np.rint((sets[s0:s1] @ sets.T).toarray()).astype(np.int64)
+        weight = m[s0:s1, None] * m[None, :]
+        own = np.arange(s1 - s0), np.arange(s0, s1)
+        weight[own] = m[s0:s1] * (m[s0:s1] - 1)  # pairs of distinct examples with the same set
+        na, nb = size[s0:s1, None], size[None, :]
+        shared = inter > 0
+        counts["R1"] += int(weight[~shared].sum())
+        counts["R2"] += int(weight[shared & (inter == na) & (inter == nb)].sum())
+        counts["R3"] += int(weight[shared & (inter < na) & (inter < nb)].sum())
+        counts["R4"] += int(weight[shared & (inter == nb) & (nb < na)].sum())
+        counts["R5"] += int(weight[shared & (inter == na) & (na < nb)].sum())
+    return {**counts, "pairs": n * (n - 1), "examples": n, "sampled": None}
+
+
+def _relations_scope(counts: dict[str, Any]) -> str:
+    if counts["sampled"] is None:
+        return f"all {counts['examples']:,} training examples"
+    return f"a random sample of {counts['sampled']:,} of the {counts['examples']:,} training examples"
+
+
+def relations_figure(labels):
+    """Bar chart of :func:`relation_shares` of the training labels; ``(Figure, counts)``."""
+    import matplotlib.pyplot as plt
+
+    counts = relation_shares(labels)
+    shares = [counts[f"R{i}"] / counts["pairs"] if counts["pairs"] else float("nan") for i in range(1, 6)]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.bar(RELATION_NAMES, shares, color=["#bbb", "#2a7", "#e93", "#39c", "#93c"])
+    for i, f in enumerate(shares):
+        ax.text(i, f, f"{100 * f:.2f}%", ha="center", va="bottom", fontsize=8)
+    ax.set(ylabel="share of ordered pairs", title=f"Label relations among {_relations_scope(counts)}\n"
+                                                  f"({counts['pairs']:,} ordered pairs)")
+    ax.title.set_fontsize(9)
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    return fig, counts
+
 
 #: (stage log, column, panel key) of the curves of :func:`training_curve_panels`.
 _CURVES = (
