@@ -10,7 +10,11 @@ File layout (field names configurable):
 * ``split`` (optional): ``train`` / ``validation`` / ``test`` (also ``val``, ``valid``,
   ``dev``); without the field the examples get a seeded 80/10/10 split,
 * ``id`` (optional): an example id, unique in the file (a repeated id is an error naming both
-  records); the 0-based record number otherwise.
+  records), in every record or in none; the 0-based record number otherwise.
+
+A field named explicitly (``split_field="fold"``, ``--split-field fold``) must be in every record
+(JSONL) or be a column (CSV); the defaults (``split``, ``id``) are used when the file has them.
+A byte that is not UTF-8 is an error naming the file, the line and the column.
 
 Example:
     >>> from mlsupcon.data import load_dataset
@@ -34,9 +38,74 @@ import numpy as np
 from .base import DataWarning, MultiLabelDataset, Split, encode_labels, normalise_split_name, seeded_split
 from .hierarchy import LabelHierarchy, prefix_hierarchy
 
-__all__ = ["build_text_dataset", "read_jsonl_records", "read_csv_records", "load_debtags", "load_jsonl", "load_csv"]
+__all__ = ["build_text_dataset", "read_jsonl_records", "read_csv_records", "load_debtags", "load_jsonl", "load_csv",
+           "DefaultField", "named_field", "check_ids", "not_utf8_message"]
 
 _VALID_SPLIT_HELP = "expected train/validation/test (aliases: val, valid, dev, training, testing)"
+
+
+class DefaultField(str):
+    """A loader's default field name (``split``, ``id``): used when the file has that field.
+
+    A plain string given for the same option names a field the file must have: a misspelt
+    ``split_field="fold"`` is an error, not a silently seeded split.
+    """
+
+    __slots__ = ()
+
+
+#: The defaults of ``split_field`` and ``id_field``: optional fields.
+SPLIT = DefaultField("split")
+ID = DefaultField("id")
+
+
+def named_field(field: str | None) -> bool:
+    """Whether ``field`` was named by the user (a plain string), not a loader default or None."""
+    return field is not None and not isinstance(field, DefaultField)
+
+
+def _option_name(option: str) -> str:
+    flag = {"split_field": "--split-field", "id_field": "--id-field"}.get(option)
+    return f"{option} ({flag})" if flag else option
+
+
+def not_utf8_message(path: str | os.PathLike, prefix: str = "") -> str:
+    """``line 7 of F: not valid UTF-8 (byte 0xff at column 12); save the file as UTF-8``: the first
+    byte of ``path`` (decompressed: ``.gz``, ``.bz2``, ``.xz``) that is not UTF-8, read in chunks.
+
+    Lines are physical lines (a CSV row spanning lines counts each); the column counts characters.
+    """
+    import bz2
+    import lzma
+
+    p = Path(path)
+    name = p.name.lower()
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(Path(name).suffix, open)
+    line, head, buf = 1, b"", b""  # head: bytes of the current line before buf
+    with opener(p, "rb") as f:
+        while True:
+            chunk = f.read(1 << 20)
+            buf += chunk
+            try:
+                buf.decode("utf-8")
+                good = len(buf)
+            except UnicodeDecodeError as e:
+                if chunk and e.reason == "unexpected end of data":
+                    good = e.start  # a character cut by the end of the chunk: read on
+                else:
+                    good = -1
+                    bad = e.start
+            done = buf[:bad] if good < 0 else buf[:good]
+            line += done.count(b"\n")
+            cut = done.rfind(b"\n")
+            head = done[cut + 1:] if cut >= 0 else head + done
+            if good < 0:
+                column = len(head.decode("utf-8", errors="replace")) + 1
+                return (f"{prefix}line {line} of {p}: not valid UTF-8 (byte 0x{buf[bad]:02x} at column {column}); "
+                        "save the file as UTF-8")
+            if not chunk:
+                return f"{prefix}{p}: not valid UTF-8; save the file as UTF-8"
+            buf = buf[good:]
 
 
 def bundled_path(name: str) -> Path:
@@ -98,14 +167,33 @@ def _finish_splits(
     return out
 
 
-def _check_unique_ids(rec: Records, source: str, id_field: str) -> None:
-    """A repeated id is an error naming both records: ids key predictions and the evaluation."""
+def check_ids(ids: Sequence[str | None], where: Sequence[str], source: str, id_field: str | None,
+              named: bool = False, prefix: str = "") -> list[str]:
+    """The ids of a file's records, checked: every record has one or none does (then the 0-based
+    record numbers are the ids), and none is given twice. Training data and predict's inputs
+    follow this one rule; the error names the file, the record(s) and the field.
+
+    Args:
+        ids: one id per record, None where the record has none.
+        where: ``"line 4"`` / ``"row 3"`` per record.
+        named: the user named ``id_field``: records without an id are an error even when none has one.
+        prefix: put before the message (``"input: "``).
+    """
+    have = [i is not None for i in ids]
+    if not any(have) and not named:
+        return [str(i) for i in range(len(ids))]
+    if not all(have):
+        i = have.index(False)
+        other = f"; {where[have.index(True)]} has one" if any(have) else ""
+        raise ValueError(f"{prefix}{where[i]} of {source}: no id in field '{id_field}'{other}; give every record "
+                         "an id, or none (records are then numbered from 0)")
     first: dict[str, str] = {}
-    for ident, where in zip(rec.ids, rec.where):
-        seen = first.setdefault(ident, where)
-        if seen != where:
-            raise ValueError(f"duplicate id {ident!r} in {source}: {seen} and {where} (field '{id_field}'); "
+    for ident, place in zip(ids, where):
+        seen = first.setdefault(ident, place)
+        if seen != place:
+            raise ValueError(f"{prefix}duplicate id {ident!r} in {source}: {seen} and {place} (field '{id_field}'); "
                              "ids must be unique (or leave the field out: records are then numbered)")
+    return list(ids)
 
 
 def _check_text(value: Any, where: str, source: str, field: str) -> str:
@@ -125,60 +213,70 @@ def read_jsonl_records(
     *,
     text_field: str = "text",
     label_field: str = "labels",
-    split_field: str | None = "split",
-    id_field: str | None = "id",
+    split_field: str | None = SPLIT,
+    id_field: str | None = ID,
 ) -> tuple[Records, list[str] | None]:
     """Parse a JSONL(.gz) file of ``{text, labels, split?, id?}`` objects.
+
+    ``split_field`` / ``id_field``: the defaults (:class:`DefaultField`) are used when present; a
+    field named explicitly must be in every record; None ignores the field.
 
     Returns:
         The records and the normalised split names (None when the file has no split field).
 
     Raises:
         FileNotFoundError: The file does not exist.
-        ValueError: Malformed JSON, a non-object line, a missing/invalid field or empty
-            text; the message names the file, the 1-based line and the field.
+        ValueError: Malformed JSON or UTF-8, a non-object line, a missing/invalid field, empty
+            text, ids on some records only or twice; the message names the file, the 1-based
+            line and the field.
     """
     p = _check_file(path, "JSONL file")
     src = str(p)
     rec = Records()
+    raw_ids: list[str | None] = []
     numbers: tuple[str, list] | None = None  # the first record whose labels hold integers
-    with _open_text(p) as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"line {lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"malformed JSONL at line {lineno} of {src}: {e.msg} (column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"line {lineno} of {src}: expected a JSON object, got {type(obj).__name__}")
-            for fld in (text_field, label_field):
-                if fld not in obj:
+    required = [(text_field, None), (label_field, None)]
+    required += [(f, o) for f, o in ((split_field, "split_field"), (id_field, "id_field")) if named_field(f)]
+    try:
+        with _open_text(p) as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                where = f"line {lineno}"
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"malformed JSONL at line {lineno} of {src}: {e.msg} (column {e.colno})") from None
+                if not isinstance(obj, dict):
+                    raise ValueError(f"line {lineno} of {src}: expected a JSON object, got {type(obj).__name__}")
+                for fld, option in required:
+                    if fld not in obj or (option and obj[fld] is None):
+                        named = f"; {_option_name(option)} names a field every record must have" if option else ""
+                        raise ValueError(
+                            f"line {lineno} of {src}: missing field '{fld}' (fields: {sorted(obj)}){named}"
+                        )
+                text = _check_text(obj[text_field], where, src, text_field)
+                labels = obj[label_field]
+                if labels is None:
+                    labels = []
+                if not isinstance(labels, list) or not all(
+                        isinstance(l, (str, int)) and not isinstance(l, bool) for l in labels):
                     raise ValueError(
-                        f"line {lineno} of {src}: missing field '{fld}' (fields: {sorted(obj)})"
+                        f"line {lineno} of {src}: field '{label_field}' must be a list of strings, "
+                        f"got {json.dumps(labels)[:80]}"
                     )
-            text = _check_text(obj[text_field], where, src, text_field)
-            labels = obj[label_field]
-            if labels is None:
-                labels = []
-            if not isinstance(labels, list) or not all(
-                    isinstance(l, (str, int)) and not isinstance(l, bool) for l in labels):
-                raise ValueError(
-                    f"line {lineno} of {src}: field '{label_field}' must be a list of strings, "
-                    f"got {json.dumps(labels)[:80]}"
-                )
-            if numbers is None and any(isinstance(l, int) for l in labels):
-                numbers = (where, labels)
-            rec.texts.append(text)
-            rec.labels.append([str(l).strip() for l in labels if str(l).strip()])
-            rec.ids.append(str(obj[id_field]) if id_field and obj.get(id_field) is not None else str(len(rec.ids)))
-            rec.splits.append(obj.get(split_field) if split_field else None)
-            rec.where.append(where)
+                if numbers is None and any(isinstance(l, int) for l in labels):
+                    numbers = (where, labels)
+                rec.texts.append(text)
+                rec.labels.append([str(l).strip() for l in labels if str(l).strip()])
+                raw_ids.append(str(obj[id_field]) if id_field and obj.get(id_field) is not None else None)
+                rec.splits.append(obj.get(split_field) if split_field else None)
+                rec.where.append(where)
+    except UnicodeDecodeError:
+        raise ValueError(not_utf8_message(p)) from None
     if not rec.texts:
         raise ValueError(f"no records in {src}")
-    if id_field:
-        _check_unique_ids(rec, src, id_field)
+    rec.ids = check_ids(raw_ids, rec.where, src, id_field, named_field(id_field))
     if numbers is not None:
         # Accepted (class indices, numeric codes are label names too), but said once: a list of 0/1
         # flags per label would silently become a two-label problem with labels "0" and "1".
@@ -196,17 +294,23 @@ def _read_csv_frame(path: Path, delimiter: str | None) -> Any:
     try:
         # dtype=str + no NA parsing: ids like "0042" and empty label cells stay strings.
         return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False)
+    except UnicodeDecodeError:
+        raise ValueError(not_utf8_message(path)) from None
     except pd.errors.ParserError as e:
         raise ValueError(f"malformed CSV {path}: {e}") from None
     except pd.errors.EmptyDataError:
         raise ValueError(f"empty CSV file {path}") from None
 
 
-def require_columns(columns: Sequence[str], needed: Sequence[str], source: str) -> None:
-    """Raise ``missing column 'X' in FILE (columns: ...)`` for the first absent column."""
+def require_columns(columns: Sequence[str], needed: Sequence[str], source: str,
+                    options: dict[str, str] | None = None) -> None:
+    """Raise ``missing column 'X' in FILE (columns: ...)`` for the first absent column
+    (``options``: column → the option that named it, said in the message)."""
     for c in needed:
         if c not in columns:
-            raise ValueError(f"missing column '{c}' in {source} (columns: {', '.join(map(str, columns))})")
+            option = (options or {}).get(c)
+            named = f"; {_option_name(option)} names it" if option else ""
+            raise ValueError(f"missing column '{c}' in {source} (columns: {', '.join(map(str, columns))}){named}")
 
 
 def read_csv_records(
@@ -214,8 +318,8 @@ def read_csv_records(
     *,
     text_field: str = "text",
     label_field: str = "labels",
-    split_field: str | None = "split",
-    id_field: str | None = "id",
+    split_field: str | None = SPLIT,
+    id_field: str | None = ID,
     label_separator: str | None = None,
     delimiter: str | None = None,
     require_split: bool = False,
@@ -228,10 +332,15 @@ def read_csv_records(
     ``label_separator`` (None: ``";"``, with a :class:`DataWarning` when no label cell contains
     it but some contain ``|`` or ``,``, which would then each be read as one label).
 
+    ``split_field`` / ``id_field``: the defaults (:class:`DefaultField`) are used when the column
+    exists; a column named explicitly (or ``require_split`` / ``require_id``) must exist. An empty
+    id cell is a row without an id: ids are in every row or in none.
+
     Raises:
         FileNotFoundError: The file does not exist.
         ValueError: Missing column (message lists the columns), empty text (names the
-            row), unknown split names, an id given twice (names both rows).
+            row), unknown split names, an id given twice (names both rows) or on some rows only,
+            a byte that is not UTF-8 (names the line and column).
     """
     separator_given = label_separator is not None
     if separator_given and (not isinstance(label_separator, str) or not label_separator):
@@ -241,9 +350,12 @@ def read_csv_records(
     src = str(p)
     df = _read_csv_frame(p, delimiter)
     cols = list(df.columns)
+    require_split = require_split or named_field(split_field)
+    require_id = require_id or named_field(id_field)
     needed = [text_field, label_field] + ([split_field] if (split_field and require_split) else [])
     needed += [id_field] if (id_field and require_id) else []
-    require_columns(cols, needed, src)
+    named = {f: o for f, o in ((split_field, "split_field"), (id_field, "id_field")) if named_field(f)}
+    require_columns(cols, needed, src, named)
     texts = df[text_field].tolist()
     labels = df[label_field].tolist()
     has_split = bool(split_field) and split_field in cols
@@ -256,14 +368,13 @@ def read_csv_records(
         rec.texts.append(_check_text(texts[i], where, src, text_field))
         raw = labels[i]
         rec.labels.append([l.strip() for l in str(raw).split(label_separator) if l.strip()] if raw else [])
-        rec.ids.append(str(ids[i]) if ids is not None else str(i))
+        rec.ids.append(str(ids[i]) if ids is not None and str(ids[i]).strip() != "" else None)
         sv = splits[i] if splits is not None else None
         rec.splits.append(sv if (sv is None or str(sv).strip() != "") else None)
         rec.where.append(where)
     if not rec.texts:
         raise ValueError(f"no rows in {src}")
-    if has_id:
-        _check_unique_ids(rec, src, id_field)
+    rec.ids = check_ids(rec.ids, rec.where, src, id_field, has_id and require_id)
     if not separator_given:
         _warn_other_separator(labels, src, label_field, label_separator)
     return rec, _finish_splits(rec, src, split_field if has_split else None)
@@ -386,8 +497,8 @@ def load_jsonl(
     *,
     text_field: str = "text",
     label_field: str = "labels",
-    split_field: str | None = "split",
-    id_field: str | None = "id",
+    split_field: str | None = SPLIT,
+    id_field: str | None = ID,
     seed: int = 0,
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     hierarchy: str | None = "auto",
@@ -412,8 +523,8 @@ def load_csv(
     *,
     text_field: str = "text",
     label_field: str = "labels",
-    split_field: str | None = "split",
-    id_field: str | None = "id",
+    split_field: str | None = SPLIT,
+    id_field: str | None = ID,
     label_separator: str | None = None,
     delimiter: str | None = None,
     seed: int = 0,

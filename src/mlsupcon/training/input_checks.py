@@ -13,8 +13,9 @@ Errors (``ValueError``, one line naming the dataset, the file and what was expec
 * a contrastive method with a single training example (nothing to contrast it with).
 
 Warnings (:class:`~mlsupcon.data.DataWarning`): splits under :data:`SMALL_SPLIT` examples, with
-their sizes; the loaders add theirs (numbers as label names, label cells that look joined by
-another separator, skipped images).
+their sizes; labels without a training example, and labels that occur only in the test split,
+with counts and examples; the loaders add theirs (numbers as label names, label cells that look
+joined by another separator, skipped images).
 """
 
 from __future__ import annotations
@@ -88,6 +89,33 @@ def _empty_split(ds: MultiLabelDataset, split: str) -> str:
     return f"{head}; a run trains on train, selects on validation and reports test: each needs examples"
 
 
+def _examples(names: list[str], k: int = 3) -> str:
+    return ", ".join(names[:k]) + (", ..." if len(names) > k else "")
+
+
+def _warn_unlearnable_labels(ds: MultiLabelDataset) -> None:
+    """Labels without a training example cannot be learnt (a small file split 80/10/10 leaves many
+    rare labels in validation or test only); those only in test are not tuned on validation either."""
+    import numpy as np
+
+    spec, _ = _describe(ds)
+    present = {k: np.asarray(ds.splits[k].labels.getnnz(axis=0)).reshape(-1) > 0 for k in SPLIT_NAMES}
+    names = ds.label_names
+    no_train = [names[j] for j in np.flatnonzero(~present["train"])]
+    only_test = [names[j] for j in np.flatnonzero(~present["train"] & ~present["validation"] & present["test"])]
+    capped = (ds.info.get("options") or {}).get("max_examples_per_split")
+    why = f" (max_examples_per_split={capped})" if capped is not None else ""
+    if no_train:
+        warnings.warn(f"dataset {spec}: {len(no_train)} of {len(names)} labels have no training example{why} "
+                      f"(e.g. {_examples(no_train)}); they cannot be learnt and count as zeros in macro metrics",
+                      DataWarning, stacklevel=3)
+    if only_test:
+        warnings.warn(f"dataset {spec}: {len(only_test)} of {len(names)} labels occur only in the test split "
+                      f"(e.g. {_examples(only_test)}); the run neither learns nor tunes them, and the test scores "
+                      "count them as misses: give them training examples, or leave them out", DataWarning,
+                      stacklevel=3)
+
+
 def check_training_data(cfg: TrainConfig, ds: MultiLabelDataset) -> list[str]:
     """Raises ``ValueError`` for data a run cannot use; warns about data it can use but that
     is probably a mistake. A dataset already checked for the same method and batch size is not
@@ -131,6 +159,7 @@ def check_training_data(cfg: TrainConfig, ds: MultiLabelDataset) -> list[str]:
     if get_method(cfg.method).uses_contrastive_loss and len(train) < 2:
         raise ValueError(f"dataset {spec}: the train split has {len(train)} example; a contrastive loss compares "
                          "the examples of a batch, so it needs at least 2")
+    _warn_unlearnable_labels(ds)
     small = [k for k in SPLIT_NAMES if len(ds.splits[k]) < SMALL_SPLIT]
     if small:
         cap = (ds.info.get("options") or {}).get("max_examples_per_split")
