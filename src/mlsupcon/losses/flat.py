@@ -8,10 +8,10 @@ and hands a strategy (``strategies.py``) to the chunked core (``engine.py``).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mlsupcon.losses import distributed as _distributed
+from mlsupcon.losses._norm import l2_normalize, row_norm
 from mlsupcon.losses._validation import (
     check_bool,
     check_choice,
@@ -68,7 +68,9 @@ class FlatContrastiveLoss(nn.Module):
 
     Args:
         temperature: τ > 0 of s_ab = z_a · z_b / τ.
-        normalize: L2-normalise the embeddings first.
+        normalize: L2-normalise the embeddings first, without overflow: each row is divided by its
+            largest |entry| before its norm is taken (:func:`mlsupcon.losses._norm.l2_normalize`),
+            so float32 rows of scale 1e19 or 1e-30 give the loss of the unscaled rows.
         chunk_size: anchor samples per block. ``None``: the engine keeps small batches dense
             and chunks large ones; an int forces chunked mode with O(chunk_size · V · N) memory
             in forward and backward.
@@ -186,7 +188,7 @@ class FlatContrastiveLoss(nn.Module):
         if refs:
             z = torch.cat([z, refs_flat.to(cdtype)])
         if self.normalize:
-            z = F.normalize(z, dim=1)
+            z = l2_normalize(z, dim=1)  # overflow-safe: rows of scale 1e19 or 1e-30 in float32
         pctx = PairContext(batch, views, refs, stats, cdtype, z.device, extra={})
         strategy.prepare(pctx)
         num, norm = weighted_log_softmax(z, strategy, pctx, self.temperature, self.chunk_size, unit_norm=self.normalize)
@@ -380,7 +382,7 @@ class MLCLLoss(FlatContrastiveLoss):
     def extra_terms(self, flat_features):
         if not self.reg_weight:
             return None
-        return self.reg_weight * flat_features.norm(dim=1).mean()
+        return self.reg_weight * row_norm(flat_features, dim=1).mean()
 
 
 class SupConLoss(FlatContrastiveLoss):

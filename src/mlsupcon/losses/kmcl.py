@@ -128,6 +128,28 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return dtype
 
 
+# float32 holds every square, product and quotient the KMCL formulas form (‖x − μ‖²/σ², its
+# derivatives ~Δ²/σ⁴, (Δμ)²/(σ²_i + σ²_j), ...) as long as |x|, |μ| ≤ 2^24 and 2^-24 ≤ σ² ≤ 2^100; a
+# KMCL head gives σ² = 2 + ELU(·) + 1e-7 ≥ 1 and moderate means, so training stays in float32.
+# Outside that range the terms are computed in float64, which holds any such expression of float32
+# numbers (≤ (2^128)² / 2^-149), and cast back: a value that fits in float32 is then returned
+# exactly instead of as NaN (a σ² of 1e-40 made 1/(σ²_i + σ²_j) inf and 0·inf NaN; a μ of 1e19
+# overflowed (x − μ)² and gave inf − inf).
+_SAFE_ABS = 2.0**24
+_SAFE_VAR_MIN = 2.0**-24
+_SAFE_VAR_MAX = 2.0**100
+
+
+def _range_dtype(dtype: torch.dtype, values: tuple[torch.Tensor, ...], sigma2: torch.Tensor) -> torch.dtype:
+    """``dtype``, or float64 when float32 ``dtype`` cannot hold the intermediate terms (see above)."""
+    if dtype != torch.float32:
+        return dtype
+    stats = [t.detach().abs().amax().float() for t in values]
+    stats += [-sigma2.detach().amin().float(), sigma2.detach().amax().float()]
+    limits = torch.tensor([_SAFE_ABS] * len(values) + [-_SAFE_VAR_MIN, _SAFE_VAR_MAX], device=sigma2.device)
+    return dtype if bool((torch.stack(stats) <= limits).all()) else torch.float64
+
+
 def _check_float(t, name: str) -> None:
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
@@ -561,10 +583,11 @@ def bhattacharyya_distance(
     if m is None:
         raise ValueError("dim: the feature dimension M is required when mu and sigma2 are both [N, K]")
     dtype = _compute_dtype(mu1, sigma2_1, mu2, sigma2_2)
+    wide = _range_dtype(_range_dtype(dtype, (mu1,), sigma2_1), (mu2,), sigma2_2)
     return _pair_distance(
-        mu1.to(dtype), sigma2_1.to(dtype), mu2.to(dtype), sigma2_2.to(dtype), m,
+        mu1.to(wide), sigma2_1.to(wide), mu2.to(wide), sigma2_2.to(wide), m,
         scale_anisotropic_by_dim,
-    )
+    ).to(dtype)
 
 
 def kmcl_log_kernel(x: torch.Tensor, mu: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
@@ -572,7 +595,8 @@ def kmcl_log_kernel(x: torch.Tensor, mu: torch.Tensor, sigma2: torch.Tensor) -> 
     b, m = _check_x(x)
     _check_params(mu, sigma2, b, None, m)
     dtype = _compute_dtype(x, mu, sigma2)
-    return _log_kernel(x.to(dtype), mu.to(dtype), sigma2.to(dtype))
+    wide = _range_dtype(dtype, (x, mu), sigma2)
+    return _log_kernel(x.to(wide), mu.to(wide), sigma2.to(wide)).to(dtype)
 
 
 def kmcl_reconstruction_loss(
@@ -618,6 +642,9 @@ def _reconstruction(x, pi, mu, sigma2, labels) -> torch.Tensor:
     """:func:`kmcl_reconstruction_loss` on validated inputs."""
     b = x.shape[0]
     dtype = _compute_dtype(x, pi, mu, sigma2)
+    wide = _range_dtype(dtype, (x, mu), sigma2)
+    if wide != dtype:
+        return _reconstruction(x.to(wide), pi.to(wide), mu.to(wide), sigma2.to(wide), labels).to(dtype)
     x, pi, mu, sigma2 = x.to(dtype), pi.to(dtype), mu.to(dtype), sigma2.to(dtype)
     y = labels.to(device=x.device, dtype=torch.bool)
     a = torch.nn.functional.logsigmoid(pi) + _log_kernel(x, mu, sigma2)  # log p_ik κ_k(x_i)
@@ -683,6 +710,10 @@ def _contrastive(mu, sigma2, labels, temperature, chunk_size, m, scale_anisotrop
     """:func:`kmcl_contrastive_loss` on validated inputs (``m`` = M)."""
     b, k = mu.shape[:2]
     dtype = _compute_dtype(mu, sigma2)
+    wide = _range_dtype(dtype, (mu,), sigma2)
+    if wide != dtype:
+        return _contrastive(mu.to(wide), sigma2.to(wide), labels, temperature, chunk_size, m,
+                            scale_anisotropic_by_dim).to(dtype)
     mu, sigma2 = mu.to(dtype), sigma2.to(dtype)
     zero = (mu.sum() + sigma2.sum()) * 0.0
     if b == 1:
