@@ -7,19 +7,32 @@ import types
 import pytest
 import torch
 
-from mlsupcon.losses import CLASSIFIER_LOSSES, CONTRASTIVE_LOSSES, FLAT_LOSSES, LOSSES, QueueLoss, available, build
+from mlsupcon.losses import (
+    CLASSIFIER_LOSSES,
+    CONTRASTIVE_LOSSES,
+    FLAT_LOSSES,
+    LOSSES,
+    PROTOTYPE_LOSSES,
+    QueueLoss,
+    available,
+    build,
+)
 from mlsupcon.training.batches import LossLabels, build_view_fn, concat_batches
 
 EXPECTED = {
     "all": "multi_hot", "any": "multi_hot", "mulsupcon": "multi_hot", "simdis": "multi_hot", "jaccard": "multi_hot",
     "mlcl": "multi_hot", "supcon": "class_ids", "simclr": "none", "himulcon": "hierarchy_levels",
     "hicone": "hierarchy_levels", "himulcone": "hierarchy_levels", "asl": "logits", "kmcl": "logits",
+    "jaccard_weight": "multi_hot", "zlpr": "logits",
+    "msc": "multi_hot", "proto_only": "multi_hot", "mscwrg": "multi_hot", "mscrg": "multi_hot",
 }
 
 
 def test_every_loss_declares_its_label_format():
-    assert set(CONTRASTIVE_LOSSES) | set(CLASSIFIER_LOSSES) == set(LOSSES) == set(EXPECTED)
+    assert set(CONTRASTIVE_LOSSES) | set(CLASSIFIER_LOSSES) | set(PROTOTYPE_LOSSES) == set(LOSSES) == set(EXPECTED)
     assert not set(CONTRASTIVE_LOSSES) & set(CLASSIFIER_LOSSES)
+    assert not (set(CONTRASTIVE_LOSSES) | set(CLASSIFIER_LOSSES)) & set(PROTOTYPE_LOSSES)
+    assert all(cls.uses_prototypes for cls in PROTOTYPE_LOSSES.values())  # declared, not probed
     for name in available():
         loss = build(name)  # build keeps working for every name, in both registries
         assert loss.label_format == type(loss).label_format == EXPECTED[name], name

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 from reference import ref_asl, ref_flat, ref_hierarchical
+from reference_next_audibert import ref_jaccard_weight
 from torch.testing import assert_close
 
-from mlsupcon.losses import CONTRASTIVE_LOSSES, HIERARCHICAL_LOSSES, LOSSES, build
+from mlsupcon.losses import CONTRASTIVE_LOSSES, HIERARCHICAL_LOSSES, LOSSES, PROTOTYPE_LOSSES, build
 
 CONTRASTIVE = sorted(CONTRASTIVE_LOSSES)
 F64 = torch.float64
@@ -40,6 +41,8 @@ def reference(name: str, features, labels, **opts):
     """The float64 naive loss of ``tests/reference.py``."""
     if name in HIERARCHICAL_LOSSES:
         return ref_hierarchical(name, features, labels, **opts)
+    if name == "jaccard_weight":
+        return ref_jaccard_weight(features, labels, **opts)
     return ref_flat(name, features, labels, **opts)
 
 
@@ -139,9 +142,12 @@ def kmcl_inputs(batch: int, classes: int = 3, dim: int = 4, seed: int = 0, dtype
 def call_with_batch(name: str, batch: int, labels=None):
     """Calls loss ``name`` on a batch of ``batch`` samples (labels in its format unless given)."""
     loss_fn = build(name)
-    if name == "asl":
+    if name in ("asl", "zlpr"):
         y = torch.zeros(batch, 3) if labels is None else labels
         return loss_fn(torch.randn(batch, 3), y)
+    if name in PROTOTYPE_LOSSES:
+        y = torch.zeros(batch, 3) if labels is None else labels
+        return loss_fn(torch.randn(batch, 2, 8), y, prototypes=torch.randn(3, 8))
     if name == "kmcl":
         y = torch.zeros(batch, 3) if labels is None else labels
         return loss_fn(*kmcl_inputs(batch), y)
@@ -152,7 +158,7 @@ def call_with_batch(name: str, batch: int, labels=None):
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_empty_batch_is_a_value_error(name):
     # Every loss, flat, hierarchical or classifier: B = 0 is a ValueError naming the input.
-    first = {"asl": "logits", "kmcl": "x"}.get(name, "features")
+    first = {"asl": "logits", "zlpr": "logits", "kmcl": "x"}.get(name, "features")
     with pytest.raises(ValueError, match=rf"^{first}: empty batch \(B = 0\)$"):
         call_with_batch(name, 0)
 

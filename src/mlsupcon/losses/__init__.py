@@ -29,11 +29,21 @@ from mlsupcon.losses.flat import (
     AnyLoss,
     FlatContrastiveLoss,
     JaccardLoss,
+    JaccardWeightLoss,
     MLCLLoss,
     MulSupConLoss,
     SimCLRLoss,
     SimDisLoss,
     SupConLoss,
+)
+from mlsupcon.losses.prototypes import (
+    BoundPrototypeLoss,
+    LabelPrototypes,
+    MSCLoss,
+    MSCRGLoss,
+    MSCWRGLoss,
+    ProtoOnlyLoss,
+    PrototypeContrastiveLoss,
 )
 from mlsupcon.losses.queue import MemoryQueue, MomentumEncoder, QueueLoss
 from mlsupcon.losses.relations import relation_counts
@@ -44,6 +54,7 @@ FLAT_LOSSES: dict[str, type[FlatContrastiveLoss]] = {
     "mulsupcon": MulSupConLoss,
     "simdis": SimDisLoss,
     "jaccard": JaccardLoss,
+    "jaccard_weight": JaccardWeightLoss,
     "mlcl": MLCLLoss,
     "supcon": SupConLoss,
     "simclr": SimCLRLoss,
@@ -56,6 +67,7 @@ from mlsupcon.losses.hierarchical import (  # noqa: E402  (needs FLAT_LOSSES)
     HiMulConLoss,
 )
 from mlsupcon.losses.kmcl import KMCLLoss  # noqa: E402
+from mlsupcon.losses.zlpr import ZLPRLoss, zlpr_loss  # noqa: E402
 
 HIERARCHICAL_LOSSES = {"himulcon": HiMulConLoss, "hicone": HiConELoss, "himulcone": HiMulConELoss}
 
@@ -63,8 +75,14 @@ HIERARCHICAL_LOSSES = {"himulcon": HiMulConLoss, "hicone": HiConELoss, "himulcon
 CONTRASTIVE_LOSSES: dict[str, type[nn.Module]] = {**FLAT_LOSSES, **HIERARCHICAL_LOSSES}
 #: Losses on a classifier's outputs (the methods asl and kmcl train with them).
 CLASSIFIER_LOSSES: dict[str, type[nn.Module]] = {"asl": AsymmetricLoss, "kmcl": KMCLLoss}
+CLASSIFIER_LOSSES["zlpr"] = ZLPRLoss
+#: Losses on embeddings + one learnable prototype per label (``loss(features, labels,
+#: prototypes=P)``, classes declare ``uses_prototypes = True``; see :class:`LabelPrototypes`).
+PROTOTYPE_LOSSES: dict[str, type[nn.Module]] = {
+    "msc": MSCLoss, "proto_only": ProtoOnlyLoss, "mscwrg": MSCWRGLoss, "mscrg": MSCRGLoss,
+}
 
-LOSSES: dict[str, type[nn.Module]] = {**CONTRASTIVE_LOSSES, **CLASSIFIER_LOSSES}
+LOSSES: dict[str, type[nn.Module]] = {**CONTRASTIVE_LOSSES, **CLASSIFIER_LOSSES, **PROTOTYPE_LOSSES}
 
 ASLLoss = AsymmetricLoss
 
@@ -79,8 +97,9 @@ def build(name: str, **options) -> nn.Module:
 
     Args:
         name: one of :func:`available` (``all``, ``any``, ``mulsupcon``, ``simdis``,
-            ``jaccard``, ``mlcl``, ``supcon``, ``simclr``, ``himulcon``, ``hicone``,
-            ``himulcone``, ``asl``, ``kmcl``).
+            ``jaccard``, ``jaccard_weight``, ``mlcl``, ``supcon``, ``simclr``, ``himulcon``,
+            ``hicone``, ``himulcone``, ``asl``, ``kmcl``, ``zlpr``, ``msc``, ``proto_only``,
+            ``mscwrg``, ``mscrg``).
         **options: the loss's keyword options; unknown ones raise ValueError.
 
     Example:
@@ -115,6 +134,7 @@ __all__ = [
     "AnyLoss",
     "SimDisLoss",
     "JaccardLoss",
+    "JaccardWeightLoss",
     "MulSupConLoss",
     "MLCLLoss",
     "SupConLoss",
@@ -129,6 +149,16 @@ __all__ = [
     "CONTRASTIVE_LOSSES",
     "CLASSIFIER_LOSSES",
     "KMCLLoss",
+    "ZLPRLoss",
+    "zlpr_loss",
+    "PROTOTYPE_LOSSES",
+    "LabelPrototypes",
+    "PrototypeContrastiveLoss",
+    "MSCLoss",
+    "ProtoOnlyLoss",
+    "MSCWRGLoss",
+    "MSCRGLoss",
+    "BoundPrototypeLoss",
     "MemoryQueue",
     "QueueLoss",
     "MomentumEncoder",

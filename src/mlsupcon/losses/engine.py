@@ -104,14 +104,33 @@ def _weighted_sum(w_s, s, ctx: PairContext) -> torch.Tensor:
     return out
 
 
-def _to_negative_gradient_factor(e, scale, w_s, ctx: PairContext, r, self_cols) -> torch.Tensor:
+def _excess(p, w):
+    """mscrg's r = max(p − w, 0)·1[w > 0] (p is detached: backward never differentiates it)."""
+    return (p - w).clamp_(min=0).mul_(w > 0)
+
+
+def _excess_dot(e, inv, w_s, s, shift, ctx: PairContext) -> torch.Tensor:
+    """Σ_b r_ab s_ab with p = e·inv and s = (s − shift) + shift over view-level columns."""
+    out = None
+    for cols, wcols in _column_blocks(ctx):
+        rr = _excess(e[:, cols] * inv[:, None], w_s[:, wcols])
+        part = _row_dot(rr, s[:, cols]) + rr.sum(1) * shift
+        out = part if out is None else out.add_(part)
+    return out
+
+
+def _to_negative_gradient_factor(e, scale, w_s, ctx: PairContext, r, self_cols, inv=None) -> torch.Tensor:
     """In place: e (= exp(s − shift), self entry 0) → −G = w − W·p, with the self entry 0.
 
-    One fused pass per column block (w − scale·e); the sign is undone in backward.
+    One fused pass per column block (w − scale·e); the sign is undone in backward. With
+    ``inv`` (p = e·inv) the strategy's excess term r is added: −G = w − W·p + r.
     """
     scale = scale[:, None]
     for cols, wcols in _column_blocks(ctx):
+        rr = None if inv is None else _excess(e[:, cols] * inv[:, None], w_s[:, wcols])
         torch.addcmul(w_s[:, wcols], e[:, cols], scale, value=-1, out=e[:, cols])
+        if rr is not None:
+            e[:, cols] += rr
     e[r, self_cols] = 0  # p_aa = 0 and the self pair carries no weight
     return e
 
@@ -129,6 +148,10 @@ class _WeightedLogSoftmax(torch.autograd.Function):
         kept = []  # per (block, view): −G kept from forward, or None (backward recomputes it)
         kept_entries = 0
         const_shift = None if fixed_shift is None else z.new_full((1, 1), fixed_shift)
+        log_scale = pctx.column_log_scale
+        excess = strategy.excess_term
+        if excess and log_scale is not None:
+            raise NotImplementedError("a strategy with an excess term and column scales")
         # Chunked: one block buffer for every block and view (fresh memory costs page faults).
         buf = None
         for s0, s1 in _blocks(pctx, chunk):
@@ -157,7 +180,7 @@ class _WeightedLogSoftmax(torch.autograd.Function):
                 else:
                     s = _similarities(z, rows, inv_t, out=out)
                     s[r, self_cols] = float("-inf")
-                    shift = s.amax(1)
+                    shift = s.amax(1) if log_scale is None else (s + log_scale).amax(1)
                     shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
                     s.sub_(shift[:, None])
                 # num_a = W_a log Σ_c e^{s_ac − shift} + Σ_b w_ab (shift − s_ab): with the row maximum
@@ -167,18 +190,25 @@ class _WeightedLogSoftmax(torch.autograd.Function):
                 s[r, self_cols] = 0
                 dot = _weighted_sum(w_s, s, pctx)
                 s[r, self_cols] = float("-inf")
-                e = s.exp_()
+                if log_scale is not None:
+                    s.add_(log_scale)  # β_c e^{s_ac}; the weighted sum above used s itself
+                e = torch.exp(s) if excess else s.exp_()
                 sumexp = e.sum(1)
                 # sumexp = 0 only when the anchor has no candidate at all (B = V = 1, no refs).
                 safe = sumexp > 0
                 sumexp = torch.where(safe, sumexp, 1.0)  # log 1 = 0: such an anchor adds nothing
                 log_sum = sumexp.log()
                 num[rows] = wsum * log_sum - dot
+                inv = None
+                if excess:
+                    inv = torch.where(safe, 1.0 / sumexp, 0.0)
+                    s[r, self_cols] = 0
+                    num[rows] -= _excess_dot(e, inv, w_s, s, shift, pctx)
                 lse_all[rows] = torch.where(safe, shift + log_sum, 0.0)
                 wsum_all[rows] = wsum
                 if keep:
                     scale = torch.where(safe, wsum / sumexp, 0.0)
-                    kept.append(_to_negative_gradient_factor(e, scale, w_s, pctx, r, self_cols))
+                    kept.append(_to_negative_gradient_factor(e, scale, w_s, pctx, r, self_cols, inv))
                 else:
                     kept.append(None)
         ctx.save_for_backward(z, lse_all, wsum_all)
@@ -212,7 +242,10 @@ class _WeightedLogSoftmax(torch.autograd.Function):
                     self_cols = r + view * b + s0
                     g_mat = _similarities(z, rows, inv_t, lse_all[rows, None], buf[: s1 - s0])
                     g_mat[r, self_cols] = float("-inf")
-                    g_mat = _to_negative_gradient_factor(g_mat.exp_(), wsum_all[rows], w_s, pctx, r, self_cols)
+                    if pctx.column_log_scale is not None:
+                        g_mat.add_(pctx.column_log_scale)
+                    inv = torch.ones_like(wsum_all[rows]) if ctx.strategy.excess_term else None
+                    g_mat = _to_negative_gradient_factor(g_mat.exp_(), wsum_all[rows], w_s, pctx, r, self_cols, inv)
                 scale = scale_all[rows, None]
                 # Scaling the thin [n, D] operands instead of G avoids an N-wide temporary.
                 grad[rows] += scale * (g_mat @ z)
@@ -245,8 +278,10 @@ def weighted_log_softmax(
     """
     chunk, dense = plan_chunks(pctx.batch, pctx.views, pctx.num_candidates, chunk_size)
     # One candidate per anchor (N + M = 2): the row maximum makes log p = 0 exact.
+    # Column factors β ≤ 1 keep every term ≤ e^0 after that shift (larger ones take the row maximum).
+    scaled_up = pctx.column_log_scale is not None and bool((pctx.column_log_scale > 0).any())
     fixed_shift = (1.0 / temperature if unit_norm and temperature >= MIN_FIXED_SHIFT_TEMPERATURE
-                   and pctx.num_candidates > 2 else None)
+                   and pctx.num_candidates > 2 and not scaled_up else None)
     budget = keep_budget(dense, chunk_size)
     return _WeightedLogSoftmax.apply(z, strategy, pctx, temperature, chunk, budget, fixed_shift)
 

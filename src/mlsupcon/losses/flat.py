@@ -28,6 +28,7 @@ from mlsupcon.losses.strategies import (
     AnyStrategy,
     FlatStrategy,
     JaccardStrategy,
+    JaccardWeightStrategy,
     MLCLStrategy,
     MulSupConStrategy,
     PairContext,
@@ -41,6 +42,7 @@ __all__ = [
     "AnyLoss",
     "SimDisLoss",
     "JaccardLoss",
+    "JaccardWeightLoss",
     "MulSupConLoss",
     "MLCLLoss",
     "SupConLoss",
@@ -310,6 +312,31 @@ class JaccardLoss(FlatContrastiveLoss):
         return JaccardStrategy(self.threshold, self.eps)
 
 
+class JaccardWeightLoss(FlatContrastiveLoss):
+    r"""Jaccard-weighted positives, no threshold (LossContrastiveBase of Audibert et al.).
+
+    .. math:: w_{ab} = J_{ab}\ (\text{views of one sample: } 1),\quad Z_a = \sum_{b \ne a} w_{ab},\quad
+              L_a = -\frac{1}{Z_a}\sum_{b \ne a} w_{ab} \log p_{ab}
+
+    The denominator holds every other embedding (and every reference row); anchors with
+    Z_a = 0 (no label shared with anyone, and no other view) are left out. Unlike the
+    Audibert et al. code it never divides by n_a, so empty label rows are fine there too.
+
+    Source: ``loss_contrastive_base.py`` of Multi-label-contrastive-comprehensive (Audibert,
+    Gauffre, Amini, arXiv 2412.00101); see ``docs/spec/LOSSES.md``, "Audibert et al. family".
+
+    Example:
+        >>> import torch
+        >>> from mlsupcon.losses import build
+        >>> z = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+        >>> y = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 1, 1]])
+        >>> round(float(build("jaccard_weight", temperature=0.5)(z, y)), 6)
+        1.146733
+    """
+
+    strategy_cls = JaccardWeightStrategy
+
+
 class MulSupConLoss(FlatContrastiveLoss):
     r"""MulSupCon (Zhang & Wu 2024): one contrastive row per (anchor, label).
 
@@ -321,6 +348,10 @@ class MulSupConLoss(FlatContrastiveLoss):
     Args:
         reduction: ``"pair"`` (default, as the official code: mean over all rows) or
             ``"anchor"`` (mean of each anchor's rows, then mean over anchors).
+        empty_rows: ``"drop"`` (default): a row (a, k) with no positive (P_k(a) empty) is left
+            out; ``"count"``: it is kept with the value 0 and counts in the mean, as the MSC
+            authors' ``loss_contrastive_mulsupcon.py`` does (Audibert et al.). An anchor
+            without labels keeps its one row of other views either way (none when V = 1).
 
     Source: Zhang & Wu, "Multi-Label Supervised Contrastive Learning", AAAI 2024.
 
@@ -333,13 +364,15 @@ class MulSupConLoss(FlatContrastiveLoss):
     """
 
     def __init__(self, temperature: float = 0.1, normalize: bool = True, chunk_size: int | None = None,
-                 reduction: str = "pair", gather_distributed: bool = False) -> None:
+                 reduction: str = "pair", gather_distributed: bool = False, empty_rows: str = "drop") -> None:
         super().__init__(temperature, normalize, chunk_size, gather_distributed)
         check_choice(reduction, "reduction", ("pair", "anchor"))
+        check_choice(empty_rows, "empty_rows", ("drop", "count"))
         self.reduction = reduction
+        self.empty_rows = empty_rows
 
     def make_strategy(self):
-        return MulSupConStrategy(self.reduction)
+        return MulSupConStrategy(self.reduction, self.empty_rows)
 
 
 class MLCLLoss(FlatContrastiveLoss):

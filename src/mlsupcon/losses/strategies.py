@@ -24,6 +24,7 @@ __all__ = [
     "AnyStrategy",
     "SimDisStrategy",
     "JaccardStrategy",
+    "JaccardWeightStrategy",
     "MulSupConStrategy",
     "MLCLStrategy",
     "SimCLRStrategy",
@@ -43,6 +44,9 @@ class PairContext:
     # Batch-wide values a strategy derives in prepare(); kept here, not on the (reusable)
     # strategy object, because backward recomputes weights after other forward calls may run.
     extra: dict = None
+    # Optional per-candidate factor β_b in the denominator, as its log ([V·B + M], view-level
+    # columns; −inf for β = 0): log p_ab = s_ab − log Σ_c β_c e^{s_ac} (MSC's β on batch columns).
+    column_log_scale: torch.Tensor | None = None
 
     @property
     def num_candidates(self) -> int:
@@ -85,6 +89,8 @@ class FlatStrategy:
     name = "flat"
     pooled = False
     needs_labels = True
+    # mscrg's extra term: num_a −= Σ_b r_ab s_ab with r = max(sg(p_ab) − w_ab, 0)·1[w_ab > 0].
+    excess_term = False
 
     def prepare(self, ctx: PairContext) -> None:
         """Batch-wide statistics, once per forward call."""
@@ -197,18 +203,35 @@ class JaccardStrategy(FlatStrategy):
         return w, ctx.view_row_count(w, own) * (self.threshold + self.eps)
 
 
+class JaccardWeightStrategy(FlatStrategy):
+    """w = J (every pair, no threshold; same-sample views J = 1); Z = Σ w.
+
+    LossContrastiveBase of Audibert et al. (Multi-label-contrastive-comprehensive).
+    """
+
+    name = "jaccard_weight"
+
+    def weights(self, ctx, s0, s1):
+        w = _jaccard(ctx, s0, s1)
+        w = self._set_own(w, ctx, s0, s1, 1.0)  # same-sample rule: J = 1
+        return w, ctx.view_row_sum(w, torch.ones(s1 - s0, dtype=ctx.dtype, device=ctx.device))
+
+
 class MulSupConStrategy(FlatStrategy):
     """w_ab = Σ_{k ∈ y_a ∩ y_b} 1/|P_k(a)|; Z_a = number of label rows of anchor a.
 
     |P_k(a)| = (number of candidate embeddings with label k) − 1, the same for every anchor
-    holding k, so the weights are one label-weighted matrix product.
+    holding k, so the weights are one label-weighted matrix product. ``empty_rows="count"``
+    keeps the rows (a, k) with |P_k(a)| = 0 in Z_a (they add 0 to the loss), as the MSC
+    authors' code does; ``"drop"`` leaves them out.
     """
 
     name = "mulsupcon"
 
-    def __init__(self, reduction: str = "pair") -> None:
+    def __init__(self, reduction: str = "pair", empty_rows: str = "drop") -> None:
         self.reduction = reduction
         self.pooled = reduction == "pair"
+        self.empty_rows = empty_rows
 
     def prepare(self, ctx):
         mult = torch.full((ctx.batch + ctx.refs,), float(ctx.views), dtype=ctx.dtype, device=ctx.device)
@@ -216,8 +239,11 @@ class MulSupConStrategy(FlatStrategy):
         cnt = ctx.stats.column_counts(mult)  # embeddings holding each label
         others = cnt - 1
         ctx.extra["inv"] = torch.where(others > 0, 1.0 / others.clamp(min=1), torch.zeros_like(others))
-        # rows per anchor sample = Σ_k y_ak · 1[|P_k| > 0]
-        ctx.extra["rows"] = ctx.stats.row_sums((others > 0).to(ctx.dtype))[: ctx.batch]
+        # rows per anchor sample = Σ_k y_ak · 1[|P_k| > 0] ("count": every label row, n_a)
+        if self.empty_rows == "count":
+            ctx.extra["rows"] = ctx.counts[: ctx.batch]
+        else:
+            ctx.extra["rows"] = ctx.stats.row_sums((others > 0).to(ctx.dtype))[: ctx.batch]
 
     def weights(self, ctx, s0, s1):
         w = ctx.stats.row_dot(s0, s1, ctx.extra["inv"])
