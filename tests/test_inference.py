@@ -219,7 +219,8 @@ def test_cli_predict_text_jsonl_and_csv(text_run):
     tmp, _, run = text_run
     model = mlsupcon.load(run)
     texts = ["python interpreter pip", "gcc compiler pointer header", "editor cursor buffer text", "viewer window"]
-    rows = [{"id": "first", "text": texts[0]}, {"text": texts[1]}, {"id": 7, "text": texts[2]}, {"text": texts[3]}]
+    rows = [{"id": "first", "text": texts[0]}, {"id": "b", "text": texts[1]}, {"id": 7, "text": texts[2]},
+            {"id": "d", "text": texts[3]}]
     inp = tmp / "new.jsonl"
     inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp / "pred.jsonl"
@@ -228,8 +229,7 @@ def test_cli_predict_text_jsonl_and_csv(text_run):
     assert "wrote 4 predictions" in stdout
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     proba = model.predict_proba(texts)
-    assert [line.get("id") for line in lines] == ["first", None, "7", None]  # ids kept, in order
-    assert ["id" in line for line in lines] == [True, False, True, False]
+    assert [line["id"] for line in lines] == ["first", "b", "7", "d"]  # ids kept (as strings), in order
     assert [line["labels"] for line in lines] == model.predict(texts)
     for line, row in zip(lines, proba):
         assert len(line["scores"]) == 3
@@ -257,15 +257,14 @@ def test_cli_embed_writes_embeddings_and_ids(text_run, vector_run):
     tmp, _, run = text_run
     texts = ["python interpreter pip", "gcc compiler", "editor cursor"]
     inp = tmp / "embed.jsonl"
-    inp.write_text("".join(json.dumps({"text": t, **({"id": f"x{i}"} if i != 1 else {})}) + "\n"
-                           for i, t in enumerate(texts)))
+    inp.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     out = tmp / "emb.npz"
     for space, dim in (("projection", 8), ("encoder", 16)):
         rc, _, err = run_cli(["embed", str(run), "--input", str(inp), "--output", str(out), "--space", space])
         assert rc == 0, err
         with np.load(out) as z:
             assert z["embeddings"].dtype == np.float32 and z["embeddings"].shape == (3, dim)
-            assert z["ids"].tolist() == ["x0", "1", "x2"]  # the row number where an input has no id
+            assert z["ids"].tolist() == ["0", "1", "2"]  # inputs without ids: their record numbers
             np.testing.assert_allclose(z["embeddings"], mlsupcon.load(run).embed(texts, space=space), atol=TOL)
     # vectors: .npz with ids, .npy without
     vtmp, data, vrun = vector_run
@@ -281,7 +280,7 @@ def test_cli_embed_writes_embeddings_and_ids(text_run, vector_run):
     rc, _, err = run_cli(["predict", str(vrun), "--input", str(vtmp / "new.npy"), "--output", str(vtmp / "p.jsonl")])
     assert rc == 0, err
     lines = [json.loads(line) for line in (vtmp / "p.jsonl").read_text().splitlines()]
-    assert len(lines) == 10 and all("id" not in line for line in lines)
+    assert [line["id"] for line in lines] == [str(i) for i in range(10)]  # .npy: the row numbers, as embed
     assert [line["labels"] for line in lines] == mlsupcon.load(vrun).predict(x)
 
 
