@@ -11,6 +11,7 @@ from mlsupcon.losses import (
     CLASSIFIER_LOSSES,
     CONTRASTIVE_LOSSES,
     FLAT_LOSSES,
+    LABEL_EMBEDDING_LOSSES,
     LOSSES,
     PROTOTYPE_LOSSES,
     QueueLoss,
@@ -25,11 +26,14 @@ EXPECTED = {
     "hicone": "hierarchy_levels", "himulcone": "hierarchy_levels", "asl": "logits", "kmcl": "logits",
     "jaccard_weight": "multi_hot", "zlpr": "logits",
     "msc": "multi_hot", "proto_only": "multi_hot", "mscwrg": "multi_hot", "mscrg": "multi_hot",
+    "cl_scl": "multi_hot", "cl_jscl": "multi_hot", "cl_slcl": "multi_hot", "multisupcon_wz": "multi_hot",
+    "cl_jspcl": "logits", "cl_icl": "label_embeddings",
 }
 
 
 def test_every_loss_declares_its_label_format():
-    assert set(CONTRASTIVE_LOSSES) | set(CLASSIFIER_LOSSES) | set(PROTOTYPE_LOSSES) == set(LOSSES) == set(EXPECTED)
+    assert set(CONTRASTIVE_LOSSES) | set(CLASSIFIER_LOSSES) | set(PROTOTYPE_LOSSES) | set(LABEL_EMBEDDING_LOSSES) \
+        == set(LOSSES) == set(EXPECTED)
     assert not set(CONTRASTIVE_LOSSES) & set(CLASSIFIER_LOSSES)
     assert not (set(CONTRASTIVE_LOSSES) | set(CLASSIFIER_LOSSES)) & set(PROTOTYPE_LOSSES)
     assert all(cls.uses_prototypes for cls in PROTOTYPE_LOSSES.values())  # declared, not probed

@@ -16,6 +16,7 @@ import pytest
 import torch
 from reference import ref_asl, ref_flat, ref_hierarchical
 from reference_next_audibert import ref_jaccard_weight
+from reference_next_clmtc import ref_cl, ref_wz
 from torch.testing import assert_close
 
 from mlsupcon.losses import CONTRASTIVE_LOSSES, HIERARCHICAL_LOSSES, LOSSES, PROTOTYPE_LOSSES, build
@@ -43,6 +44,10 @@ def reference(name: str, features, labels, **opts):
         return ref_hierarchical(name, features, labels, **opts)
     if name == "jaccard_weight":
         return ref_jaccard_weight(features, labels, **opts)
+    if name in ("cl_scl", "cl_jscl", "cl_slcl"):
+        return ref_cl(name[3:], features, labels, **opts)
+    if name == "multisupcon_wz":
+        return ref_wz(features, labels, **opts)
     return ref_flat(name, features, labels, **opts)
 
 
@@ -68,7 +73,11 @@ def test_one_candidate_per_anchor_is_an_exact_zero(name, normalize, batch, views
         labels = contrastive_labels(name, batch, seed)
         loss_fn = build(name, normalize=normalize, temperature=0.07)
         loss, grad = value_and_grad(lambda f, fn=loss_fn, y=labels: fn(f, y), feats)
-        assert loss.item() == 0.0, (seed, loss.item())
+        if name == "cl_jscl":  # its denominator is J-weighted: one candidate b gives (τ/τ_b)·log J_ab
+            exp = reference(name, feats.double(), labels, normalize=normalize, temperature=0.07)
+            assert loss.item() == pytest.approx(exp.item(), abs=1e-6), seed
+        else:
+            assert loss.item() == 0.0, (seed, loss.item())
         assert torch.count_nonzero(grad) == 0
 
 
@@ -142,9 +151,12 @@ def kmcl_inputs(batch: int, classes: int = 3, dim: int = 4, seed: int = 0, dtype
 def call_with_batch(name: str, batch: int, labels=None):
     """Calls loss ``name`` on a batch of ``batch`` samples (labels in its format unless given)."""
     loss_fn = build(name)
-    if name in ("asl", "zlpr"):
+    if name in ("asl", "zlpr", "cl_jspcl"):
         y = torch.zeros(batch, 3) if labels is None else labels
         return loss_fn(torch.randn(batch, 3), y)
+    if name == "cl_icl":
+        y = torch.zeros(batch, 3) if labels is None else labels
+        return loss_fn(torch.randn(batch, 3, 8), y)
     if name in PROTOTYPE_LOSSES:
         y = torch.zeros(batch, 3) if labels is None else labels
         return loss_fn(torch.randn(batch, 2, 8), y, prototypes=torch.randn(3, 8))
@@ -158,7 +170,8 @@ def call_with_batch(name: str, batch: int, labels=None):
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_empty_batch_is_a_value_error(name):
     # Every loss, flat, hierarchical or classifier: B = 0 is a ValueError naming the input.
-    first = {"asl": "logits", "zlpr": "logits", "kmcl": "x"}.get(name, "features")
+    first = {"asl": "logits", "zlpr": "logits", "cl_jspcl": "logits", "kmcl": "x",
+             "cl_icl": "label_embeddings"}.get(name, "features")
     with pytest.raises(ValueError, match=rf"^{first}: empty batch \(B = 0\)$"):
         call_with_batch(name, 0)
 

@@ -4,8 +4,8 @@ Two registries: :data:`CONTRASTIVE_LOSSES` (embeddings ``[B, V, D]`` + labels) a
 :data:`CLASSIFIER_LOSSES` (a classifier's outputs + multi-hot targets); :func:`build` builds a
 loss of either by name. Every loss class declares the labels it takes in ``label_format``:
 ``"multi_hot"`` (``[B, C]``), ``"class_ids"`` (``[B]``, SupCon), ``"none"`` (SimCLR),
-``"hierarchy_levels"`` (one label tensor per hierarchy level) or ``"logits"`` (a classifier
-loss: ASL, KMCL).
+``"hierarchy_levels"`` (one label tensor per hierarchy level), ``"logits"`` (a classifier
+loss: ASL, KMCL, cl_jspcl) or ``"label_embeddings"`` (``[B, C, D]`` per-label embeddings: cl_icl).
 
 Example:
     >>> import torch
@@ -24,6 +24,7 @@ from __future__ import annotations
 from torch import nn
 
 from mlsupcon.losses.asl import AsymmetricLoss, asymmetric_loss
+from mlsupcon.losses.clmtc import CLICLLoss, CLJSCLLoss, CLJSPCLLoss, CLSCLLoss, CLSLCLLoss
 from mlsupcon.losses.flat import (
     AllLoss,
     AnyLoss,
@@ -36,6 +37,7 @@ from mlsupcon.losses.flat import (
     SimDisLoss,
     SupConLoss,
 )
+from mlsupcon.losses.multisupcon_wz import MultiSupConWZLoss
 from mlsupcon.losses.prototypes import (
     BoundPrototypeLoss,
     LabelPrototypes,
@@ -58,6 +60,10 @@ FLAT_LOSSES: dict[str, type[FlatContrastiveLoss]] = {
     "mlcl": MLCLLoss,
     "supcon": SupConLoss,
     "simclr": SimCLRLoss,
+    "cl_scl": CLSCLLoss,
+    "cl_jscl": CLJSCLLoss,
+    "cl_slcl": CLSLCLLoss,
+    "multisupcon_wz": MultiSupConWZLoss,
 }
 
 from mlsupcon.losses.hierarchical import (  # noqa: E402  (needs FLAT_LOSSES)
@@ -76,13 +82,18 @@ CONTRASTIVE_LOSSES: dict[str, type[nn.Module]] = {**FLAT_LOSSES, **HIERARCHICAL_
 #: Losses on a classifier's outputs (the methods asl and kmcl train with them).
 CLASSIFIER_LOSSES: dict[str, type[nn.Module]] = {"asl": AsymmetricLoss, "kmcl": KMCLLoss}
 CLASSIFIER_LOSSES["zlpr"] = ZLPRLoss
+CLASSIFIER_LOSSES["cl_jspcl"] = CLJSPCLLoss
+#: Losses on per-label embeddings ``[B, C, D]`` + multi-hot labels (``label_format =
+#: "label_embeddings"``): built by name, not trained by ``train --loss``.
+LABEL_EMBEDDING_LOSSES: dict[str, type[nn.Module]] = {"cl_icl": CLICLLoss}
 #: Losses on embeddings + one learnable prototype per label (``loss(features, labels,
 #: prototypes=P)``, classes declare ``uses_prototypes = True``; see :class:`LabelPrototypes`).
 PROTOTYPE_LOSSES: dict[str, type[nn.Module]] = {
     "msc": MSCLoss, "proto_only": ProtoOnlyLoss, "mscwrg": MSCWRGLoss, "mscrg": MSCRGLoss,
 }
 
-LOSSES: dict[str, type[nn.Module]] = {**CONTRASTIVE_LOSSES, **CLASSIFIER_LOSSES, **PROTOTYPE_LOSSES}
+LOSSES: dict[str, type[nn.Module]] = {**CONTRASTIVE_LOSSES, **CLASSIFIER_LOSSES, **PROTOTYPE_LOSSES,
+                                  **LABEL_EMBEDDING_LOSSES}
 
 ASLLoss = AsymmetricLoss
 
@@ -99,7 +110,8 @@ def build(name: str, **options) -> nn.Module:
         name: one of :func:`available` (``all``, ``any``, ``mulsupcon``, ``simdis``,
             ``jaccard``, ``jaccard_weight``, ``mlcl``, ``supcon``, ``simclr``, ``himulcon``,
             ``hicone``, ``himulcone``, ``asl``, ``kmcl``, ``zlpr``, ``msc``, ``proto_only``,
-            ``mscwrg``, ``mscrg``).
+            ``mscwrg``, ``mscrg``, ``cl_scl``, ``cl_jscl``, ``cl_jspcl``, ``cl_slcl``, ``cl_icl``,
+            ``multisupcon_wz``).
         **options: the loss's keyword options; unknown ones raise ValueError.
 
     Example:
@@ -159,6 +171,13 @@ __all__ = [
     "MSCWRGLoss",
     "MSCRGLoss",
     "BoundPrototypeLoss",
+    "CLSCLLoss",
+    "CLJSCLLoss",
+    "CLJSPCLLoss",
+    "CLSLCLLoss",
+    "CLICLLoss",
+    "MultiSupConWZLoss",
+    "LABEL_EMBEDDING_LOSSES",
     "MemoryQueue",
     "QueueLoss",
     "MomentumEncoder",
