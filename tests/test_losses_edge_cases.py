@@ -33,8 +33,13 @@ def contrastive_labels(name: str, batch: int, seed: int = 0, classes: int = 4):
         return torch.randint(0, 3, (batch,), generator=g)
     if fmt == "none":
         return None
-    if fmt == "hierarchy_levels":  # [B, 2] paths, coarsest first
-        return torch.stack([torch.randint(0, 2, (batch,), generator=g), torch.randint(0, 3, (batch,), generator=g)], 1)
+    if fmt == "hierarchy_levels":  # one [B, 6] one-hot tensor per level, coarsest first, from [B, 2] paths
+        from mlsupcon.losses.hierarchical import path_to_levels
+
+        paths = torch.stack([torch.randint(0, 2, (batch,), generator=g), torch.randint(0, 3, (batch,), generator=g)], 1)
+        if batch == 0:
+            return [torch.zeros(0, 6), torch.zeros(0, 6)]
+        return [torch.nn.functional.pad(t, (0, 6 - t.shape[1])) for t, _ in path_to_levels(paths)]
     return (torch.rand(batch, classes, generator=g) < 0.5).float()
 
 

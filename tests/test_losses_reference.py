@@ -320,7 +320,7 @@ def test_hierarchical(kind, weights, fmt, base):
     seed = 3 * i + B
     feats, _ = make_batch(seed, B, V, 3, 0.5)
     levels = make_path(seed, B) if fmt == "path" else make_levels(seed, B)
-    opts = {"base": base}
+    opts = {"base": base, "paths": fmt == "path"}
     if weights is not None:
         opts["level_weights"] = weights
     check(kind, opts, feats, levels,
@@ -338,7 +338,7 @@ def test_hierarchical(kind, weights, fmt, base):
 def test_hierarchical_other_bases_and_options(kind, base, opts, fmt):
     feats, _ = make_batch(60, 9, 2, 3, 0.5)
     levels = make_levels(60, 9) if fmt == "list" else make_path(60, 9)
-    check(kind, dict(opts, base=base), feats, levels,
+    check(kind, dict(opts, base=base, paths=fmt == "path"), feats, levels,
           lambda f: ref_hierarchical(kind, f, levels, base=base, **opts))
 
 
@@ -348,7 +348,7 @@ def test_hierarchical_other_bases_and_options(kind, base, opts, fmt):
 def test_hierarchical_tiny_batches(kind, fmt, B):
     feats, _ = make_batch(70 + B, B, 3, 3, 0.5)
     levels = make_path(70 + B, B) if fmt == "path" else make_levels(70 + B, B, density=0.6)
-    check(kind, {}, feats, levels, lambda f: ref_hierarchical(kind, f, levels))
+    check(kind, {"paths": fmt == "path"}, feats, levels, lambda f: ref_hierarchical(kind, f, levels))
 
 
 def test_non_contiguous_features():

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlsupcon.losses._validation import check_choice, check_number
+from mlsupcon.losses._validation import check_bool, check_choice, check_number
 
 __all__ = ["HierarchicalLoss", "HiMulConLoss", "HiConELoss", "HiMulConELoss", "path_to_levels", "default_level_weights"]
 
@@ -53,10 +53,20 @@ class HierarchicalLoss(nn.Module):
         base: name of the flat strategy applied at every level (default ``"all"``).
         level_weights: λ_l per level, coarsest first; None uses :func:`default_level_weights`.
         combine: ``"weighted"`` (HiMulCon), ``"max"`` (HiConE) or ``"weighted_max"`` (HiMulConE).
+        paths: ``False`` (default): ``labels`` is a list (or tuple) with one label tensor per
+            level; ``True``: ``labels`` is a single ``[B, L]`` tensor of class ids, one per level.
         **flat_options: options of the base loss (temperature, normalize, chunk_size, ...).
 
-    Called as ``loss(features, labels)`` where ``labels`` is a ``[B, L]`` path tensor of class
-    ids or a list of L multi-hot ``[B, C_l]`` tensors (dense or sparse), coarsest first.
+    Called as ``loss(features, labels)``, coarsest level first, where ``labels`` is
+
+    * (default) a list of L label tensors ``[B, C_l]`` (multi-hot, dense or sparse), e.g.
+      ``LabelHierarchy.levels(y)`` of :mod:`mlsupcon.data.hierarchy` (what the training
+      pipeline passes), or L class-id paths split by :func:`path_to_levels`;
+    * with ``paths=True``, a ``[B, L]`` path tensor of integer class ids.
+
+    A single tensor without ``paths=True`` is a ValueError: a flat multi-hot ``[B, C]`` matrix
+    (what the flat losses take) would otherwise be read as C levels of 0/1 class ids and give a
+    silently wrong value, and a 0/1 path tensor cannot be told apart from one.
     ``ref_features`` / ``ref_labels`` (same level format) are passed to every level. B = 0
     raises ``features: empty batch`` as the flat losses do; B = 1 (V <= 2) is an exact 0.
 
@@ -68,8 +78,9 @@ class HierarchicalLoss(nn.Module):
     label_format = "hierarchy_levels"
 
     def __init__(self, base: str = "all", level_weights: Sequence[float] | None = None,
-                 combine: str = "weighted", **flat_options) -> None:
+                 combine: str = "weighted", paths: bool = False, **flat_options) -> None:
         super().__init__()
+        self.paths = check_bool(paths, "paths")
         from mlsupcon.losses import FLAT_LOSSES  # the registry lives in the package root
 
         check_choice(combine, "combine", ("weighted", "max", "weighted_max"))
@@ -84,10 +95,26 @@ class HierarchicalLoss(nn.Module):
         self.base = FLAT_LOSSES[base](**flat_options)
 
     def _levels(self, labels, ref_labels):
-        if isinstance(labels, torch.Tensor):
+        name = {"weighted": "himulcon", "max": "hicone", "weighted_max": "himulcone"}[self.combine]
+        if self.paths:
+            if not isinstance(labels, torch.Tensor):
+                raise ValueError(
+                    f"labels: {name} was built with paths=True and takes one [B, L] tensor of class ids, "
+                    f"got {type(labels).__name__}; pass a list of per-level tensors with paths=False"
+                )
             if ref_labels is not None and not isinstance(ref_labels, torch.Tensor):
                 raise ValueError("ref_labels: expected a path tensor like labels")
+            if labels.dtype == torch.bool:
+                raise ValueError("labels: a path tensor must hold integer class ids, got dtype torch.bool")
             return path_to_levels(labels, ref_labels)
+        if isinstance(labels, torch.Tensor):
+            shape = "[" + ", ".join(str(n) for n in labels.shape) + "]"
+            raise ValueError(
+                f"labels: {name} takes one label tensor per hierarchy level (a list of [B, C_l] tensors, "
+                f"coarsest first: LabelHierarchy.levels(y) of mlsupcon.data.hierarchy); got a single {shape} "
+                "tensor. A flat multi-hot matrix has no levels (use a flat loss such as simdis); for a "
+                "[B, L] path tensor of class ids build the loss with paths=True"
+            )
         if isinstance(labels, (list, tuple)) and labels and all(isinstance(t, torch.Tensor) for t in labels):
             if ref_labels is None:
                 return [(t, None) for t in labels]
@@ -95,8 +122,8 @@ class HierarchicalLoss(nn.Module):
                 raise ValueError("ref_labels: expected a list with one tensor per level, like labels")
             return list(zip(labels, ref_labels))
         raise ValueError(
-            "labels: expected a [B, L] path tensor or a non-empty list of [B, C_l] multi-hot tensors, "
-            f"got {type(labels).__name__}"
+            "labels: expected a non-empty list of [B, C_l] label tensors, one per level "
+            f"(or a [B, L] path tensor with paths=True), got {type(labels).__name__}"
         )
 
     def forward(self, features, labels, ref_features=None, ref_labels=None):
@@ -127,14 +154,18 @@ class HiMulConLoss(HierarchicalLoss):
     Example:
         >>> import torch
         >>> from mlsupcon.losses import build
-        >>> paths = torch.tensor([[0, 0], [0, 1], [1, 2], [0, 0]])   # coarse, fine
-        >>> loss = build("himulcon")(torch.randn(4, 2, 8), paths)
+        >>> coarse = torch.tensor([[1, 0], [1, 0], [0, 1], [1, 0]])        # [B, C_1] multi-hot
+        >>> fine = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]])  # [B, C_2]
+        >>> loss = build("himulcon")(torch.randn(4, 2, 8), [coarse, fine])
         >>> bool(torch.isfinite(loss))
+        True
+        >>> paths = torch.tensor([[0, 0], [0, 1], [1, 2], [0, 0]])   # class ids: coarse, fine
+        >>> bool(torch.isfinite(build("himulcon", paths=True)(torch.randn(4, 2, 8), paths)))
         True
     """
 
-    def __init__(self, base="all", level_weights=None, **flat_options):
-        super().__init__(base, level_weights, "weighted", **flat_options)
+    def __init__(self, base="all", level_weights=None, paths=False, **flat_options):
+        super().__init__(base, level_weights, "weighted", paths, **flat_options)
 
 
 class HiConELoss(HierarchicalLoss):
@@ -143,13 +174,14 @@ class HiConELoss(HierarchicalLoss):
     Example:
         >>> import torch
         >>> from mlsupcon.losses import build
-        >>> loss = build("hicone")(torch.randn(4, 2, 8), torch.tensor([[0, 0], [0, 1], [1, 2], [0, 0]]))
+        >>> paths = torch.tensor([[0, 0], [0, 1], [1, 2], [0, 0]])
+        >>> loss = build("hicone", paths=True)(torch.randn(4, 2, 8), paths)
         >>> bool(torch.isfinite(loss))
         True
     """
 
-    def __init__(self, base="all", level_weights=None, **flat_options):
-        super().__init__(base, level_weights, "max", **flat_options)
+    def __init__(self, base="all", level_weights=None, paths=False, **flat_options):
+        super().__init__(base, level_weights, "max", paths, **flat_options)
 
 
 class HiMulConELoss(HierarchicalLoss):
@@ -158,10 +190,11 @@ class HiMulConELoss(HierarchicalLoss):
     Example:
         >>> import torch
         >>> from mlsupcon.losses import build
-        >>> loss = build("himulcone")(torch.randn(4, 2, 8), torch.tensor([[0, 0], [0, 1], [1, 2], [0, 0]]))
+        >>> paths = torch.tensor([[0, 0], [0, 1], [1, 2], [0, 0]])
+        >>> loss = build("himulcone", paths=True)(torch.randn(4, 2, 8), paths)
         >>> bool(torch.isfinite(loss))
         True
     """
 
-    def __init__(self, base="all", level_weights=None, **flat_options):
-        super().__init__(base, level_weights, "weighted_max", **flat_options)
+    def __init__(self, base="all", level_weights=None, paths=False, **flat_options):
+        super().__init__(base, level_weights, "weighted_max", paths, **flat_options)
