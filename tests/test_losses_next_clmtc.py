@@ -417,3 +417,18 @@ def test_anchor_terms_split_like_gather_distributed(name, opts):
         parts.append((num[norm > 0] / norm[norm > 0]).sum())
         valid += int((norm > 0).sum())
     assert_close(sum(parts) / valid, full, **TOL)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_slcl_wide_label_space_takes_the_compact_path(sparse):
+    # 40 × 2000 labels (> 2**16 entries): LabelStatistics drops the 1,990 absent columns. Each absent
+    # label is the loss of an all-zero column, so L(C = 2000) = (10·L(Y10) + 1990·L(zeros)) / 2000.
+    g = torch.Generator().manual_seed(61)
+    feats = torch.randn(40, 2, 6, generator=g, dtype=DT)
+    y10 = (torch.rand(40, 10, generator=g) < 0.3).float()
+    wide = torch.zeros(40, 2000)
+    wide[:, 500:510] = y10
+    loss_fn = build("cl_slcl", temperature=0.5)
+    got = loss_fn(feats, wide.to_sparse() if sparse else wide)
+    exp = (10 * loss_fn(feats, y10) + 1990 * loss_fn(feats, torch.zeros(40, 1))) / 2000
+    assert_close(got, exp, **TOL)
