@@ -216,6 +216,12 @@ class PrototypeContrastiveLoss(nn.Module):
     ``[M, C]``: extra candidates (a memory queue, a momentum encoder's keys), never anchors.
     The loss is differentiable w.r.t. features, prototypes and (if they require it) refs.
 
+    Limits: labels are handled as dense ``[B + M + C, C]`` rows (the prototypes as an identity
+    block), so memory and label work grow as (B + M + C)·C per anchor block: fine for C up to a
+    few thousand labels, not for a 25,000-code space (the flat losses' sparse label statistics
+    are not used here). ``gather_distributed`` is not offered: gather the features yourself and
+    pass other ranks' rows as refs.
+
     Attributes:
         label_format: ``"multi_hot"``.
         uses_prototypes: True: the training loop must own a :class:`LabelPrototypes` (C labels,
