@@ -227,6 +227,9 @@ def resolve_encoder_assets(config: Mapping[str, Any], record: Mapping[str, Any] 
     elif kind == "hf-config" and cfg.get("name") == "resnet":
         cfg.update(model_path=None, config=_hf_config(path))
     elif kind == "hf-model":
+        if not any(path.glob("*.safetensors")):  # from_pretrained would look for a pickle (pytorch_model.bin) next
+            raise ValueError(f"model: {path} holds no *.safetensors weights (the transformer this export's model.json "
+                             "refers to); copy the whole model folder")
         cfg.update(model_path=str(path))
     else:
         raise ValueError(f"model: unknown encoder asset kind {kind!r} for encoder {cfg.get('name')!r}")

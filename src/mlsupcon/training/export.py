@@ -4,7 +4,11 @@
 caller adds (a run adds ``label_names``, ``threshold``, ``dataset``, ``dataset_options`` and
 ``method``), and the sha256 of the weights file, written second: a ``model.json`` always
 describes the weights next to it, and :func:`load_classifier` notices a damaged, swapped or
-tampered weights file. Nothing is unpickled: the weights are safetensors, the rest JSON.
+tampered weights file. Last comes ``manifest.json``: the sha256 of every file of the folder
+(``model.json`` and ``encoder/`` included), checked on load, so that an edited label list or a
+replaced encoder file is an error rather than wrong predictions (folders written before it have
+no manifest and still load). Nothing is unpickled: weights are accepted only as safetensors
+(a ``.bin`` / ``.pt`` / ``.pkl`` file in the folder is refused), the rest is JSON.
 
 Formats: ``mlsupcon-model/2`` (written now) stores the head's ``kind`` and options and the
 projection head; ``mlsupcon-model/1`` (runs before it: encoder + head only, a KMCL head stored
@@ -31,13 +35,30 @@ from typing import Any, Mapping
 
 from mlsupcon.models import Classifier
 from mlsupcon.models.portable import resolve_encoder_assets, save_encoder_assets
-from mlsupcon.training.io import file_sha256, load_weights, save_weights, write_json
+from mlsupcon.training.io import (
+    MANIFEST,
+    check_manifest,
+    file_sha256,
+    folder_files,
+    load_weights,
+    read_manifest,
+    save_weights,
+    write_json,
+    write_manifest,
+)
 
-__all__ = ["FORMAT", "READABLE_FORMATS", "save_classifier", "load_classifier"]
+__all__ = ["FORMAT", "READABLE_FORMATS", "save_classifier", "load_classifier", "check_weight_files",
+           "PICKLE_SUFFIXES"]
 
 FORMAT = "mlsupcon-model/2"
 READABLE_FORMATS = ("mlsupcon-model/1", FORMAT)
 WEIGHTS, META = "weights.safetensors", "model.json"
+#: Weight files that are (or may be) pickles: never loaded from a model folder, whatever their name says.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".h5", ".msgpack")
+#: Format of the ``mlsupcon.json`` of a Hugging Face export (:mod:`mlsupcon.training.portable_export`).
+HF_EXPORT_FORMAT = "mlsupcon-hf/1"
+_RERUN = ("re-export it by rerunning the training run (`mlsupcon train --output RUN --resume` trains nothing more "
+          "when its checkpoints are there)")
 
 
 def _parts(model: Classifier) -> dict[str, Any]:
@@ -48,9 +69,9 @@ def _parts(model: Classifier) -> dict[str, Any]:
 
 
 def save_classifier(model: Classifier, folder: str | Path, extra_meta: Mapping[str, Any] | None = None,
-                    backbone: str = "auto") -> None:
-    """Writes ``folder/weights.safetensors``, ``folder/encoder/`` and ``folder/model.json``
-    (atomically, in that order).
+                    backbone: str = "auto", manifest: Mapping[str, Any] | None = None) -> None:
+    """Writes ``folder/weights.safetensors``, ``folder/encoder/``, ``folder/model.json`` and
+    ``folder/manifest.json`` (atomically, in that order).
 
     ``encoder/`` holds what the encoder needs besides its weights (a transformer's tokenizer and
     architecture, …: :mod:`mlsupcon.models.portable`), so the folder loads without the model
@@ -62,6 +83,7 @@ def save_classifier(model: Classifier, folder: str | Path, extra_meta: Mapping[s
         extra_meta: JSON-able keys stored in ``model.json`` next to the model's config.
         backbone: whether a ``frozen`` encoder's transformer is copied too (``"auto"``: unless
             it is the bundled MiniLM; ``"always"``; ``"never"``).
+        manifest: more keys of ``manifest.json`` (an export records ``{"export": "mlsupcon"}``).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,8 +92,11 @@ def save_classifier(model: Classifier, folder: str | Path, extra_meta: Mapping[s
     assets = save_encoder_assets(model.encoder, folder, backbone)
     if assets is not None:
         meta["encoder_assets"] = assets
-    meta["weights_sha256"] = file_sha256(folder / WEIGHTS)
+    weights_sha = file_sha256(folder / WEIGHTS)
+    meta["weights_sha256"] = weights_sha
+    meta["manifest"] = MANIFEST
     write_json(folder / META, meta)
+    write_manifest(folder, dict(manifest or {}), known={WEIGHTS: weights_sha})
 
 
 def _config_v1(meta: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +122,7 @@ def load_classifier(folder: str | Path) -> tuple[Classifier, dict[str, Any]]:
     folder = Path(folder)
     meta_path = folder / META
     if not meta_path.is_file():
+        _refuse_hf_export(folder)
         hint = ""
         runs = [d for d in (folder, folder.parent) if (d / "config.yaml").is_file() or (d / "checkpoints").is_dir()]
         if runs:  # a run folder without its export: the run stopped before its end
@@ -111,6 +137,17 @@ def load_classifier(folder: str | Path) -> tuple[Classifier, dict[str, Any]]:
     if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ValueError(f"model: {meta_path} has format {got!r}, expected one of {list(READABLE_FORMATS)}")
+    manifest = read_manifest(folder)
+    fix = _RERUN
+    if manifest is not None and manifest.get("export"):
+        fix = (f"export it again (`mlsupcon export RUN --format {manifest['export']} --output {folder} --force`)")
+    hashes: dict[str, str] = {}
+    if manifest is not None:  # every file but model.json now; model.json once it is known to describe a model
+        hashes = check_manifest(folder, manifest, fix, skip=(META,))
+    elif meta.get("manifest"):
+        raise ValueError(f"model: {folder / MANIFEST} is missing (the sha256 of every file of the folder; "
+                         f"{meta_path} says it has one); copy the whole folder, or {fix}")
+    check_weight_files(folder, fix)
     source, assets = meta, meta.get("encoder_assets")
     if assets is not None and isinstance(meta.get("encoder"), dict):  # build from the export's own files
         source = {**meta, "encoder": resolve_encoder_assets(meta["encoder"], assets, folder)}
@@ -125,10 +162,52 @@ def load_classifier(folder: str | Path) -> tuple[Classifier, dict[str, Any]]:
         what = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
         raise ValueError(f"model: {meta_path} does not describe a model ({what}); the file was edited or "
                          "damaged: re-export it by rerunning the training run") from None
+    if manifest is not None:
+        check_manifest(folder, manifest, fix, only=(META,))
     weights = folder / WEIGHTS
     expected = meta.get("weights_sha256")
-    if expected is not None and weights.is_file() and file_sha256(weights) != expected:
+    if expected is not None and weights.is_file() and (hashes.get(WEIGHTS) or file_sha256(weights)) != expected:
         raise ValueError(f"weights: {weights} does not match the sha256 recorded in {meta_path} (damaged, "
                          "replaced or tampered with); re-export it by rerunning the training run")
     load_weights(weights, _parts(model))
     return model.eval(), meta
+
+
+def check_weight_files(folder: str | Path, fix: str = _RERUN) -> None:
+    """Refuses, in one line naming the file, weights in ``folder`` that mlsupcon must not load:
+    a pickle format (:data:`PICKLE_SUFFIXES`: unpickling can run code) or a ``.safetensors`` file
+    whose header does not describe the file (truncated, damaged, not safetensors).
+
+    Only headers are read (cheap); ``weights.safetensors`` is checked where it is loaded.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(folder)
+    for rel in folder_files(folder):
+        path = folder / rel
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise ValueError(f"model: {path} is not a safetensors file: mlsupcon loads weights only from *.safetensors "
+                             f"(loading a pickle could run code); delete it, or {fix}")
+        if path.suffix == ".safetensors" and rel != WEIGHTS:
+            try:
+                with safe_open(str(path), framework="pt"):
+                    pass
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise ValueError(f"model: {path} is damaged ({' '.join(str(exc).split())[:160]}); {fix}") from None
+
+
+def _refuse_hf_export(folder: Path) -> None:
+    """A Hugging Face export (``mlsupcon.json``) is not an mlsupcon model folder: says how to load it."""
+    info = folder / "mlsupcon.json"
+    if not info.is_file():
+        return
+    try:
+        fmt = json.loads(info.read_text(encoding="utf-8")).get("format")
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, AttributeError):
+        return
+    if fmt == HF_EXPORT_FORMAT:
+        raise ValueError(f"model: {folder} is a Hugging Face export (mlsupcon export --format hf), which mlsupcon.load "
+                         "does not read: load it with transformers (AutoModel.from_pretrained and "
+                         "AutoTokenizer.from_pretrained on the folder, then the heads in mlsupcon_head.safetensors and "
+                         "the labels, threshold and pooling in mlsupcon.json), or give mlsupcon.load the run folder or "
+                         "an export made with --format mlsupcon")
