@@ -238,29 +238,35 @@ def test_labels_without_training_examples_are_reported(tmp_path):
     assert not [w for w in seen if "training example" in str(w.message)]
 
 
-def test_evaluate_split_all_scores_every_row(tmp_path):
+def test_evaluate_split_all_and_another_file_without_the_runs_split_field(tmp_path):
+    """``--split all`` scores every row; the run's split_field (named for its training file) is
+    optional in another file, and used where the file has it."""
     from mlsupcon.training.inference import evaluate_model
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(60, 6)).astype(np.float32)
-    y = (x[:, :3] > 0).astype(np.uint8)
-    data = tmp_path / "v.npz"
-    np.savez(data, x=x, y=y, label_names=np.array(["g1", "g2", "g3"]))  # no split: seeded 80/10/10
+    rows = _rows(60)
+    for r in rows:
+        r["part"] = r.pop("split")
+    data = _jsonl(tmp_path / "train.jsonl", rows)
     run = tmp_path / "run"
-    cfg = fp.write_yaml(tmp_path / "c.yaml", {"encoder_options": fp.TINY_MLP, "projection_dim": 8})
-    rc, _, err = run_cli(["train", "--dataset", f"vectors:{data}", "--encoder", "mlp", "--method", "bce",
-                          "--epochs", "1", "--batch-size", "16", "--config", str(cfg), "--output", str(run),
-                          "--no-progress"])
+    cfg = fp.write_yaml(tmp_path / "c.yaml", {"encoder_options": fp.TINY_CNN, "projection_dim": 8})
+    rc, _, err = run_cli(["train", "--dataset", f"jsonl:{data}", "--split-field", "part", "--encoder", "cnn",
+                          "--method", "bce", "--epochs", "1", "--batch-size", "16", "--config", str(cfg),
+                          "--output", str(run), "--no-progress"])
     assert rc == 0, err
-    m = evaluate_model(run, split="all", return_scores=True)
-    assert m["split"] == "all" and m["num_examples"] == 60
-    test = evaluate_model(run, split="test", return_scores=True)
-    assert test["num_examples"] == 6
-    # the test rows are among the scored rows, with the same scores
-    rows = {tuple(np.round(r, 6)) for r in m["scores"]}
-    assert all(tuple(np.round(r, 6)) in rows for r in test["scores"])
-    rc, out, err = run_cli(["evaluate", str(run), "--split", "all"])
+    other = _jsonl(tmp_path / "other.jsonl", [{"text": r["text"], "labels": r["labels"]} for r in rows])
+    rc, out, err = run_cli(["evaluate", str(run), "--dataset", f"jsonl:{other}", "--split", "all"])
     assert rc == 0, err
     assert "scored split 'all'" in out and "60 examples" in out
+    m = evaluate_model(run, split="all", return_scores=True)
+    test = evaluate_model(run, split="test", return_scores=True)
+    assert m["split"] == "all" and m["num_examples"] == 60 and test["num_examples"] == 12
+    rows_scored = {tuple(np.round(r, 6)) for r in m["scores"]}  # the test rows are among them, same scores
+    assert all(tuple(np.round(r, 6)) in rows_scored for r in test["scores"])
     rc, _, err = run_cli(["evaluate", str(run), "--split", "everything"])
-    assert_user_error(rc, err, "all", "test")
+    assert_user_error(rc, err, "'all'", "test")
+    rc, out, err = run_cli(["evaluate", str(run), "--split", "test"])  # the run's own file: its split column
+    assert rc == 0, err
+    assert "12 examples" in out
+    # named on the command line, it must exist
+    rc, _, err = run_cli(["evaluate", str(run), "--dataset", f"jsonl:{other}", "--dataset-option", "split_field=part"])
+    assert_user_error(rc, err, "'part'", str(other))

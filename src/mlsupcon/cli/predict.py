@@ -1,11 +1,12 @@
 """Commands that use a trained run: ``predict``, ``embed``, ``export``, and ``evaluate``'s data options.
 
 ``mlsupcon predict RUN --input FILE --output OUT.jsonl`` writes one JSON object per input, in
-order: ``{"id": ... (when the input has one), "labels": [...], "scores": {label: score, ...}}``
+order: ``{"id": ..., "labels": [...], "scores": {label: score, ...}}``
 (``--top-scores`` best labels). ``mlsupcon embed RUN --input FILE --output OUT.npz`` writes the
-arrays ``embeddings`` (float32 ``[n, D]``) and ``ids`` (the inputs' ids, else their row
-numbers). Input files: :mod:`mlsupcon.data.inputs`. Outputs are written to a temporary file and
-renamed, so a killed command never leaves half a file under the output name.
+arrays ``embeddings`` (float32 ``[n, D]``) and ``ids``. Ids are the inputs' own, or, for inputs
+without ids, their 0-based record numbers (``"0"``, ``"1"``, ...), in both commands. Input files:
+:mod:`mlsupcon.data.inputs`. Outputs are written to a temporary file and renamed, so a killed
+command never leaves half a file under the output name.
 
 Nothing heavy is imported before a command runs (``mlsupcon --help`` stays fast).
 """

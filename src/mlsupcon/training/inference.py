@@ -400,6 +400,11 @@ def evaluate_model(path: str | os.PathLike, split: str = "test", dataset: str | 
     except ValueError:
         accepted = set()  # load_dataset reports the unknown dataset
     options = {k: v for k, v in (meta.get("dataset_options") or {}).items() if k in accepted}
+    from mlsupcon.data.text import DefaultField
+
+    for key in ("split_field", "id_field"):  # named for the run's file: used where this file has them too
+        if isinstance(options.get(key), str):
+            options[key] = DefaultField(options[key])
     for key, value in (dataset_options or {}).items():
         if value is None:
             options.pop(key, None)
