@@ -46,8 +46,9 @@ SPLIT_NAMES = ("train", "validation", "test")
 
 class DataWarning(UserWarning):
     """Data (or a setting) that mlsupcon accepts but that is probably not what was meant: tiny
-    splits, numbers as label names, label cells that look joined by another separator, skipped
-    images (docs/failures.md). The ``mlsupcon`` command prints it as ``mlsupcon: warning: ...``."""
+    splits, labels without a training example, numbers as label names, label cells that look
+    joined by another separator, skipped images (docs/failures.md). The ``mlsupcon`` command
+    prints it as ``mlsupcon: warning: ...``."""
 
 MODALITIES = ("text", "vector", "image")
 
