@@ -349,3 +349,16 @@ def test_huge_text_is_tokenised_from_a_prefix_with_the_same_ids():
     for text, ids in zip([huge, "python pip", spaces, unspaced], got):
         assert ids.tolist() == original([text])[0][:64]
     assert max(seen[:4]) <= cache.max_chars  # the first pass never saw the huge texts whole
+
+
+def test_predict_refusals_import_no_torch(inputs):
+    """The path / device checks run before anything heavy is imported (a refusal in < 1 s)."""
+    import subprocess
+    import sys
+
+    run, src = inputs
+    code = ("import sys; from mlsupcon.cli.main import main; "
+            f"rc = main(['predict', {str(run)!r}, '--input', {str(src)!r}, '--output', {str(src)!r}]); "
+            "print(rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "False"], out.stdout + out.stderr

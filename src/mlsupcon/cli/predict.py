@@ -101,15 +101,16 @@ def _read(args, model):
 
 
 def cmd_predict(args) -> int:
-    import numpy as np
-
+    if args.top_scores < 0:
+        raise ValueError(f"top-scores: expected an integer >= 0, got {args.top_scores}")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:  # before loading (torch: seconds)
+        raise ValueError(f"threshold: expected a number in [0, 1], got {args.threshold!r}")
+    if args.top_k is not None and args.top_k < 1:
+        raise ValueError(f"top_k: expected an integer >= 1, got {args.top_k!r}")
+    model = _load(args, "predict", (".jsonl", ".json", ".ndjson"))
     from mlsupcon.training.inference import labels_from_scores
     from mlsupcon.training.io import atomic_write_text
 
-    if args.top_scores < 0:
-        raise ValueError(f"top-scores: expected an integer >= 0, got {args.top_scores}")
-    labels_from_scores(np.zeros((0, 1)), ["x"], args.threshold, args.top_k or 1)  # their ranges, before loading
-    model = _load(args, "predict", (".jsonl", ".json", ".ndjson"))
     inputs, ids = _read(args, model)
     threshold = args.threshold
     if threshold is None and args.top_k is None:
@@ -134,11 +135,11 @@ def cmd_predict(args) -> int:
 
 
 def cmd_embed(args) -> int:
+    model = _load(args, "embed", (".npz",))
     import numpy as np
 
     from mlsupcon.training.io import atomic_write
 
-    model = _load(args, "embed", (".npz",))
     inputs, ids = _read(args, model)
     emb = model.embed(inputs, space=args.space, batch_size=args.batch_size, progress=not args.no_progress)
     names = np.array([str(i) if ident is None else ident for i, ident in enumerate(ids)], dtype=str)
