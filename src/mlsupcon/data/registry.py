@@ -4,6 +4,8 @@
 spec                              modality  source
 ================================  ========  ===================================================
 ``debtags``                       text      bundled Debian package descriptions, 597 tags
+``reuters``                       text      bundled Reuters-21578 ApteMod newswire, 90 topics
+``eurlex-sum``                    text      bundled EUR-Lex-Sum legal acts (long), 154 subjects
 ``yeast``                         vector    river's yeast.csv.gz + bundled standard split
 ``fashion-mosaic``                image     2×2 Fashion-MNIST mosaics (apt: dataset-fashion-mnist)
 ``jsonl:PATH``                    text      generic JSONL(.gz): text, labels (list), split?, id?
@@ -47,6 +49,7 @@ __all__ = ["load_dataset", "available_datasets", "dataset_options"]
 
 def _loaders() -> dict[str, tuple[Callable[..., MultiLabelDataset], str, str]]:
     # Imported lazily so that `import mlsupcon.data` stays cheap.
+    from .bundled_text import load_eurlex_sum, load_reuters
     from .coco import load_coco
     from .fashion import load_fashion_mosaic
     from .mimic import load_mimic_caml, load_mimic_repro
@@ -57,6 +60,8 @@ def _loaders() -> dict[str, tuple[Callable[..., MultiLabelDataset], str, str]]:
     return {
         # name: (loader, path requirement: "none" | "required" | "optional", description)
         "debtags": (load_debtags, "none", "bundled Debtags package descriptions (text, 597 labels)"),
+        "reuters": (load_reuters, "none", "bundled Reuters-21578 ApteMod news stories (text, 90 labels)"),
+        "eurlex-sum": (load_eurlex_sum, "none", "bundled EUR-Lex-Sum legal acts, long (text, 154 labels)"),
         "yeast": (load_yeast, "none", "yeast gene expression (vector, 14 labels), standard split"),
         "fashion-mosaic": (load_fashion_mosaic, "none", "2x2 Fashion-MNIST mosaics (image, 10 labels)"),
         "jsonl": (load_jsonl, "required", "jsonl:PATH generic JSONL text file"),
