@@ -232,9 +232,10 @@ def test_cli_predict_text_jsonl_and_csv(text_run):
     assert [line["id"] for line in lines] == ["first", "b", "7", "d"]  # ids kept (as strings), in order
     assert [line["labels"] for line in lines] == model.predict(texts)
     for line, row in zip(lines, proba):
-        assert len(line["scores"]) == 3
-        best = [model.labels[j] for j in np.argsort(-row, kind="stable")[:3]]
-        assert list(line["scores"]) == best
+        # the 3 best labels and every predicted one, best first (issue 19: a score for each listed label)
+        order = [model.labels[j] for j in np.argsort(-row, kind="stable")]
+        shown = set(order[:3]) | set(line["labels"])
+        assert list(line["scores"]) == [lab for lab in order if lab in shown]
         for lab, value in line["scores"].items():
             assert value == pytest.approx(float(row[model.labels.index(lab)]), abs=TOL)
     # --top-k / --threshold / --top-scores 0; a CSV with other column names

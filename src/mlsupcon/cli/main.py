@@ -65,7 +65,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--encoder", str, "encoder", "mlp | cnn | transformer | resnet | sparse | frozen | fusion"),
     Flag("--model-path", str, "encoder_options.model_path", "local Hugging Face model folder (transformer / resnet)"),
     Flag("--method", str, "method", _choices(METHODS)),
-    Flag("--loss", str, "loss", "contrastive loss (see `mlsupcon losses`)", commands=("train",)),
+    Flag("--loss", str, "loss", "contrastive loss (see `mlsupcon losses`; a prototype loss msc | proto_only | "
+         "mscwrg | mscrg trains its label prototypes with the projection head)", commands=("train",)),
+    Flag("--classifier-loss", str, "classifier_loss", "end-to-end: the classification term, bce (default) | asl | "
+         "zlpr (decision at logit 0: threshold 0.5, not tuned)"),
     Flag("--seed", int, "seed", commands=("train",)),
     Flag("--epochs", int, "epochs", "cap of contrastive epochs (two-stage; early stopping on validation "
                                     "kNN mAP) or of training epochs"),
@@ -188,8 +191,7 @@ def cmd_train(args) -> int:
     # a mistake in either is reported at once. The head and loss names need their registries (torch).
     cfg = load_config(_resume_config_path(args), _overrides(args, "train"), registries=False)
     from mlsupcon.progress import set_enabled
-    from mlsupcon.training.output_folder import check_run_output
-    from mlsupcon.training.run_folder import claim_run_folder
+    from mlsupcon.training.output_folder import check_run_output, claim_run_folder
 
     set_enabled(cfg.progress)  # --no-progress: the encoders' embedding reports too
     out = Path(cfg.output)
@@ -225,8 +227,7 @@ def cmd_train(args) -> int:
 def _disk_full_train_message(exc: OSError, out, resume: bool) -> str:
     """The one line of a run stopped by a full disk; a run with nothing to resume from is removed
     (its ``config.yaml``, logs …), so that the folder never holds half a run."""
-    from mlsupcon.training.output_folder import remove_artefacts
-    from mlsupcon.training.run_folder import has_checkpoint
+    from mlsupcon.training.output_folder import has_checkpoint, remove_artefacts
 
     where = os.path.dirname(os.path.abspath(exc.filename)) if exc.filename else str(out)
     if has_checkpoint(out):
@@ -325,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a trained run folder (or its model/ folder)")
     e.add_argument("path")
-    e.add_argument("--split", default="test")
+    e.add_argument("--split", default="test", help="the split to score: train, validation, test (default), or all: "
+                   "every example (a file without a split column is split 80/10/10 by seed)")
     e.add_argument("--dataset", help="evaluate on another dataset spec (its labels among the model's)")
     e.add_argument("--json", action="store_true", help="also print every metric as JSON")
 

@@ -65,10 +65,6 @@ def add_commands(sub: argparse._SubParsersAction, evaluate: argparse.ArgumentPar
         evaluate.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
                               help="a dataset option (e.g. text_field=body; KEY=null drops a run option); repeatable")
         evaluate.add_argument("--batch-size", type=int, default=512, help="inputs per forward pass (default 512)")
-        for action in evaluate._actions:  # --split itself is cli/main.py's
-            if action.dest == "split":
-                action.help = ("the split to score: train, validation, test (default), or all: every example "
-                               "(a file without a split column is split 80/10/10 by seed)")
         evaluate.add_argument("--no-progress", action="store_true", help="no progress report (e.g. of a frozen "
                                                                           "encoder embedding the split)")
         evaluate.set_defaults(func=cmd_evaluate)

@@ -24,7 +24,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import platform
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
     from mlsupcon.training.config import TrainConfig
 
 __all__ = ["RUN_ARTEFACTS", "LOCK_FILE", "classify_entry", "folder_entries", "check_output_folder",
-           "remove_artefacts", "check_run_output"]
+           "remove_artefacts", "check_run_output", "run_lock", "claim_run_folder", "has_checkpoint"]
 
 #: What a run writes at the top of its folder. ``--overwrite`` deletes these (and the
 #: ``.<name>.*.tmp`` leftovers of their interrupted atomic writes) and nothing else.
@@ -128,3 +131,75 @@ def check_run_output(cfg: TrainConfig, out: Path) -> None:
     missing = "the folder does not exist" if not out.exists() else "no config.yaml: no run was started there"
     check_output_folder(out, cfg.resume, cfg.overwrite, resumable=(out / "config.yaml").is_file(),
                         nothing_to_resume=missing)
+
+
+#: Run folders this process holds the lock of (resolved path -> depth): run_lock is re-entrant, so
+#: the CLI can take it before it reads the data and run_training again around the run.
+_HELD: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """One process at a time per output folder (a second one would interleave checkpoints and
+    logs). ``flock`` is released by the kernel when the holder dies, even by SIGKILL. Re-entrant
+    within a process."""
+    key = str(Path(out).resolve())
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): no guard
+        yield
+        return
+    fh = open(out / LOCK_FILE, "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                yield  # a file system without locks (some network mounts): no guard
+                return
+            fh.seek(0)
+            holder = fh.read().strip() or "pid unknown"
+            raise ValueError(
+                f"output: another mlsupcon process ({holder}) is writing to {out}; wait for it to end "
+                "(then use --resume if it was interrupted) or choose another --output"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {platform.node()}\n")
+        fh.flush()
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            _HELD.pop(key, None)
+    finally:
+        fh.close()  # releases the lock
+
+
+@contextlib.contextmanager
+def claim_run_folder(out: Path):
+    """The folder's lock, taken before the data is read (a second run into the same folder is
+    refused at once); a folder created here and left holding only the lock is removed again."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with run_lock(out):
+            yield
+    finally:
+        if created and out.is_dir() and {p.name for p in out.iterdir()} <= {LOCK_FILE}:
+            (out / LOCK_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+
+
+def has_checkpoint(out: Path) -> bool:
+    """Whether the run in ``out`` has something ``--resume`` continues from (a checkpoint or a finished stage)."""
+    ckpt = out / "checkpoints"
+    return ckpt.is_dir() and any(p.name in ("last.ckpt", "done.json") for p in ckpt.rglob("*"))

@@ -7,13 +7,10 @@ Only rank 0 of a distributed launch locks and writes the folder
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
-import errno
 import io
 import json
-import os
 import platform
 import sys
 from pathlib import Path
@@ -28,7 +25,10 @@ from mlsupcon.training.output_folder import (  # noqa: F401 - re-exported
     RUN_ARTEFACTS,
     check_output_folder,
     check_run_output,
+    claim_run_folder,
+    has_checkpoint,
     remove_artefacts,
+    run_lock,
 )
 
 __all__ = ["RESUME_FREE_KEYS", "RUN_ARTEFACTS", "environment_info", "run_lock", "claim_run_folder", "has_checkpoint",
@@ -74,78 +74,6 @@ def environment_info() -> dict[str, Any]:
         "command": list(sys.argv),
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-#: Run folders this process holds the lock of (resolved path -> depth): run_lock is re-entrant, so
-#: the CLI can take it before it reads the data and run_training again around the run.
-_HELD: dict[str, int] = {}
-
-
-@contextlib.contextmanager
-def run_lock(out: Path):
-    """One process at a time per output folder (a second one would interleave checkpoints and
-    logs). ``flock`` is released by the kernel when the holder dies, even by SIGKILL. Re-entrant
-    within a process."""
-    key = str(Path(out).resolve())
-    if key in _HELD:
-        _HELD[key] += 1
-        try:
-            yield
-        finally:
-            _HELD[key] -= 1
-        return
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): no guard
-        yield
-        return
-    fh = open(out / LOCK_FILE, "a+")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                yield  # a file system without locks (some network mounts): no guard
-                return
-            fh.seek(0)
-            holder = fh.read().strip() or "pid unknown"
-            raise ValueError(
-                f"output: another mlsupcon process ({holder}) is writing to {out}; wait for it to end "
-                "(then use --resume if it was interrupted) or choose another --output"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {platform.node()}\n")
-        fh.flush()
-        _HELD[key] = 1
-        try:
-            yield
-        finally:
-            _HELD.pop(key, None)
-    finally:
-        fh.close()  # releases the lock
-
-
-@contextlib.contextmanager
-def claim_run_folder(out: Path):
-    """The folder's lock, taken before the data is read (a second run into the same folder is
-    refused at once); a folder created here and left holding only the lock is removed again."""
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        with run_lock(out):
-            yield
-    finally:
-        if created and out.is_dir() and {p.name for p in out.iterdir()} <= {LOCK_FILE}:
-            (out / LOCK_FILE).unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                out.rmdir()
-
-
-def has_checkpoint(out: Path) -> bool:
-    """Whether the run in ``out`` has something ``--resume`` continues from (a checkpoint or a finished stage)."""
-    ckpt = out / "checkpoints"
-    return ckpt.is_dir() and any(p.name in ("last.ckpt", "done.json") for p in ckpt.rglob("*"))
 
 
 def check_resume_config(cfg: TrainConfig, out: Path) -> None:
