@@ -141,6 +141,8 @@ def test_export_force_never_deletes_a_run_or_foreign_files(cnn_run, tmp_path):
 
 def test_export_force_replaces_an_earlier_export_only(cnn_run, tmp_path):
     out = tmp_path / "exports" / "cnn"
+    out.parent.mkdir()
+    (out.parent / "config.yaml").write_text("dataset: yeast\n")  # a user's config next to the exports is no run
     rc, _, err = run_cli(["export", str(cnn_run), "--format", "mlsupcon", "--output", str(out)])
     assert rc == 0, err
     assert json.loads((out / "manifest.json").read_text())["export"] == "mlsupcon"

@@ -55,9 +55,13 @@ _OLD_EXPORT_FILES = {
 
 
 def _is_run(folder: Path) -> bool:
-    """Whether ``folder`` is a training run's folder (what ``mlsupcon train --output`` writes)."""
-    return ((folder / "config.yaml").is_file() or (folder / "checkpoints").is_dir()
-            or (folder / "model" / "model.json").is_file())
+    """Whether ``folder`` is a training run's folder (what ``mlsupcon train --output`` writes): its
+    ``config.yaml`` with another of its artefacts (a project's own ``config.yaml`` is no run), or
+    its ``model/model.json``."""
+    if (folder / "model" / "model.json").is_file():
+        return True
+    return (folder / "config.yaml").is_file() and any(
+        (folder / name).exists() for name in ("environment.json", "metrics.json", "checkpoints", "logs", "model"))
 
 
 def _names(paths: list[Path], limit: int = 4) -> str:
