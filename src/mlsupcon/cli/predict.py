@@ -56,8 +56,9 @@ def add_commands(sub: argparse._SubParsersAction, evaluate: argparse.ArgumentPar
     x.add_argument("--format", default="hf", choices=("hf", "mlsupcon"),
                    help="hf: save_pretrained layout of a transformer encoder (AutoModel / AutoTokenizer); "
                         "mlsupcon: a model/ folder carrying every file it needs (a frozen encoder's transformer too)")
-    x.add_argument("--output", required=True, help="output folder (must be empty or new)")
-    x.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    x.add_argument("--output", required=True, help="output folder (new or empty)")
+    x.add_argument("--force", action="store_true", help="replace an earlier export in the output folder (never a "
+                                                        "run or other files)")
     x.set_defaults(func=cmd_export)
 
     if evaluate is not None:
