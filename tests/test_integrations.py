@@ -133,6 +133,8 @@ def test_pml_refuses_what_an_mlsupcon_loss_cannot_take():
         CrossBatchMemory(loss_fn, D, 8, num_labels=C, miner=object())
     with pytest.raises(ValueError, match="^num_labels: required"):
         CrossBatchMemory(loss_fn, D, 8)
+    with pytest.raises(ValueError, match="^loss: gather_distributed=True inside a CrossBatchMemory"):
+        CrossBatchMemory(MultiLabelContrastiveLoss("any", gather_distributed=True), D, 8, num_labels=C)
 
 
 def test_pml_own_losses_and_memory_refuse_multi_hot_labels():

@@ -234,6 +234,11 @@ class CrossBatchMemory(_PMLCrossBatchMemory):
             raise ValueError("miner: an mlsupcon loss weighs every pair by its labels; miners are not supported")
         if not isinstance(loss, MultiLabelContrastiveLoss):
             loss = MultiLabelContrastiveLoss(loss)
+        if getattr(loss.loss_fn, "gather_distributed", False):
+            raise ValueError(
+                "loss: gather_distributed=True inside a CrossBatchMemory would leave each rank its own memory; "
+                "wrap the memory in pml's DistributedLossWrapper instead (or use mlsupcon.losses.QueueLoss)"
+            )
         self._num_labels = num_labels
         self._label_format = loss.label_format
         self._dtype = dtype
