@@ -122,18 +122,24 @@ def head_logits(head: nn.Module, encoder: nn.Module, batch: Mapping[str, torch.T
 class Classifier(nn.Module):
     """Encoder + classifier head, and optionally the contrastive projection head of the run.
 
-    Its weights (``state_dict``) are those of ``encoder``, ``head`` and ``projection``, with
-    these prefixes; :meth:`config` and :meth:`from_config` rebuild the architecture.
+    Its weights (``state_dict``) are those of ``encoder``, ``head``, ``projection`` and
+    ``prototypes``, with these prefixes; :meth:`config` and :meth:`from_config` rebuild the
+    architecture.
 
     Args:
         encoder: an :class:`~mlsupcon.models.Encoder`.
         head: a classifier head (:data:`HEADS`).
         projection: the projection head trained with the contrastive loss, if the run had one.
+        prototypes: the :class:`~mlsupcon.losses.LabelPrototypes` (one learnt embedding per label,
+            in the projection space) trained with a prototype loss (``msc``, ``proto_only``,
+            ``mscwrg``, ``mscrg``), if the run had one; prediction does not read them.
     """
 
-    def __init__(self, encoder: nn.Module, head: nn.Module, projection: nn.Module | None = None) -> None:
+    def __init__(self, encoder: nn.Module, head: nn.Module, projection: nn.Module | None = None,
+                 prototypes: nn.Module | None = None) -> None:
         super().__init__()
         self.encoder, self.head, self.projection = encoder, head, projection
+        self.prototypes = prototypes
 
     @property
     def head_kind(self) -> str:
@@ -173,13 +179,17 @@ class Classifier(nn.Module):
         return h
 
     def config(self) -> dict[str, Any]:
-        """JSON: ``{"encoder": ..., "head": {"kind", "class", **options}, "projection": ... | None}``."""
+        """JSON: ``{"encoder": ..., "head": {"kind", "class", **options}, "projection": ... | None}``,
+        plus ``"prototypes": {"num_labels", "dim"}`` when the model has label prototypes."""
         projection = getattr(self.projection, "config", None)
-        return {
+        config = {
             "encoder": self.encoder.config(),
             "head": {"kind": self.head_kind, "class": type(self.head).__name__, **self.head.config()},
             "projection": projection() if projection is not None else None,
         }
+        if self.prototypes is not None:
+            config["prototypes"] = {"num_labels": int(self.prototypes.num_labels), "dim": int(self.prototypes.dim)}
+        return config
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "Classifier":
@@ -190,4 +200,10 @@ class Classifier(nn.Module):
         rebuild = getattr(head_cls, "from_config", None)
         head = rebuild(head_cfg) if callable(rebuild) else head_cls(**head_cfg)
         projection = config.get("projection")
-        return cls(build_encoder(**config["encoder"]), head, ProjectionHead(**projection) if projection else None)
+        prototypes = config.get("prototypes")  # absent in models saved before prototype losses
+        if prototypes:
+            from mlsupcon.losses import LabelPrototypes
+
+            prototypes = LabelPrototypes(int(prototypes["num_labels"]), int(prototypes["dim"]))
+        return cls(build_encoder(**config["encoder"]), head, ProjectionHead(**projection) if projection else None,
+                   prototypes or None)

@@ -260,13 +260,14 @@ def concat_batches(batches: list[Batch]) -> Batch:
 
 
 class LossLabels:
-    """Turns a batch's multi-hot labels into what a contrastive loss expects (its ``label_format``)."""
+    """Turns a batch's multi-hot labels into what a contrastive loss expects (its ``label_format``;
+    prototype and logit losses take the multi-hot rows)."""
 
     def __init__(self, loss: str, dataset: MultiLabelDataset) -> None:
-        from mlsupcon.losses import CONTRASTIVE_LOSSES
+        from mlsupcon.training.methods.base import contrastive_term_losses
 
         self.loss = loss
-        self.label_format = CONTRASTIVE_LOSSES[loss.lower()].label_format
+        self.label_format = contrastive_term_losses()[loss.lower()].label_format
         self.hierarchy = dataset.hierarchy
         if self.label_format == "hierarchy_levels" and self.hierarchy is None:
             raise ValueError(

@@ -28,10 +28,11 @@ def method_rows() -> list[str]:
 
 
 def check_rows(rows: Sequence[str]) -> None:
-    """Every row is a contrastive loss or a method without one; ValueError naming the first other."""
-    from mlsupcon.losses import CONTRASTIVE_LOSSES
+    """Every row is a contrastive loss (prototype and logit losses included) or a method without
+    one; ValueError naming the first other."""
+    from mlsupcon.training.methods.base import contrastive_term_losses
 
-    known = sorted(set(CONTRASTIVE_LOSSES) | set(method_rows()))
+    known = sorted(set(contrastive_term_losses()) | set(method_rows()))
     for row in rows:
         if row not in known:
             raise ValueError(f"losses: unknown name {row!r}; expected one of {known}")
@@ -181,6 +182,11 @@ def run_compare(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], 
         from mlsupcon.training.auto import apply_auto_settings
 
         base, ds = apply_auto_settings(base, ds)
+    for loss in losses:  # every row's configuration, before any run (e.g. cl_jspcl needs end-to-end)
+        try:
+            run_config_for(base, loss, seeds[0] if seeds else 0, out / loss).validate()
+        except ValueError as exc:
+            raise ValueError(f"losses: row {loss!r}: {exc}") from None
     if base.overwrite:  # the data is valid: now the earlier compare goes, before anything new is written
         check_compare_output(base, out)
         remove_artefacts(out, classify_compare_entry)
@@ -219,7 +225,8 @@ def render_report(base, ds, losses, seeds, table, figures, rows) -> str:
         f"{', '.join(l for l in losses if l in method_rows()) or 'none'}), seeds {list(seeds)}, "
         f"{base.epochs} contrastive epochs, up to {base.classifier_epochs} classifier epochs, batch {base.batch_size}.",
         f"Test split: {len(ds.splits['test'])} examples, {ds.num_labels} labels. Mean ± sample std over seeds, ×100. "
-        "The decision threshold is tuned on the validation split (one global threshold maximising micro-F1).",
+        "The decision threshold is tuned on the validation split (one global threshold maximising micro-F1)"
+        + _fixed_decisions(base, losses) + ".",
         "macro_f1 = mean of per-label F1 over labels present in the test split; map = mean over labels of "
         "average precision; example_f1 = mean over examples of per-example F1.",
         "",
@@ -231,6 +238,17 @@ def render_report(base, ds, losses, seeds, table, figures, rows) -> str:
     for title, (rel, caption) in figures.items():
         parts += [f"## {title}", "", f"![{title}]({rel})", "", caption, ""]
     return "\n".join(parts)
+
+
+def _fixed_decisions(base, losses) -> str:
+    """``; zlpr: 0.5 (zlpr decision: logit 0)`` for the rows whose classification loss fixes the threshold."""
+    fixed = []
+    for loss in losses:
+        cfg = run_config_for(base, loss, 0, Path("."))
+        decision = METHODS[cfg.method].decision_threshold(cfg)
+        if decision is not None:
+            fixed.append(f"{loss}: {decision[0]} ({decision[1]})")
+    return "; not for " + ", ".join(fixed) if fixed else ""
 
 
 def make_figures(out: Path, ds, losses, seeds, base) -> dict[str, tuple[str, str]]:

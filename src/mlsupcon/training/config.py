@@ -24,10 +24,15 @@ class TrainConfig:
         encoder: ``mlp``, ``cnn``, ``transformer`` or ``resnet``.
         encoder_options: options of :func:`mlsupcon.models.build_encoder`.
         method: ``two-stage`` (contrastive pretraining, then a classifier on the frozen encoder),
-            ``end-to-end`` (classifier loss + λ·contrastive), ``bce`` / ``asl`` (classifier only),
-            ``kmcl`` (the KMCL head and its three losses, end to end).
-        loss: contrastive loss name for :func:`mlsupcon.losses.build`.
+            ``end-to-end`` (classifier loss + λ·contrastive), ``bce`` / ``asl`` / ``zlpr``
+            (classifier only; zlpr decides at logit 0, threshold 0.5), ``kmcl`` (the KMCL head
+            and its three losses, end to end), ``linear``.
+        loss: contrastive loss name for :func:`mlsupcon.losses.build` (a prototype loss trains
+            its label prototypes with the projection head; ``cl_jspcl``: end-to-end, on logits).
         loss_options: its options (``temperature`` …).
+        classifier_loss: ``end-to-end``'s classification term: ``bce`` (unset), ``asl`` or
+            ``zlpr`` (decision at logit 0: threshold 0.5, not tuned). Other methods: unset.
+        classifier_loss_options: options of the ASL loss (methods ``asl``, ``end-to-end``).
         epochs: the cap of contrastive (stage-1) epochs for two-stage (early stopping on the kNN
             mAP of a validation subset, ``val/knn_map``); of training epochs otherwise.
         classifier_epochs: the cap of stage-2 epochs (early stopping on validation mAP).
@@ -98,6 +103,7 @@ class TrainConfig:
     method: str = "two-stage"
     loss: str = "simdis"
     loss_options: dict[str, Any] = field(default_factory=dict)
+    classifier_loss: str | None = None
     classifier_loss_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 10
     classifier_epochs: int = 30

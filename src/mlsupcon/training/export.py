@@ -10,9 +10,11 @@ replaced encoder file is an error rather than wrong predictions (folders written
 no manifest and still load). Nothing is unpickled: weights are accepted only as safetensors
 (a ``.bin`` / ``.pt`` / ``.pkl`` file in the folder is refused), the rest is JSON.
 
-Formats: ``mlsupcon-model/2`` (written now) stores the head's ``kind`` and options and the
-projection head; ``mlsupcon-model/1`` (runs before it: encoder + head only, a KMCL head stored
-with kind ``linear`` and class ``KMCLClassifier``) still loads.
+Formats: ``mlsupcon-model/2`` (written now) stores the head's ``kind`` and options, the
+projection head and, for a run trained with a prototype loss, its label prototypes (weights
+``prototypes.weight``, ``model.json`` key ``prototypes``; older folders have neither);
+``mlsupcon-model/1`` (runs before it: encoder + head only, a KMCL head stored with kind
+``linear`` and class ``KMCLClassifier``) still loads.
 
 Example:
     >>> import tempfile, numpy as np, torch
@@ -65,6 +67,8 @@ def _parts(model: Classifier) -> dict[str, Any]:
     parts = {"encoder": model.encoder, "head": model.head}
     if model.projection is not None:
         parts["projection"] = model.projection
+    if getattr(model, "prototypes", None) is not None:  # a prototype loss's label prototypes
+        parts["prototypes"] = model.prototypes
     return parts
 
 

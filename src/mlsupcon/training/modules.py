@@ -163,13 +163,19 @@ class ContrastiveModule(_Base):
     (``val/knn_map``); the encoder and projection weights of the best epoch are kept in memory
     (``best_state``, saved in checkpoints) and :meth:`restore_best` puts them back, so a stage
     that stops early (on ``val/knn_map``) or goes on past its best epoch returns the best one.
+
+    ``prototypes``: the :class:`~mlsupcon.losses.LabelPrototypes` of a prototype loss (bound to
+    ``loss_fn``, :class:`~mlsupcon.losses.BoundPrototypeLoss`). A submodule, so they are trained
+    with the projection head (same learning rate and weight decay), checkpointed, resumed and,
+    like the projection, kept at their best epoch.
     """
 
     def __init__(self, encoder, projection, loss_fn, loss_labels: LossLabels, view_fn: Callable,
                  views: int, lr: float, weight_decay: float, momentum_encoder=None,
-                 knn_monitor: KNNMonitor | None = None) -> None:
+                 knn_monitor: KNNMonitor | None = None, prototypes: nn.Module | None = None) -> None:
         super().__init__(lr, weight_decay)
         self.encoder, self.projection, self.loss_fn = encoder, projection, loss_fn
+        self.prototypes = prototypes
         self.loss_labels, self.view_fn, self.views = loss_labels, view_fn, views
         # MoCo-style key encoder (an EMA copy of encoder + projection) whose keys fill the queue.
         self.momentum_encoder = momentum_encoder
@@ -218,14 +224,17 @@ class ContrastiveModule(_Base):
             self.best_score, self.best_epoch = value, self.current_epoch
             # Only what the next stages use (not a momentum encoder or queue), on the CPU.
             self.best_state = {f"{name}.{k}": v.detach().to("cpu", copy=True)
-                               for name in ("encoder", "projection")
+                               for name in self._kept_parts()
                                for k, v in getattr(self, name).state_dict().items()}
 
+    def _kept_parts(self) -> tuple[str, ...]:
+        return ("encoder", "projection") + (("prototypes",) if self.prototypes is not None else ())
+
     def restore_best(self) -> None:
-        """Puts the encoder and projection weights of the best ``val/knn_map`` epoch back."""
+        """Puts the encoder, projection (and prototype) weights of the best ``val/knn_map`` epoch back."""
         if self.best_state is None:
             return
-        for name in ("encoder", "projection"):
+        for name in self._kept_parts():
             prefix = f"{name}."
             getattr(self, name).load_state_dict(
                 {k[len(prefix):]: v for k, v in self.best_state.items() if k.startswith(prefix)})
@@ -242,7 +251,11 @@ class ContrastiveModule(_Base):
 
 
 class ClassifierModule(_Base):
-    """Encoder + classifier head; BCE or ASL; optionally + λ · contrastive loss (end-to-end).
+    """Encoder + classifier head; BCE, ASL or ZLPR; optionally + λ · contrastive loss (end-to-end).
+
+    ``contrastive`` (:func:`~mlsupcon.training.methods.base.contrastive_parts`): the contrastive
+    term, on projected views, with the label prototypes of a prototype loss (a submodule here
+    too), or, with ``on_logits`` (cl_jspcl), on the classifier's logits.
 
     Keeps the weights of the best validation epoch (by validation mAP) in memory and restores
     them with :meth:`restore_best`, so early stopping returns the best model, not the last.
@@ -265,12 +278,17 @@ class ClassifierModule(_Base):
             from mlsupcon.losses import build
 
             self._asl = build("asl", **(classifier_loss_options or {}))
+        elif classifier_loss == "zlpr":
+            from mlsupcon.losses import build
+
+            self._zlpr = build("zlpr")  # mean over the batch; it has no other option
         elif classifier_loss != "bce":
-            raise ValueError(f"classifier_loss: expected 'bce' or 'asl', got {classifier_loss!r}")
+            raise ValueError(f"classifier_loss: expected 'bce', 'asl' or 'zlpr', got {classifier_loss!r}")
         self.classifier_loss = classifier_loss
         self.contrastive = contrastive
         if contrastive is not None:
             self.projection = contrastive["projection"]
+            self.prototypes = contrastive.get("prototypes")
             self.contrastive_fn = contrastive["loss_fn"]
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
@@ -309,16 +327,22 @@ class ClassifierModule(_Base):
             # The paper's sum over labels, averaged over the batch so the step size does not
             # depend on the batch size.
             return self._asl(logits, y) / y.shape[0]
+        if self.classifier_loss == "zlpr":
+            return self._zlpr(logits, y)  # mean over the batch
         return F.binary_cross_entropy_with_logits(logits, y)
 
     def training_step(self, batch, _):
         inputs, y, _ = batch
-        cls = self._cls_loss(self.logits(inputs), y)
+        logits = self.logits(inputs)
+        cls = self._cls_loss(logits, y)
         loss, con = cls, None
         if self.contrastive is not None:
             c = self.contrastive
-            feats = embed_views(self.encoder, self.projection, c["view_fn"], inputs, c["views"])
-            con = self.contrastive_fn(feats, c["loss_labels"](y))
+            if c.get("on_logits"):  # CL-MTC's JSPCL: the classifier's logits are the features
+                con = self.contrastive_fn(logits, c["loss_labels"](y))
+            else:
+                feats = embed_views(self.encoder, self.projection, c["view_fn"], inputs, c["views"])
+                con = self.contrastive_fn(feats, c["loss_labels"](y))
             loss = cls + c["weight"] * con
         if self._finite_or_skip(loss) is None:
             return None

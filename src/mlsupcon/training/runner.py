@@ -147,14 +147,18 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
                                                 want_embeddings=True)
     threshold_source = "fixed"
     threshold = float(cfg.threshold) if cfg.threshold != "tune" else 0.5
-    if cfg.threshold == "tune":
+    decision = method.decision_threshold(cfg)  # a loss with its own decision rule (zlpr: logit 0)
+    tune = cfg.threshold == "tune" and decision is None
+    if decision is not None:
+        threshold, threshold_source = decision
+    elif tune:
         if val_y.sum() > 0:
             threshold, threshold_source = tune_global_threshold(val_y, val_scores), "validation micro-F1"
         else:  # nothing to tune on: keep 0.5 and say so in metrics.json
             threshold_source = "fixed 0.5 (validation split has no positive labels)"
     metrics = compute_metrics(test_y, test_scores, threshold, ks=tuple(cfg.ks))
     val_metrics = compute_metrics(val_y, val_scores, threshold, ks=tuple(cfg.ks))
-    if cfg.threshold == "tune" and val_y.sum() > 0:
+    if tune and val_y.sum() > 0:
         # The variant of papers that tune a threshold per metric (on validation): macro-F1 at the
         # global threshold best for validation macro-F1, next to macro_f1 at the run's threshold.
         t_macro = tune_global_threshold_macro_f1(val_y, val_scores)

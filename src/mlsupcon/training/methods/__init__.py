@@ -23,7 +23,7 @@ Example:
     >>> get_method("nope")
     Traceback (most recent call last):
     ...
-    ValueError: method: expected one of ('two-stage', 'end-to-end', 'bce', 'asl', 'kmcl', 'linear'), got 'nope'
+    ValueError: method: expected one of ('two-stage', 'end-to-end', 'bce', 'asl', 'kmcl', 'linear', 'zlpr'), got 'nope'
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlsupcon.training.methods.base import ContrastiveMethod, FitContext, Method
-from mlsupcon.training.methods.classifier_only import ASL, BCE
+from mlsupcon.training.methods.classifier_only import ASL, BCE, ZLPR
 from mlsupcon.training.methods.end_to_end import EndToEnd
 from mlsupcon.training.methods.kmcl import KMCL
 from mlsupcon.training.methods.linear import Linear
@@ -47,6 +47,7 @@ METHODS: dict[str, type[Method]] = {
     "asl": ASL,
     "kmcl": KMCL,
     "linear": Linear,
+    "zlpr": ZLPR,
 }
 
 

@@ -28,10 +28,31 @@ if TYPE_CHECKING:  # the real imports are made where they are used: validation s
     from mlsupcon.training.config import TrainConfig
     from mlsupcon.training.stages import RunState
 
-__all__ = ["Method", "ContrastiveMethod", "FitContext", "make_head", "label_prior_logits"]
+__all__ = ["Method", "ContrastiveMethod", "FitContext", "make_head", "label_prior_logits", "contrastive_term_losses",
+           "LOGIT_CONTRASTIVE_LOSSES", "FIXED_DECISIONS"]
 
 #: Options only some methods use, which a run of another method must leave unset.
-EXCLUSIVE_OPTIONS = ("momentum",)
+EXCLUSIVE_OPTIONS = ("momentum", "classifier_loss")
+
+#: Classifier-output losses (``label_format = "logits"``) that are contrastive terms: a method with
+#: a classification term (``end-to-end``) adds them, as its ``loss``, on the classifier's logits
+#: (CL-MTC's JSPCL), instead of on projected views.
+LOGIT_CONTRASTIVE_LOSSES = ("cl_jspcl",)
+
+#: Classification losses with a decision rule of their own: (threshold on the sigmoid scores, the
+#: ``threshold_source`` of metrics.json). A run trained with one keeps that threshold instead of
+#: tuning one on validation.
+FIXED_DECISIONS: dict[str, tuple[float, str]] = {"zlpr": (0.5, "zlpr decision: logit 0")}
+
+
+def contrastive_term_losses() -> dict[str, type]:
+    """The loss classes a contrastive method's ``loss`` may name: :data:`~mlsupcon.losses.CONTRASTIVE_LOSSES`
+    (on projected views), :data:`~mlsupcon.losses.PROTOTYPE_LOSSES` (on projected views and the
+    label prototypes the run trains with the projection head) and :data:`LOGIT_CONTRASTIVE_LOSSES`
+    (on the classifier's logits, methods with ``contrastive_on_logits``). Imports torch."""
+    from mlsupcon.losses import CLASSIFIER_LOSSES, CONTRASTIVE_LOSSES, PROTOTYPE_LOSSES
+
+    return {**CONTRASTIVE_LOSSES, **PROTOTYPE_LOSSES, **{n: CLASSIFIER_LOSSES[n] for n in LOGIT_CONTRASTIVE_LOSSES}}
 
 
 @dataclass
@@ -128,13 +149,27 @@ class Method:
         uses_contrastive_loss: trains with the contrastive loss named by ``loss`` (so
             ``loss``, ``loss_options``, ``views`` … apply; metrics.json reports ``loss``).
         classifier_loss: the classifier loss it trains with, by its name in
-            :mod:`mlsupcon.losses` (None: plain BCE, or none).
+            :mod:`mlsupcon.losses` (None: plain BCE, or none); :meth:`classification_loss`
+            gives a run's (end-to-end takes it from the config).
     """
 
     name: ClassVar[str] = ""
     options: ClassVar[tuple[str, ...]] = ()
     uses_contrastive_loss: ClassVar[bool] = False
     classifier_loss: ClassVar[str | None] = None
+
+    @classmethod
+    def classification_loss(cls, cfg: TrainConfig) -> str | None:
+        """The classification loss a run of this method trains with (``bce``, ``asl``, ``zlpr`` …;
+        None: none, e.g. ``linear``)."""
+        return cls.classifier_loss
+
+    @classmethod
+    def decision_threshold(cls, cfg: TrainConfig) -> tuple[float, str] | None:
+        """``(threshold, source)`` when the run's classification loss fixes its decision rule
+        (:data:`FIXED_DECISIONS`: zlpr decides at logit 0, threshold 0.5 on the scores); None:
+        the config's ``threshold`` (tuned on validation, or a number)."""
+        return FIXED_DECISIONS.get(cls.classification_loss(cfg) or "")
 
     @classmethod
     def validate(cls, cfg: TrainConfig) -> None:
@@ -151,6 +186,11 @@ class Method:
             from mlsupcon.models.classifier import head_class
 
             head_class(cfg.head)
+        fixed = cls.decision_threshold(cfg)
+        if fixed is not None and cfg.threshold != "tune" and float(cfg.threshold) != fixed[0]:
+            raise ValueError(f"threshold: this run decides by its classification loss ({fixed[1]}, threshold "
+                             f"{fixed[0]} on the scores); leave threshold at tune or set {fixed[0]}, "
+                             f"got {cfg.threshold!r}")
 
     @classmethod
     def oom_hints(cls, cfg: TrainConfig) -> list[str]:
@@ -160,8 +200,9 @@ class Method:
     @classmethod
     def compare_overrides(cls, base: TrainConfig) -> dict[str, Any]:
         """Fields ``mlsupcon compare`` changes when this method is a row of its table: the
-        contrastive loss's options (e.g. its temperature) do not apply to other methods."""
-        return {"loss_options": {}}
+        contrastive loss's options (e.g. its temperature) and the options only other methods
+        use (:data:`EXCLUSIVE_OPTIONS`, e.g. end-to-end's ``classifier_loss``) do not apply."""
+        return {"loss_options": {}, **{name: None for name in EXCLUSIVE_OPTIONS if name not in cls.options}}
 
     def result_loss(self, cfg: TrainConfig) -> str:
         """The ``loss`` of metrics.json: the contrastive loss, or the method itself."""
@@ -183,36 +224,59 @@ class Method:
 
 class ContrastiveMethod(Method):
     """A method with a contrastive term: the loss ``loss`` on ``views`` views of every example,
-    through a projection head, optionally with a memory queue."""
+    through a projection head, optionally with a memory queue.
+
+    ``loss`` may name a prototype loss (``PROTOTYPE_LOSSES``: ``msc``, ``proto_only``, ``mscwrg``,
+    ``mscrg``): the run then owns a :class:`~mlsupcon.losses.LabelPrototypes` ``[C,
+    projection_dim]``, trained with the projection head (same learning rate and weight decay),
+    checkpointed with the module and saved with the model. A method with
+    ``contrastive_on_logits`` also takes the logit losses of :data:`LOGIT_CONTRASTIVE_LOSSES`
+    (``cl_jspcl``) as its contrastive term, on its classifier's logits.
+    """
 
     uses_contrastive_loss = True
+    #: the method has a classifier trained with the contrastive term, whose logits a logit
+    #: contrastive loss (:data:`LOGIT_CONTRASTIVE_LOSSES`) can take
+    contrastive_on_logits: ClassVar[bool] = False
     options = ("loss", "loss_options", "projection_dim", "projection_hidden", "views", "view_options",
                "queue_size")
 
     @classmethod
     def validate(cls, cfg: TrainConfig) -> None:
         super().validate(cfg)
-        from mlsupcon.losses import CLASSIFIER_LOSSES, CONTRASTIVE_LOSSES, FLAT_LOSSES
+        from mlsupcon.losses import CLASSIFIER_LOSSES, FLAT_LOSSES, LABEL_EMBEDDING_LOSSES, PROTOTYPE_LOSSES
         from mlsupcon.losses.queue import LABEL_FORMATS
 
+        table = contrastive_term_losses()
+        on_views = sorted(n for n in table if n not in LOGIT_CONTRASTIVE_LOSSES)
         name = cfg.loss.lower() if isinstance(cfg.loss, str) else cfg.loss
-        if name not in CONTRASTIVE_LOSSES:
+        if name in LOGIT_CONTRASTIVE_LOSSES and not cls.contrastive_on_logits:
+            from mlsupcon.training.methods import METHODS
+
+            users = [m.name for m in METHODS.values() if getattr(m, "contrastive_on_logits", False)]
+            raise ValueError(f"loss: '{name}' is a contrastive loss on a classifier's logits; use --method "
+                             f"{' or '.join(users)} (it is added to the classification loss there), or call "
+                             f"mlsupcon.losses.build('{name}')(logits, labels) from the Python API")
+        if name in LABEL_EMBEDDING_LOSSES:
+            raise ValueError(f"loss: '{name}' takes per-label embeddings [B, C, D], which no training method "
+                             f"produces; call mlsupcon.losses.build('{name}')(label_embeddings, labels) from the "
+                             "Python API (docs/spec/LOSSES.md)")
+        if name not in table:
             if name in CLASSIFIER_LOSSES:
                 from mlsupcon.training.methods import METHODS
 
                 owner = next((m.name for m in METHODS.values() if m.classifier_loss == name), None)
-                use = f"use --method {owner}" if owner else f"use a contrastive loss {sorted(CONTRASTIVE_LOSSES)}"
+                use = f"use --method {owner}" if owner else f"use a contrastive loss {on_views}"
                 raise ValueError(f"loss: {cfg.loss!r} is a classifier loss; {use}")
-            raise ValueError(f"loss: unknown contrastive loss {cfg.loss!r}; expected one of "
-                             f"{sorted(CONTRASTIVE_LOSSES)}")
+            raise ValueError(f"loss: unknown contrastive loss {cfg.loss!r}; expected one of {on_views}")
         if isinstance(cfg.batch_size, int) and cfg.batch_size < 2 and not cfg.queue_size:
             # B=1: the anchor's only partners are its own views, so the loss is ~0 and nothing is learnt
             raise ValueError(f"batch_size: a contrastive loss ('{cfg.loss}') compares the examples of a batch with "
                              f"each other; batch_size={cfg.batch_size} leaves nothing to compare: expected >= 2 "
                              "(or a memory queue, queue_size > 0)")
-        if cfg.queue_size and CONTRASTIVE_LOSSES[name].label_format not in LABEL_FORMATS:
-            raise ValueError(f"queue_size: memory queues work with the flat losses {sorted(FLAT_LOSSES)}, "
-                             f"not '{cfg.loss}'")
+        if cfg.queue_size and (name in LOGIT_CONTRASTIVE_LOSSES or table[name].label_format not in LABEL_FORMATS):
+            raise ValueError(f"queue_size: memory queues work with the flat losses {sorted(FLAT_LOSSES)} and the "
+                             f"prototype losses {sorted(PROTOTYPE_LOSSES)}, not '{cfg.loss}'")
 
     @classmethod
     def oom_hints(cls, cfg: TrainConfig) -> list[str]:
@@ -230,18 +294,33 @@ class ContrastiveMethod(Method):
 def contrastive_parts(ctx: FitContext) -> dict[str, Any]:
     """Projection head, criterion (loss, in a memory queue if ``queue_size``), label converter
     and view maker of a contrastive method, as :class:`~mlsupcon.training.modules.ClassifierModule`
-    takes them (``contrastive=``)."""
+    takes them (``contrastive=``).
+
+    A prototype loss gets its :class:`~mlsupcon.losses.LabelPrototypes` (``"prototypes"``, C rows
+    of ``projection_dim``) bound to it (:class:`~mlsupcon.losses.BoundPrototypeLoss`, which
+    calls it with ``prototypes=``), so the criterion is called like any other, in a queue too.
+    A logit loss (``"on_logits"``: :data:`LOGIT_CONTRASTIVE_LOSSES`) has no projection head."""
+    from mlsupcon.losses import PROTOTYPE_LOSSES, BoundPrototypeLoss, LabelPrototypes
     from mlsupcon.losses import build as build_loss
     from mlsupcon.models import ProjectionHead
     from mlsupcon.training.batches import LossLabels, build_view_fn
     from mlsupcon.training.scale import wrap_criterion
 
     cfg, ds, encoder = ctx.cfg, ctx.dataset, ctx.encoder
+    name = cfg.loss.lower()
     loss_labels = LossLabels(cfg.loss, ds)
+    loss_fn = build_loss(cfg.loss, **cfg.loss_options)
+    on_logits = name in LOGIT_CONTRASTIVE_LOSSES
+    prototypes = LabelPrototypes(ds.num_labels, cfg.projection_dim) if name in PROTOTYPE_LOSSES else None
+    if prototypes is not None:
+        loss_fn = BoundPrototypeLoss(loss_fn, prototypes)
     return {
-        "projection": ProjectionHead(encoder.output_dim, cfg.projection_hidden, cfg.projection_dim),
-        "loss_fn": wrap_criterion(cfg, build_loss(cfg.loss, **cfg.loss_options), cfg.loss, ds.num_labels),
+        "projection": None if on_logits else ProjectionHead(encoder.output_dim, cfg.projection_hidden,
+                                                            cfg.projection_dim),
+        "prototypes": prototypes,
+        "loss_fn": loss_fn if on_logits else wrap_criterion(cfg, loss_fn, cfg.loss, ds.num_labels),
         "loss_labels": loss_labels,
+        "on_logits": on_logits,
         "view_fn": build_view_fn(encoder, cfg.view_options),
         "views": cfg.views,
         "weight": cfg.contrastive_weight,

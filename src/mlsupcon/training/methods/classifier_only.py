@@ -1,7 +1,9 @@
-"""``bce`` and ``asl``: encoder + classifier head trained with a classifier loss only.
+"""``bce``, ``asl`` and ``zlpr``: encoder + classifier head trained with a classifier loss only.
 
-``asl`` is the asymmetric loss (Ridnik et al. 2021) with ``classifier_loss_options``; both stop
-early on validation mAP and keep the best epoch.
+``asl`` is the asymmetric loss (Ridnik et al. 2021) with ``classifier_loss_options``; ``zlpr``
+the zero-bounded log-sum-exp & pairwise rank loss (Su et al. 2022), whose decision rule is
+logit > 0: its runs keep the threshold 0.5 on the scores (sigmoid(0)) instead of tuning one on
+validation (``decision_threshold``). All stop early on validation mAP and keep the best epoch.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from mlsupcon.training.methods.finish import finish
 
 
 class ClassifierOnly(Method):
-    """Shared by :class:`BCE` and :class:`ASL`, which differ only in ``classifier_loss``."""
+    """Shared by :class:`BCE`, :class:`ASL` and :class:`ZLPR`, which differ only in ``classifier_loss``."""
 
     options = ("epochs", "head", "patience")
 
@@ -39,3 +41,8 @@ class ASL(ClassifierOnly):
     name = "asl"
     classifier_loss = "asl"
     options = ClassifierOnly.options + ("classifier_loss_options",)
+
+
+class ZLPR(ClassifierOnly):
+    name = "zlpr"
+    classifier_loss = "zlpr"

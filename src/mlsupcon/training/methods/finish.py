@@ -96,7 +96,7 @@ def add_knn(ctx: FitContext, model):
                         "blend_weight_of_head": float(weight), "mode": cfg.knn}
     ctx.note(f"knn: k={best['k']}, temperature={best['temperature']}, weight of the trained head "
              f"{weight:.1f} (chosen on validation mAP)")
-    return Classifier(model.encoder, head, model.projection)
+    return Classifier(model.encoder, head, model.projection, model.prototypes)
 
 
 def add_linear_blend(ctx: FitContext, model):
@@ -129,4 +129,4 @@ def add_linear_blend(ctx: FitContext, model):
                 f"{' or '.join(BLEND_GUARD)})" if excluded else ")")
              + ("; scoring (predict, evaluate) skips the trained model's encoder, whose weight is 0"
                 if weight == 0.0 else ""))
-    return Classifier(fused, head, model.projection)
+    return Classifier(fused, head, model.projection, model.prototypes)

@@ -31,7 +31,7 @@ class KMCL(Method):
     @classmethod
     def compare_overrides(cls, base) -> dict:
         # KMCL keeps its own loss defaults (τ = 0.17) unless kmcl_options are given.
-        return {"loss_options": dict(base.kmcl_options)}
+        return {**super().compare_overrides(base), "loss_options": dict(base.kmcl_options)}
 
     def fit(self, ctx: FitContext):
         from mlsupcon.losses import build

@@ -1,7 +1,8 @@
 """``two-stage``: contrastive pretraining of the encoder, then a classifier on top of it.
 
-Stage ``contrastive`` trains encoder + projection head with the contrastive loss (optionally
-with a memory queue filled by a momentum key encoder), scores the encoder after every epoch by
+Stage ``contrastive`` trains encoder + projection head (and, for a prototype loss such as
+``msc``, the label prototypes) with the contrastive loss (optionally with a memory queue filled
+by a momentum key encoder), scores the encoder after every epoch by
 kNN mAP on a validation subset (``val/knn_map``, :class:`~mlsupcon.training.modules.KNNMonitor`),
 stops early on it (``patience``; ``epochs`` is a cap) and hands its best epoch's encoder to
 stage 2. Stage ``classifier`` then trains a head
@@ -49,7 +50,8 @@ class TwoStage(ContrastiveMethod):
             stage1 = ContrastiveModule(encoder, parts["projection"], parts["loss_fn"], parts["loss_labels"],
                                        parts["view_fn"], cfg.views, cfg.lr, cfg.weight_decay,
                                        momentum_encoder=make_momentum(cfg, encoder, parts["projection"]),
-                                       knn_monitor=ctx.knn_monitor() if cfg.stage1_selection else None)
+                                       knn_monitor=ctx.knn_monitor() if cfg.stage1_selection else None,
+                                       prototypes=parts["prototypes"])
             ctx.fit_stage("contrastive", stage1, loaders["train"], loaders["validation"], cfg.epochs,
                           early_stop=cfg.stage1_selection)
             if cfg.stage1_selection:
@@ -78,4 +80,4 @@ class TwoStage(ContrastiveMethod):
             ctx.fit_stage("classifier", stage2, train_l, val_l, max(1, cfg.classifier_epochs), early_stop=True,
                           epochs_option="classifier_epochs")
             stage2.restore_best()
-        return finish(ctx, Classifier(encoder, head, parts["projection"]))
+        return finish(ctx, Classifier(encoder, head, parts["projection"], parts["prototypes"]))
