@@ -55,9 +55,9 @@ def _choices(names) -> str:
 
 #: Every flag that sets a config field: argparse and the overrides both come from this table.
 FLAGS: tuple[Flag, ...] = (
-    Flag("--dataset", str, "dataset", "debtags | yeast | fashion-mosaic | jsonl:PATH | csv:PATH | "
-                                      "mimic-caml:DIR | mimic-repro:DIR | coco:ANNOTATIONS[:IMAGES] | vectors:PATH "
-                                      "(see `mlsupcon datasets`)"),
+    Flag("--dataset", str, "dataset", "debtags | reuters | eurlex-sum | yeast | fashion-mosaic | jsonl:PATH | "
+                                      "csv:PATH | mimic-caml:DIR | mimic-repro:DIR | coco:ANNOTATIONS[:IMAGES] | "
+                                      "vectors:PATH (see `mlsupcon datasets`)"),
     Flag("--preset", str, "preset", "recipe of a bundled dataset under the config and flags (default: the "
                                     "--dataset's own: debtags | yeast | fashion-mosaic; none: no preset)"),
     Flag("--no-auto", "switch", "auto", "jsonl:/csv:/vectors: data without a config: keep the defaults instead "
