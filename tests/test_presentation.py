@@ -58,7 +58,10 @@ def test_no_progress_prints_one_line_per_epoch_counted_from_one(tmp_path):
         assert float(m[5]) == pytest.approx(logged["train/lr"], rel=0.06, abs=1e-12)
 
 
-def test_the_progress_bar_names_the_stage_and_counts_epochs_from_one(tmp_path):
+def test_the_progress_bar_names_the_stage_and_counts_epochs_from_one(tmp_path, monkeypatch):
+    import mlsupcon.progress
+
+    monkeypatch.setattr(mlsupcon.progress, "is_interactive", lambda stream=None: True)  # as on a terminal
     cfg = fp.write_yaml(tmp_path / "c.yaml", TINY)
     rc, out, err = fp.run_cli(["train", *YEAST, "--method", "bce", "--epochs", "2", "--config", str(cfg),
                                "--output", str(tmp_path / "run")])
@@ -69,6 +72,15 @@ def test_the_progress_bar_names_the_stage_and_counts_epochs_from_one(tmp_path):
     assert "Epoch 0" not in bar and "v_num" not in bar and "epoch 0/" not in bar
     assert not SUMMARY.search(err)  # the bar replaces the one-line summaries
     assert "[end_to_end]" not in out  # on stderr, not mixed into the results on stdout
+
+
+def test_without_a_terminal_a_stage_reports_one_line_per_epoch_and_no_bar(tmp_path):
+    cfg = fp.write_yaml(tmp_path / "c.yaml", TINY)
+    rc, _, err = fp.run_cli(["train", *YEAST, "--method", "bce", "--epochs", "2", "--config", str(cfg),
+                             "--output", str(tmp_path / "run")])  # progress on; captured stderr is no terminal
+    assert rc == 0, err
+    assert "\r" not in err
+    assert sum(bool(SUMMARY.match(line)) for line in err.splitlines()) == 2, err
 
 
 # ------------------------------------------------------------------------- compare's bold rule

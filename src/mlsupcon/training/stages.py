@@ -241,6 +241,12 @@ def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_
             f"continue with `mlsupcon train --output {out} --resume`", exit_status=130
         ) from None
     except Exception as exc:
+        if _caused_by_ctrl_c(exc):  # Ctrl-C inside a checkpoint write: torch re-raises it as its own error
+            where = f"{last}" if last.is_file() else "no checkpoint yet"
+            raise TrainingInterrupted(
+                f"interrupted (Ctrl-C) in stage '{stage}' (step {trainer.global_step}; last checkpoint: {where}); "
+                f"continue with `mlsupcon train --output {out} --resume`", exit_status=130
+            ) from None
         # A process of a distributed run died or hangs: one line, not a traceback from torch.distributed.
         if trainer.world_size < 2 or not is_distributed_failure(exc):
             raise
@@ -261,3 +267,14 @@ def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_
         write_json(done, {"stage": stage, "finished": True, "nonfinite_steps": int(module.nonfinite_steps)})
     run.nonfinite[stage] = module.nonfinite_steps
     _note_epoch_cap(run, stage, module, max_epochs, epochs_option)
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in ``exc``'s chain of causes and contexts."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
