@@ -28,6 +28,7 @@ from .kmcl import KMCLClassifier, KMCLHead, KMCLHeadOutput
 from .knn_head import BlendHead, KNNHead
 from .linear_baseline import LinearScores, fit_one_vs_rest, fit_vector_linear
 from .mlp import MLPEncoder
+from .partial import PartialEncoder
 from .pixels import PixelEncoder
 from .resnet import IMAGENET_MEAN, IMAGENET_STD, RESNET_PRESETS, ResNetEncoder
 from .score_head import ScoresHead
@@ -49,6 +50,7 @@ __all__ = [
     "PixelEncoder",
     "SparseTextEncoder",
     "FrozenEncoder",
+    "PartialEncoder",
     "FusionEncoder",
     "TextFeaturizer",
     "LinearScores",

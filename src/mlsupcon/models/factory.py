@@ -18,6 +18,7 @@ from .cnn import CNNEncoder
 from .frozen import FrozenEncoder
 from .fusion import FusionEncoder
 from .mlp import MLPEncoder
+from .partial import PartialEncoder
 from .pixels import PixelEncoder
 from .resnet import ResNetEncoder
 from .sparse import SparseTextEncoder
@@ -35,6 +36,7 @@ ENCODERS: dict[str, type[Encoder]] = {
     "frozen": FrozenEncoder,
     "fusion": FusionEncoder,
     "pixels": PixelEncoder,
+    "partial": PartialEncoder,
 }
 
 
