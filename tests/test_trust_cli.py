@@ -362,3 +362,10 @@ def test_predict_refusals_import_no_torch(inputs):
             "print(rc, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["2", "False"], out.stdout + out.stderr
+
+
+def test_an_output_that_cannot_be_created_is_one_line(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder\n")
+    rc, _, err = run_cli(["train", "--dataset", "yeast", "--output", str(blocker / "run"), "--no-progress"])
+    assert_user_error(rc, err, "cannot create", str(blocker / "run"))

@@ -188,7 +188,10 @@ def claim_run_folder(out: Path):
     """The folder's lock, taken before the data is read (a second run into the same folder is
     refused at once); a folder created here and left holding only the lock is removed again."""
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # no permission, a file in the way, a read-only file system
+        raise ValueError(f"output: cannot create {out} ({exc.strerror or exc}); choose another --output") from None
     try:
         with run_lock(out):
             yield
