@@ -154,6 +154,10 @@ class MSCStrategy(_DenseLabelStrategy):
         y, n, mult = ctx.extra["Y"], ctx.extra["n"], ctx.extra["mult"]
         cand = ctx.batch + ctx.refs - self.num_prototypes  # sample and ref columns
         ya, na = y[s0:s1], n[s0:s1]
+        if self.alpha == 0:  # proto_only: N_ac = 1 and no sample/ref weight: skip the [b, B + M + C, C] products
+            w = torch.zeros(s1 - s0, y.shape[0], dtype=ya.dtype, device=ya.device)
+            w[:, cand:] = ya  # w_{a,P_k} = y_ak
+            return _empty_rows(w, na.clone(), na, ctx, s0, s1)
         inter = ya @ y.T
         union = na[:, None] + n[None, :] - inter
         uinv = torch.where(inter > 0, 1.0 / union.clamp(min=1), 0.0)  # I > 0 ⇒ U ≥ 1
