@@ -9,10 +9,25 @@ For N = B·V embeddings (V = 2 views), D = 128:
     (Zipf-distributed codes, 15 per sample, like MIMIC-IV ICD-10),
   * the largest N (powers of two) whose chunked forward+backward fits in a memory budget.
 
+The losses added with issue 21 (``--losses new``; by default they run next to the strategies, with
+Debtags labels only and up to ``--new-max-n``) get their natural inputs, built outside the timed call:
+  * ``jaccard_weight``, ``cl_scl``, ``cl_jscl``, ``cl_slcl``, ``multisupcon_wz``, ``mulsupcon_count``
+    (``mulsupcon`` with ``empty_rows="count"``): the same features [B, V, D] and labels as the strategies
+    (their own defaults otherwise: CL-MTC and WolodjaZ losses do not normalise, τ_b = 0.07, WolodjaZ τ = 0.07);
+  * ``msc``, ``proto_only``, ``mscwrg``, ``mscrg``: the same, plus prototypes P [C, D] (C = 597 for
+    Debtags, ``LabelPrototypes(C, D)``, a leaf with requires_grad: their gradient is part of the backward);
+    the C prototypes are extra candidates (and, for mscwrg/mscrg, extra anchors);
+  * ``zlpr``, ``cl_jspcl``: logits [B, C] (B = N / V samples, standard normal), the gradient w.r.t. them;
+  * ``cl_icl``: per-label embeddings [B, 11, D] (B = N / V samples; the 11 most frequent labels of the
+    batch, as CL-MTC's 11 SemEval emotions) and those 11 label columns.
+``bare`` stays normalize + z @ z.T over the N = B·V embeddings, so ``× bare`` says what each costs
+next to the matmul of the same batch; for zlpr and cl_icl it is no like-for-like floor.
+
 Usage:
     python benchmarks/bench_losses.py                    # the table in docs/benchmarks.md
     python benchmarks/bench_losses.py --quick            # small smoke run
     python benchmarks/bench_losses.py --device cuda
+    python benchmarks/bench_losses.py --losses new --labels debtags --sizes 1024,4096   # the new losses only
 
 Medians over ``--repeats`` runs; the machine is noisy, so read the ratios, not the seconds.
 """
@@ -33,6 +48,12 @@ import torch
 from _memory import peak_mib  # benchmarks/_memory.py (scripts run from this folder)
 
 STRATEGIES = ["all", "any", "mulsupcon", "simdis", "jaccard", "mlcl", "supcon", "simclr"]
+#: Losses of issue 21 (docs/spec/LOSSES.md); ``mulsupcon_count`` is mulsupcon(empty_rows="count").
+NEW_LOSSES = ["jaccard_weight", "msc", "proto_only", "mscwrg", "mscrg", "zlpr", "cl_scl", "cl_jscl", "cl_jspcl",
+              "cl_slcl", "cl_icl", "multisupcon_wz", "mulsupcon_count"]
+PROTOTYPE_NAMES = {"msc", "proto_only", "mscwrg", "mscrg"}
+LOGIT_NAMES = {"zlpr", "cl_jspcl"}
+ICL_LABELS = 11  # cl_icl: label embeddings of the 11 most frequent labels (CL-MTC runs on 11 emotions)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -118,9 +139,54 @@ def class_ids(labels: torch.Tensor) -> torch.Tensor:
     return _CLASS_IDS[key]
 
 
+_AUX: dict[tuple, tuple] = {}
+
+
+def new_loss_inputs(name: str, feats: torch.Tensor, labels: torch.Tensor):
+    """The natural extra inputs of a new loss (see the module docstring), built once per feature tensor
+    so that building them is not timed: (prototypes P [C, D] or None, logits [B, C] or None,
+    label embeddings [B, 11, D] or None, the labels the loss takes)."""
+    key = (id(feats), id(labels), name)
+    if key not in _AUX:
+        from mlsupcon.losses import LabelPrototypes
+
+        _AUX.clear()
+        b, _, d = feats.shape
+        y = labels.to_dense() if labels.layout != torch.strided else labels
+        g = torch.Generator().manual_seed(1)
+        protos = logits = emb = None
+        if name in PROTOTYPE_NAMES:
+            torch.manual_seed(1)
+            protos = LabelPrototypes(y.shape[1], d).to(feats.device).weight.detach()
+        elif name in LOGIT_NAMES:
+            logits = torch.randn(b, y.shape[1], generator=g).to(feats.device)
+        elif name == "cl_icl":
+            top = y.sum(0).argsort(descending=True)[:ICL_LABELS]
+            y = y[:, top]
+            emb = torch.randn(b, ICL_LABELS, d, generator=g).to(feats.device)
+        _AUX[key] = (protos, logits, emb, y)
+    return _AUX[key]
+
+
 def engine_loss(name: str, chunk_size):
     from mlsupcon.losses import build
 
+    if name in NEW_LOSSES:
+        options = {} if name == "zlpr" else {"chunk_size": chunk_size}
+        fn = build("mulsupcon", empty_rows="count", **options) if name == "mulsupcon_count" else build(name, **options)
+
+        def run_new(feats, labels):
+            protos, logits, emb, y = new_loss_inputs(name, feats, labels)
+            if logits is not None:
+                fn(logits.detach().requires_grad_(), y).backward()
+            elif emb is not None:
+                fn(emb.detach().requires_grad_(), y).backward()
+            elif protos is not None:
+                fn(feats.detach().requires_grad_(), labels, prototypes=protos.detach().requires_grad_()).backward()
+            else:
+                fn(feats.detach().requires_grad_(), labels).backward()
+
+        return run_new
     fn = build(name, chunk_size=chunk_size)
 
     def run(feats, labels):
@@ -163,6 +229,9 @@ def child(key: str, n: int, labels: str, device: str) -> None:
     fn = get_func(key)
     if key.startswith("supcon@") or key == "supcon":
         class_ids(y)  # prepared before the measurement, as in the timing
+    name = key.partition("@")[0]
+    if name in NEW_LOSSES:
+        new_loss_inputs(name, feats, y)  # likewise
     print(peak_mib(lambda: fn(feats, y), device))
 
 
@@ -218,6 +287,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--large-repeats", type=int, default=1, help="repeats for N > 8,192 (one call takes seconds)")
     ap.add_argument("--labels", default="debtags,sparse25k")
+    ap.add_argument("--losses", default="strategies,new",
+                    help="comma-separated loss names, or the groups 'strategies' (the flat strategies) and 'new' "
+                         f"(issue 21: {', '.join(NEW_LOSSES)})")
+    ap.add_argument("--new-max-n", type=int, default=8192,
+                    help="the new losses run with Debtags labels only, up to this N")
     ap.add_argument("--memory-max-n", type=int, default=8192, help="peak memory measured up to this N")
     ap.add_argument("--reference-max-n", type=int, default=8192, help="the SupCon-style dense code up to this N")
     ap.add_argument("--max-n", type=int, default=65536, help="largest N tried in the memory search")
@@ -234,9 +308,22 @@ def main() -> None:
         args.sizes, args.repeats, args.max_n = "512,1024", 2, 4096
     sizes = [int(s) for s in args.sizes.split(",")]
     label_sets = args.labels.split(",")
+    losses = []
+    for item in args.losses.split(","):
+        group = {"strategies": STRATEGIES, "new": NEW_LOSSES}.get(item, [item])
+        for name in group:
+            if name not in STRATEGIES + NEW_LOSSES:
+                ap.error(f"--losses: unknown {name!r}; expected {STRATEGIES + NEW_LOSSES} or strategies, new")
+            if name not in losses:
+                losses.append(name)
+    strategies = [k for k in losses if k in STRATEGIES]
+    new = [k for k in losses if k in NEW_LOSSES]
     print(f"# device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"V=2 D=128 tau=0.1 repeats={args.repeats} (N > 8192: {args.large_repeats}), interleaved, medians")
     print(f"# command: python benchmarks/bench_losses.py {' '.join(sys.argv[1:])}")
+    if new:
+        print("# new losses (Debtags labels only, N <= --new-max-n): P [C, D] for msc/proto_only/mscwrg/mscrg; "
+              f"logits [N/2, C] for zlpr/cl_jspcl; [N/2, {ICL_LABELS}, 128] for cl_icl; defaults of each loss")
     print()
     print("| N | labels | engine mode | function | time (ms) | × bare | peak mem (MiB) |")
     print("|---|---|---|---|---|---|---|")
@@ -244,8 +331,9 @@ def main() -> None:
     for n in sizes:
         for labels in label_sets:
             feats, y = make_inputs(n, labels, args.device)
-            keys = ["bare"] + (["supcon_ref_dense"] if labels == "debtags" and n <= args.reference_max_n else [])
-            keys += STRATEGIES
+            keys = ["bare"] + (["supcon_ref_dense"] if labels == "debtags" and n <= args.reference_max_n
+                               and strategies else [])
+            keys += strategies + (new if labels == "debtags" and n <= args.new_max_n else [])
             times = time_interleaved(keys, feats, y, args.repeats if n <= 8192 else args.large_repeats, args.device)
             mode = engine_mode(n)
             for key in keys:
@@ -262,11 +350,13 @@ def main() -> None:
     for (n, labels), (ratio, key) in sorted(worst.items()):
         print(f"  N={n} {labels} ({engine_mode(n)}): {key} {ratio:.2f}")
     print()
+    if not strategies:
+        return
     n_check = min(4096, max(sizes))
     diffs = chunked_vs_dense(n_check, "debtags", args.device)
     print(f"Chunked (64 samples per block) vs dense at N={n_check}, float32, largest relative difference "
           "of the loss or its gradient: " + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
-    if args.no_memory:
+    if args.no_memory or args.max_n < 16384:
         return
     print()
     print("Memory search (engine's own chunking), simdis forward+backward, Debtags labels, "

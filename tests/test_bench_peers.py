@@ -1,7 +1,8 @@
 """The peer implementations of benchmarks/bench_peers.py compute the losses they are compared with.
 
 The reference-style functions are benchmark code; their timings mean something only if their values
-and gradients are mlsupcon's (float64, small random batches). The pytorch-metric-learning part needs
+and gradients are mlsupcon's (float64, small random batches), for the issue 21 losses with the option
+that matches each original (``legacy=True``, ``empty_rows="count"``). The pytorch-metric-learning part needs
 the ``bench`` extra.
 """
 
@@ -73,13 +74,53 @@ def test_dense_peers_are_skipped_before_they_would_exceed_the_limit():
 
 def test_script_prints_one_row_per_function_with_small_differences(monkeypatch, capsys):
     # In-process (a subprocess would pay the imports again); --no-memory keeps it so.
-    monkeypatch.setattr(sys, "argv", ["bench_peers.py", "--sizes", "64", "--repeats", "1", "--no-memory"])
+    # --max-gib 1 skips the (N + C)²·C peers of mscwrg / mscrg (2 GiB here); python-loop peers run at N = 64.
+    monkeypatch.setattr(sys, "argv", ["bench_peers.py", "--sizes", "64", "--repeats", "1", "--no-memory",
+                                      "--max-gib", "1"])
     bench_peers.main()
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 64 |")]
     assert len(rows) == len(bench_peers.ROWS)
     for line in rows:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if cells[2] == "mlsupcon" or cells[1] == "—" or cells[3].startswith("unavailable"):
+        if cells[2].startswith("mlsupcon") or cells[1] == "—" or cells[3].startswith(("unavailable", "skipped")):
             continue
         relative = float(cells[7].split("(")[1].rstrip(")"))
         assert relative < 1e-4, line
+
+
+# ----------------------------------------------------------------------------- issue 21 losses
+def _new_case(b: int, v: int, seed: int):
+    """A tiny float64 case; every label row non-empty (the Audibert et al. code is NaN otherwise)."""
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(b, v, 8, generator=g, dtype=torch.float64)
+    labels = (torch.rand(b, 6, generator=g) < 0.35).long()
+    labels[torch.arange(b), torch.randint(0, 6, (b,), generator=g)] = 1
+    labels[1] = labels[0]  # an identical label set (a CL-MTC SCL positive)
+    return bench_peers.case_from(feats, labels, icl_labels=4)
+
+
+@pytest.mark.parametrize("name", sorted(bench_peers.NEW_LOSSES))
+@pytest.mark.parametrize("b,v,seed", [(6, 2, 0), (9, 1, 1)])
+def test_issue21_reference_style_losses_match_mlsupcon(name, b, v, seed):
+    case = _new_case(b, v, seed)
+    mine, reference, names = bench_peers.new_loss_functions(name)
+    results = []
+    for fn in (mine, reference):
+        leaves = [case[k] if k in ("y", "y_flat", "y_icl") else case[k].clone().requires_grad_() for k in names]
+        value = fn(*leaves)
+        value.backward()
+        results.append((value.detach(), [leaf.grad for leaf in leaves if leaf.requires_grad]))
+    (mine_value, mine_grads), (their_value, their_grads) = results
+    assert torch.isfinite(their_value)
+    # the Audibert et al. files add EPS = 1e-8 to some denominators: equal to ~1e-8 relative, not 1e-10
+    torch.testing.assert_close(their_value.to(mine_value.dtype), mine_value, rtol=1e-7, atol=1e-9)
+    for theirs, ours in zip(their_grads, mine_grads):
+        torch.testing.assert_close(theirs, ours, rtol=1e-6, atol=1e-8)
+
+
+def test_issue21_peers_are_skipped_before_they_would_exceed_the_limit():
+    labels = torch.ones(512, 597)  # N = 1,024 with Debtags' 597 label columns
+    gib = {key: bench_peers.estimated_gib(key, 1024, labels) for key in
+           ("ref:jaccard_weight", "ref:msc", "ref:mscwrg", "ml:msc")}
+    assert gib["ref:mscwrg"] > gib["ref:msc"] > gib["ref:jaccard_weight"] > 2 and gib["ml:msc"] == 0
+    assert bench_peers.LOOP_PEERS <= {key for key, _, _ in bench_peers.ROWS_NEW}
