@@ -76,7 +76,7 @@ def test_script_prints_one_row_per_function_with_small_differences(monkeypatch, 
     # In-process (a subprocess would pay the imports again); --no-memory keeps it so.
     # --max-gib 1 skips the (N + C)²·C peers of mscwrg / mscrg (2 GiB here); python-loop peers run at N = 64.
     monkeypatch.setattr(sys, "argv", ["bench_peers.py", "--sizes", "64", "--repeats", "1", "--no-memory",
-                                      "--max-gib", "1"])
+                                      "--max-gib", "1", "--rows", "all"])
     bench_peers.main()
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 64 |")]
     assert len(rows) == len(bench_peers.ROWS)
