@@ -6,7 +6,6 @@ time; prediction works on the :class:`~mlsupcon.models.Classifier` a method retu
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable
 
 import lightning as L
@@ -450,10 +449,6 @@ class FeatureInput(nn.Module):
     @property
     def device(self):
         return torch.device("cpu")
-
-
-def clone_module(m: nn.Module) -> nn.Module:
-    return copy.deepcopy(m)
 
 
 class KMCLModule(ClassifierModule):

@@ -173,7 +173,6 @@ class ResumableCheckpoint(Checkpoint):
         self.saved_on_signal = False
         self._pending: dict[str, Any] | None = None  # loaded state whose RNG is not restored yet
         self._trainer = None
-        self.resumed_from: dict[str, Any] | None = None
 
     @property
     def state_key(self) -> str:
@@ -245,7 +244,6 @@ class ResumableCheckpoint(Checkpoint):
                 f"this run uses {self.batch_size}; resume with the same configuration"
             )
         self._pending = state
-        self.resumed_from = {k: int(state[k]) for k in ("epoch", "batches_done", "global_step")}
         self._last_step_saved = int(state.get("global_step", -1))
         world = _world_size(self._trainer)
         if world > 1 and len(state.get("rng_by_rank") or ()) != world:

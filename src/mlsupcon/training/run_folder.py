@@ -105,7 +105,7 @@ def check_resume_config(cfg: TrainConfig, out: Path) -> None:
         )
 
 
-def start_run_folder(cfg: TrainConfig, out: Path, note=None) -> TrainConfig:
+def start_run_folder(cfg: TrainConfig, out: Path) -> TrainConfig:
     """Writes (or, with ``--resume``, checks and extends) the folder's config.yaml and
     environment.json; returns the config the run continues with (``resume`` and ``overwrite``
     cleared for a new run).
@@ -113,7 +113,7 @@ def start_run_folder(cfg: TrainConfig, out: Path, note=None) -> TrainConfig:
     Called under the folder's lock once the data, encoder and method are known to be valid, so
     that a user mistake (unknown dataset, bad option…) never touches an earlier run there. A new
     run with ``overwrite`` first deletes the earlier run's artefacts (:data:`RUN_ARTEFACTS`), so
-    that the folder never mixes two runs. ``note`` is unused (kept for callers).
+    that the folder never mixes two runs.
     """
     check_run_output(cfg, out)  # again: the folder may have changed while the data was read
     if cfg.resume:

@@ -37,7 +37,7 @@ from mlsupcon.evaluation import compute_metrics, macro_f1, tune_global_threshold
 from mlsupcon.models import Classifier, build_encoder
 from mlsupcon.training.batches import make_loader
 from mlsupcon.training.config import TrainConfig
-from mlsupcon.training.export import load_classifier, save_classifier
+from mlsupcon.training.export import save_classifier
 from mlsupcon.training.input_checks import check_training_data
 from mlsupcon.training.io import atomic_dir, write_json
 from mlsupcon.training.methods import FitContext, get_method
@@ -129,7 +129,7 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
     with run_lock(out) if primary else contextlib.nullcontext():
         # Other ranks follow rank 0 and write nothing; with --resume they load the same checkpoints
         # (the output folder must be shared by the nodes: docs/scaling.md).
-        ctx.cfg = cfg = start_run_folder(cfg, out, ctx.note) if primary else dataclasses.replace(cfg, overwrite=False)
+        ctx.cfg = cfg = start_run_folder(cfg, out) if primary else dataclasses.replace(cfg, overwrite=False)
         prepare_encoder(encoder, ds)
         model = method.fit(ctx)
         if not primary:  # evaluation and artefacts are rank 0's
@@ -205,23 +205,6 @@ def export_model(out: Path, cfg: TrainConfig, ds: MultiLabelDataset, model: Clas
             "dataset_options": cfg.dataset_options,
             "method": cfg.method,
         })
-
-
-def load_model(model_dir: str | Path):
-    """Compatibility wrapper of :func:`~mlsupcon.training.export.load_classifier`:
-    ``(encoder, head, head_kind, meta)``."""
-    model, meta = _load_run_model(model_dir)
-    return model.encoder, model.head, model.head_kind, meta
-
-
-def _load_run_model(model_dir: str | Path) -> tuple[Classifier, dict[str, Any]]:
-    """A run's exported model; its model.json must also hold the labels, threshold and dataset."""
-    model, meta = load_classifier(model_dir)
-    missing = [k for k in ("label_names", "threshold", "dataset") if k not in meta]
-    if missing:
-        raise ValueError(f"model: {Path(model_dir) / 'model.json'} does not describe a model (missing key "
-                         f"{missing[0]!r}); the file was edited or damaged: re-export it by rerunning the training run")
-    return model, meta
 
 
 def evaluate_run(path: str | Path, split: str = "test", dataset: str | None = None, ks=(1, 5, 8, 15),
