@@ -65,7 +65,7 @@ from mlsupcon.progress import progress_bar
 from .base import Encoder, check_choice, check_positive_int, check_prob
 from .feature_cache import cache_key, default_cache_dir, model_fingerprint
 from .mlp import MLPEncoder
-from .tokenization import _as_text
+from .tokenization import _as_text, distinct_texts
 
 __all__ = ["PartialEncoder"]
 
@@ -314,14 +314,7 @@ class PartialEncoder(Encoder):
             ``{"texts", "cache": "loaded" | "computed" | "memory", "path", "seconds", "megabytes"}``.
         """
         t0 = time.perf_counter()
-        groups = split_inputs.values() if isinstance(split_inputs, Mapping) else [split_inputs]
-        texts: set[str] = set()
-        for group in groups:
-            items = getattr(group, "inputs", group)
-            if isinstance(items, str):
-                raise ValueError("prepare: each split must be a list of texts, not one string")
-            texts.update(_as_text(t) for t in items)
-        ordered = sorted(texts)
+        ordered = distinct_texts(split_inputs)
         key = cache_key(self.identity(), ordered)
         path = self.cache_dir / f"{key}.states.npz"
         if all(t in self._index for t in ordered):

@@ -435,3 +435,25 @@ def _as_text(t: Any) -> str:
     if isinstance(t, float) and t != t:  # NaN
         return ""
     return t if isinstance(t, str) else str(t)
+
+
+def distinct_texts(split_inputs: Any) -> list[str]:
+    """The sorted distinct texts of ``{split: texts}`` (lists of strings, or objects with an
+    ``inputs`` list such as :class:`~mlsupcon.data.Split`), or of one list of texts: what an
+    encoder that embeds every text once (``prepare``) computes and keys its disk cache on.
+    Sorted, so the key depends on the set of texts, not on splits or order.
+
+    Example:
+        >>> distinct_texts({"train": ["b", "a"], "test": ["a", None]})
+        ['', 'a', 'b']
+    """
+    from collections.abc import Mapping
+
+    groups = split_inputs.values() if isinstance(split_inputs, Mapping) else [split_inputs]
+    texts: set[str] = set()
+    for group in groups:
+        items = getattr(group, "inputs", group)
+        if isinstance(items, str):
+            raise ValueError("prepare: each split must be a list of texts, not one string")
+        texts.update(_as_text(t) for t in items)
+    return sorted(texts)
