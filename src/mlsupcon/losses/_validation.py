@@ -62,6 +62,24 @@ def check_finite(t: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name}: contains {bad} non-finite value(s) (NaN or inf)")
 
 
+def check_logits_and_targets(logits: torch.Tensor, targets: torch.Tensor, targets_name: str = "targets") -> None:
+    """A classifier loss's inputs: float logits ``[B, C]`` (B >= 1, finite) and targets of their shape."""
+    for t, name in ((logits, "logits"), (targets, targets_name)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if not logits.is_floating_point():
+        raise ValueError(f"logits: expected a floating-point tensor, got dtype {logits.dtype}")
+    if logits.ndim != 2:
+        raise ValueError(f"logits: expected a [B, C] tensor, got shape {tuple(logits.shape)}")
+    if tuple(targets.shape) != tuple(logits.shape):
+        raise ValueError(
+            f"{targets_name}: expected shape {tuple(logits.shape)} to match logits, got {tuple(targets.shape)}"
+        )
+    if logits.shape[0] == 0:
+        raise ValueError("logits: empty batch (B = 0)")
+    check_finite(logits, "logits")
+
+
 def check_multi_hot(t: torch.Tensor, name: str) -> None:
     if t.dtype == torch.bool:
         return

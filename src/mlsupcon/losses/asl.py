@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlsupcon.losses._validation import check_bool, check_choice, check_finite, check_multi_hot, check_number
+from mlsupcon.losses._validation import (
+    check_bool,
+    check_choice,
+    check_logits_and_targets,
+    check_multi_hot,
+    check_number,
+)
 from mlsupcon.losses.relations import to_dense_multi_hot
 
 __all__ = ["asymmetric_loss", "AsymmetricLoss"]
@@ -53,20 +59,7 @@ def asymmetric_loss(
         True
     """
     check_asl_options(gamma_pos, gamma_neg, clip, eps, reduction, detach_focal)
-    for t, name in ((logits, "logits"), (targets, "targets")):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-    if not logits.is_floating_point():
-        raise ValueError(f"logits: expected a floating-point tensor, got dtype {logits.dtype}")
-    if logits.ndim != 2:
-        raise ValueError(f"logits: expected a [B, C] tensor, got shape {tuple(logits.shape)}")
-    if targets.shape != logits.shape:
-        raise ValueError(
-            f"targets: expected shape {tuple(logits.shape)} to match logits, got {tuple(targets.shape)}"
-        )
-    if logits.shape[0] == 0:
-        raise ValueError("logits: empty batch (B = 0)")
-    check_finite(logits, "logits")
+    check_logits_and_targets(logits, targets, "targets")
     targets = to_dense_multi_hot(targets)
     check_multi_hot(targets, "targets")
 

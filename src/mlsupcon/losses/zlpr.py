@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlsupcon.losses._validation import check_choice, check_finite, check_multi_hot
+from mlsupcon.losses._validation import check_choice, check_logits_and_targets, check_multi_hot
 from mlsupcon.losses.relations import to_dense_multi_hot
 
 __all__ = ["zlpr_loss", "ZLPRLoss"]
@@ -14,20 +14,9 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 def _check_inputs(logits, labels) -> None:
-    for t, name in ((logits, "logits"), (labels, "labels")):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-    if not logits.is_floating_point():
-        raise ValueError(f"logits: expected a floating-point tensor, got dtype {logits.dtype}")
-    if logits.ndim != 2:
-        raise ValueError(f"logits: expected a [B, C] tensor, got shape {tuple(logits.shape)}")
-    if logits.shape[0] == 0:
-        raise ValueError("logits: empty batch (B = 0)")
+    check_logits_and_targets(logits, labels, "labels")
     if logits.shape[1] == 0:
         raise ValueError("logits: no label columns (C = 0)")
-    if tuple(labels.shape) != tuple(logits.shape):
-        raise ValueError(f"labels: expected shape {tuple(logits.shape)} to match logits, got {tuple(labels.shape)}")
-    check_finite(logits, "logits")
 
 
 def zlpr_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
