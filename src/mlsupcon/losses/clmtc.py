@@ -38,11 +38,10 @@ from mlsupcon.losses._validation import (
     check_finite,
     check_labels,
     check_positive,
-    flatten_features,
 )
 from mlsupcon.losses.engine import plan_chunks
 from mlsupcon.losses.flat import FlatContrastiveLoss, _compute_dtype
-from mlsupcon.losses.relations import LabelStatistics, to_dense_multi_hot
+from mlsupcon.losses.relations import to_dense_multi_hot
 from mlsupcon.losses.strategies import AllStrategy, FlatStrategy, PairContext, _jaccard
 
 __all__ = [
@@ -207,40 +206,18 @@ class _CLMTCLoss(FlatContrastiveLoss):
         """τ/τ_b."""
         return self.temperature / self.base_temperature
 
+    def check_views(self, views: int, has_refs: bool, name: str) -> None:
+        if self.legacy and has_refs:
+            raise ValueError("ref_features: not supported with legacy=True (the CL-MTC code has no "
+                             "reference candidates)")
+        if self.legacy and views > 1:
+            raise ValueError(f"{name}: legacy=True reproduces the CL-MTC code, which takes one view; got V = {views}")
+
     def _inputs(self, features, labels, ref_features, ref_labels, name: str = "features"):
         """Validated embeddings ``z`` ``[V·B + M, D]`` (compute dtype, normalised if asked), the
         :class:`PairContext` and the label rows (batch then references)."""
-        flat, batch, views = flatten_features(features, name)
-        refs_flat, refs, ref_v = None, 0, 1
-        if ref_features is not None:
-            if self.legacy:
-                raise ValueError("ref_features: not supported with legacy=True (the CL-MTC code has no "
-                                 "reference candidates)")
-            refs_flat, ref_b, ref_v = flatten_features(ref_features, "ref_features")
-            if refs_flat.shape[1] != flat.shape[1]:
-                raise ValueError(f"ref_features: has dimension {refs_flat.shape[1]} but {name} has {flat.shape[1]}")
-            refs = ref_b * ref_v
-        elif ref_labels is not None:
-            raise ValueError("ref_labels: given without ref_features")
-        if self.legacy and views > 1:
-            raise ValueError(f"{name}: legacy=True reproduces the CL-MTC code, which takes one view; got V = {views}")
-        if labels is None:
-            raise ValueError("labels: required by this loss")
-        labels, ref_labels = self.prepare_labels(labels, ref_labels, batch, refs // ref_v if refs else 0)
-        cdtype = _compute_dtype(flat.dtype)
-        rows = labels
-        if refs:
-            sparse = labels.layout != torch.strided or ref_labels.layout != torch.strided
-            parts = [labels, ref_labels.repeat(ref_v, 1) if ref_v > 1 else ref_labels]
-            parts = [p.to_sparse_coo().float() if sparse else p.float() for p in parts]
-            rows = torch.cat(parts)
-        stats = LabelStatistics(rows, cdtype)
-        z = flat.to(cdtype)
-        if refs:
-            z = torch.cat([z, refs_flat.to(cdtype)])
-        if self.normalize:
-            z = l2_normalize(z, dim=1)
-        return z, PairContext(batch, views, refs, stats, cdtype, z.device, extra={}), rows
+        _, z, pctx, rows = self.prepared_inputs(features, labels, ref_features, ref_labels, True, name)
+        return z, pctx, rows
 
     def _legacy_terms(self, features, labels, ref_features, ref_labels):
         raise NotImplementedError

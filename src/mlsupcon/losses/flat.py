@@ -159,25 +159,37 @@ class FlatContrastiveLoss(nn.Module):
             anchors with Z > 0), and the extra term added to the loss (a mean over the V·B
             anchors, e.g. MLCL's norm regulariser) or None.
         """
-        flat, batch, views = flatten_features(features, "features")
-        refs_flat = None
-        refs = 0
+        strategy = self.make_strategy()
+        flat, z, pctx, _ = self.prepared_inputs(features, labels, ref_features, ref_labels, strategy.needs_labels)
+        strategy.prepare(pctx)
+        num, norm = weighted_log_softmax(z, strategy, pctx, self.temperature, self.chunk_size, unit_norm=self.normalize)
+        return num, norm.repeat(pctx.views), strategy.pooled, self.extra_terms(flat.to(pctx.dtype))
+
+    def check_views(self, views: int, has_refs: bool, name: str) -> None:
+        """Refuses view counts or reference candidates a subclass cannot take (none here)."""
+
+    def prepared_inputs(self, features, labels, ref_features, ref_labels, needs_labels: bool = True,
+                        name: str = "features"):
+        """Validated inputs of the engine: ``(flat, z, pctx, rows)``: the embeddings ``[V·B, D]``
+        as given (view-major), ``z`` ``[V·B + M, D]`` (references appended, compute dtype,
+        normalised if asked), the :class:`PairContext` and the label rows (batch then
+        references; None when ``needs_labels`` is false)."""
+        flat, batch, views = flatten_features(features, name)
+        self.check_views(views, ref_features is not None, name)
+        refs_flat, refs, ref_v = None, 0, 1
         if ref_features is not None:
             refs_flat, ref_b, ref_v = flatten_features(ref_features, "ref_features")
             if refs_flat.shape[1] != flat.shape[1]:
-                raise ValueError(
-                    f"ref_features: has dimension {refs_flat.shape[1]} but features has {flat.shape[1]}"
-                )
+                raise ValueError(f"ref_features: has dimension {refs_flat.shape[1]} but {name} has {flat.shape[1]}")
             refs = ref_b * ref_v
         elif ref_labels is not None:
             raise ValueError("ref_labels: given without ref_features")
-        strategy = self.make_strategy()
         cdtype = _compute_dtype(flat.dtype)
-        stats = None
-        if strategy.needs_labels:
+        stats = rows = None
+        if needs_labels:
             if labels is None:
                 raise ValueError("labels: required by this loss")
-            labels, ref_labels = self.prepare_labels(labels, ref_labels, batch, refs // max(1, ref_v) if refs else 0)
+            labels, ref_labels = self.prepare_labels(labels, ref_labels, batch, refs // ref_v if refs else 0)
             rows = labels
             if refs:
                 # Sparse label matrices stay sparse (a 25,000-code space must not be densified).
@@ -191,10 +203,7 @@ class FlatContrastiveLoss(nn.Module):
             z = torch.cat([z, refs_flat.to(cdtype)])
         if self.normalize:
             z = l2_normalize(z, dim=1)  # overflow-safe: rows of scale 1e19 or 1e-30 in float32
-        pctx = PairContext(batch, views, refs, stats, cdtype, z.device, extra={})
-        strategy.prepare(pctx)
-        num, norm = weighted_log_softmax(z, strategy, pctx, self.temperature, self.chunk_size, unit_norm=self.normalize)
-        return num, norm.repeat(views), strategy.pooled, self.extra_terms(flat.to(cdtype))
+        return flat, z, PairContext(batch, views, refs, stats, cdtype, z.device, extra={}), rows
 
     def extra_repr(self) -> str:
         text = f"temperature={self.temperature}, normalize={self.normalize}, chunk_size={self.chunk_size}"
