@@ -369,3 +369,19 @@ def test_an_output_that_cannot_be_created_is_one_line(tmp_path):
     blocker.write_text("not a folder\n")
     rc, _, err = run_cli(["train", "--dataset", "yeast", "--output", str(blocker / "run"), "--no-progress"])
     assert_user_error(rc, err, "cannot create", str(blocker / "run"))
+
+
+def test_a_full_disk_said_only_in_a_writers_message_is_one_line_in_train(vector_data, monkeypatch):
+    """safetensors' writer reports a full disk in its message only (no OSError): the same one line."""
+    import mlsupcon.training.export as export
+
+    def full(*_a, **_k):
+        raise RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                           "message: \"No space left on device\" })")
+
+    monkeypatch.setattr(export, "save_weights", full)
+    tmp, data = vector_data
+    out = tmp / "full-msg" / "run"
+    rc, _, err = _train_vectors(out, data, "--no-progress")
+    assert_user_error(rc, err, "no space left on device", "--resume")  # the stages' checkpoints are kept
+    assert not (out / "model").exists() and not (out / "metrics.json").exists()

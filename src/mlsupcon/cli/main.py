@@ -211,12 +211,11 @@ def cmd_train(args) -> int:
         except KeyboardInterrupt:  # outside a training stage (a stage reports its own)
             raise _interrupted(f"mlsupcon train --output {cfg.output} --resume", cfg.output) from None
         except Exception as exc:
-            from mlsupcon.training.errors import disk_full_error
+            from mlsupcon.training.errors import disk_full_error, is_disk_full
 
-            full = disk_full_error(exc)
-            if full is None or not primary:
+            if not primary or not is_disk_full(exc):
                 raise
-            raise ValueError(_disk_full_train_message(full, out, cfg.resume)) from None
+            raise ValueError(_disk_full_train_message(disk_full_error(exc), out, cfg.resume)) from None
     if not m:  # an extra process of a distributed launch: rank 0 reports
         return 0
     _print_metrics(m)
@@ -224,12 +223,12 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _disk_full_train_message(exc: OSError, out, resume: bool) -> str:
+def _disk_full_train_message(exc: OSError | None, out, resume: bool) -> str:
     """The one line of a run stopped by a full disk; a run with nothing to resume from is removed
     (its ``config.yaml``, logs …), so that the folder never holds half a run."""
     from mlsupcon.training.output_folder import has_checkpoint, remove_artefacts
 
-    where = os.path.dirname(os.path.abspath(exc.filename)) if exc.filename else str(out)
+    where = os.path.dirname(os.path.abspath(exc.filename)) if exc is not None and exc.filename else str(out)
     if has_checkpoint(out):
         kept = (f"the run's checkpoints in {out} are kept: free space, then continue with "
                 f"`mlsupcon train --output {out} --resume`")
@@ -407,11 +406,12 @@ def _main(argv: list[str] | None) -> int:
         print(f"mlsupcon: error: {msg}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - only a full disk and a SIGTERM / Ctrl-C stop are handled here
-        from mlsupcon.training.errors import TrainingInterrupted, disk_full_error
+        from mlsupcon.training.errors import TrainingInterrupted, disk_full_error, is_disk_full
 
-        full = disk_full_error(exc)
-        if full is not None and not os.environ.get("MLSUPCON_DEBUG"):
-            where = os.path.dirname(os.path.abspath(full.filename)) if full.filename else "the output's file system"
+        if is_disk_full(exc) and not os.environ.get("MLSUPCON_DEBUG"):
+            full = disk_full_error(exc)
+            where = (os.path.dirname(os.path.abspath(full.filename)) if full is not None and full.filename
+                     else "the output's file system")
             print(f"mlsupcon: error: no space left on device ({where}); free space and run the command again "
                   "(nothing half-written was left under the output name)", file=sys.stderr)
             return 2

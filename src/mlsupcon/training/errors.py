@@ -60,3 +60,27 @@ def disk_full_error(exc: BaseException) -> OSError | None:
             return exc
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+#: What writers that do not raise an OSError (safetensors' Rust writer) say of a full disk.
+_DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "StorageFull", "os error 28")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the disk or the quota is full:
+    an ``OSError`` with ``ENOSPC`` / ``EDQUOT`` (:func:`disk_full_error`), or only its message (a
+    ``SafetensorError`` ``... IoError(Os { code: 28, kind: StorageFull ...``).
+
+    Example:
+        >>> is_disk_full(RuntimeError("IoError(Os { code: 28, kind: StorageFull })")), is_disk_full(ValueError("x"))
+        (True, False)
+    """
+    if disk_full_error(exc) is not None:
+        return True
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if any(text in str(exc) for text in _DISK_FULL_TEXTS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

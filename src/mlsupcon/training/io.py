@@ -14,6 +14,8 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import torch
 
+from mlsupcon.training.errors import is_disk_full  # noqa: F401 - also imported from here
+
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """``write(fh)`` into a temporary file in the same folder, fsync, then rename over ``path``.
@@ -115,29 +117,6 @@ def apply_umask(path: str | Path) -> None:
         for name in files:
             if not os.path.islink(os.path.join(root, name)):
                 os.chmod(os.path.join(root, name), 0o666 & ~mask)
-
-
-_DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "StorageFull", "os error 28")
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an exception it was raised from) says the disk or the quota is full.
-
-    Writers report it as an ``OSError`` with ``errno.ENOSPC`` / ``EDQUOT``
-    (:func:`~mlsupcon.training.errors.disk_full_error`), or only in their message (a
-    ``SafetensorError`` ``... IoError(Os { code: 28, kind: StorageFull ...``).
-    """
-    from mlsupcon.training.errors import disk_full_error
-
-    if disk_full_error(exc) is not None:
-        return True
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if any(text in str(exc) for text in _DISK_FULL_TEXTS):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 @contextlib.contextmanager
