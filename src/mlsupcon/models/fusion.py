@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 from .base import Encoder
+from .knn_head import BlendHead
+from .slice_head import SliceHead
 
 __all__ = ["FusionEncoder", "branches_unused_by"]
 
@@ -263,9 +265,6 @@ def branches_unused_by(head: nn.Module, encoder: nn.Module) -> frozenset[int]:
         >>> sorted(branches_unused_by(head, enc))
         [0]
     """
-    from .knn_head import BlendHead
-    from .slice_head import SliceHead
-
     if not isinstance(encoder, FusionEncoder) or not isinstance(head, BlendHead) or head.weight not in (0.0, 1.0):
         return frozenset()
     used = head.head_b if head.weight == 0.0 else head.head_a
