@@ -6,7 +6,8 @@
 (``build_encoder(**enc.config())`` rebuilds it; weights go through ``state_dict``).
 
 Heavy dependencies (``transformers``, ``tokenizers``) are imported only when an encoder that
-needs them is built.
+needs them is built. Heads (projection and classifier heads, their registry) live in
+:mod:`mlsupcon.models.heads`.
 
 Example:
     >>> import numpy as np, torch
@@ -18,25 +19,40 @@ Example:
 """
 
 from .base import Encoder, pad_sequences, pad_text_batches
-from .classifier import HEADS, Classifier, build_head, head_logits
-from .cnn import CNNEncoder
 from .factory import ENCODERS, build_encoder, encoder_options
+
+# Each encoder module registers its class when imported: this order is that of ENCODERS.
+# isort: off
+from .mlp import MLPEncoder
+from .cnn import CNNEncoder
+from .transformer import TransformerEncoder, minilm_path
+from .resnet import IMAGENET_MEAN, IMAGENET_STD, RESNET_PRESETS, ResNetEncoder
+from .sparse import SparseTextEncoder
 from .frozen import FrozenEncoder
 from .fusion import FusionEncoder
-from .heads import ClassifierHead, LabelWiseAttention, LinearClassifier, ProjectionHead
-from .kmcl import KMCLClassifier, KMCLHead, KMCLHeadOutput
-from .knn_head import BlendHead, KNNHead
-from .linear_baseline import LinearScores, fit_one_vs_rest, fit_vector_linear
-from .mlp import MLPEncoder
-from .partial import PartialEncoder
 from .pixels import PixelEncoder
-from .resnet import IMAGENET_MEAN, IMAGENET_STD, RESNET_PRESETS, ResNetEncoder
-from .score_head import ScoresHead
-from .slice_head import SliceHead
-from .sparse import SparseTextEncoder
+from .partial import PartialEncoder
+# isort: on
+
+from .classifier import Classifier, head_logits
+from .heads import (
+    HEADS,
+    BlendHead,
+    ClassifierHead,
+    KMCLClassifier,
+    KMCLHead,
+    KMCLHeadOutput,
+    KNNHead,
+    LabelWiseAttention,
+    LinearClassifier,
+    ProjectionHead,
+    ScoresHead,
+    SliceHead,
+    build_head,
+)
+from .linear_baseline import LinearScores, fit_one_vs_rest, fit_vector_linear
 from .text_features import TextFeaturizer
 from .tokenization import TextTokenizer
-from .transformer import TransformerEncoder, minilm_path
 
 __all__ = [
     "Encoder",

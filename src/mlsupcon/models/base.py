@@ -16,7 +16,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import math
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -32,11 +33,25 @@ class Encoder(nn.Module):
         modality: ``"vector"``, ``"text"`` or ``"image"``.
         output_dim: Size of the pooled features returned by :meth:`forward`.
         input_keys: Keys of the batch dict :meth:`preprocess` produces.
+        embedding_slice: Columns of :meth:`forward`'s output that are the contrastive embedding;
+            None (default): all of them. A fusion encoder whose contrastive branch is one of
+            several overrides it.
+        tokenizer_info: The tokenizer's special ids (``pad_token_id``, ``mask_token_id``, …) of an
+            encoder that reads token ids (cnn, transformer), for token views; None otherwise.
+        prepare: Optional hook ``prepare(split_inputs) -> report``, run once before the encoder
+            is used (e.g. a frozen encoder embeds and caches every text); None: nothing to do.
+        make_view_fn: Optional ``make_view_fn(**options) -> (batch -> batch)`` of an encoder with
+            its own batch format (sparse, frozen, fusion); None: the views of its modality.
     """
 
     name: str = ""
     modality: str = ""
     input_keys: tuple[str, ...] = ()
+    embedding_slice: slice | None = None
+    tokenizer_info: dict[str, Any] | None = None
+    # Optional hooks, declared so that callers test ``enc.prepare is not None`` (subclasses define methods).
+    prepare: ClassVar[Callable[..., dict[str, Any]] | None] = None
+    make_view_fn: ClassVar[Callable[..., Callable[..., dict[str, torch.Tensor]]] | None] = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -185,6 +200,19 @@ def check_positive_int(value: Any, arg: str, minimum: int = 1) -> int:
         raise ValueError(f"{arg} must be an integer >= {minimum}, got {value!r}") from None
     if v < minimum:
         raise ValueError(f"{arg} must be an integer >= {minimum}, got {value!r}")
+    return v
+
+
+def check_positive_float(value: Any, arg: str) -> float:
+    """Validate a finite number > 0 (not a bool), naming it in the error."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{arg} must be a positive number, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{arg} must be a positive number, got {value!r}")
     return v
 
 

@@ -3,26 +3,23 @@
 Training methods return a :class:`Classifier`; prediction, export and ``mlsupcon evaluate`` use
 it without knowing which method or head produced it.
 
-Heads are looked up by kind in :data:`HEADS`. A head is an ``nn.Module`` returning logits
-``[n, C]``; it can say what it reads from the encoder with an ``input`` attribute (``"pooled"``
-features, the default; the token ``"sequence"``; or ``"batch"``: ``forward(encoder, batch)``),
-and describes itself with ``config()`` (JSON options). It is rebuilt from an export with
-``cls.from_config(options)`` when the class has one, else ``cls(**options)``. Heads that a run
-builds from its config (``head``, ``head_options``) also derive from
-:class:`~mlsupcon.models.heads.ClassifierHead` and implement ``create(encoder, num_labels,
-**options)``, ``options`` (the names ``head_options`` may set) and, optionally,
-``check_encoder`` and ``init_prior``.
+Heads derive from :class:`~mlsupcon.models.heads.ClassifierHead` and are looked up by kind in
+the one head registry, :data:`~mlsupcon.models.heads.registry.HEADS`. A head returns logits
+``[n, C]``, says what it reads from the encoder with ``input`` (``"pooled"`` features; the
+token ``"sequence"``; or ``"batch"``: ``forward(encoder, batch)``) and describes itself with
+``config()`` (JSON options); :func:`~mlsupcon.models.heads.registry.head_from_config` rebuilds it
+from an export (``cls.from_config(options)``). Heads that a run builds from its config
+(``head``, ``head_options``) implement ``create(encoder, num_labels, **options)``, ``options``
+(the names ``head_options`` may set) and, optionally, ``check_encoder`` and ``init_prior``.
 
-Adding a head is one file plus one line in :data:`HEADS`. A kNN head keeps the training
-embeddings as buffers, so they travel in the weights file and ``config()`` needs only their
-count (``models/knn_head.py``: ``KNNHead(in_dim, num_labels, num_train, k, ...)``); a blend of
-two heads holds both as submodules, evaluates each with :func:`head_logits`, puts both heads'
-configs into its own and rebuilds them in ``from_config``::
-
-    HEADS["knn"] = KNNHead        # and "blend": BlendHead
-
-A head that a training method fills in (the kNN head stores the embeddings of the trained
-encoder) needs no ``create``: the method builds it and returns it in its :class:`Classifier`.
+Adding a head is one module in ``mlsupcon/models/heads/`` whose class is decorated with
+``@register_head``, imported by the package. A kNN head keeps the training embeddings as
+buffers, so they travel in the weights file and ``config()`` needs only their count
+(``KNNHead(in_dim, num_labels, num_train, k, ...)``); a blend of two heads holds both as
+submodules, puts both heads' configs into its own and rebuilds them in ``from_config``. A head
+that a training method fills in (the kNN head stores the embeddings of the trained encoder)
+declares ``built_by_method = True``: the method builds it and returns it in its
+:class:`Classifier`.
 
 Example:
     >>> import numpy as np, torch
@@ -45,61 +42,18 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .base import Encoder
 from .factory import build_encoder
-from .heads import ClassifierHead, LabelWiseAttention, LinearClassifier, ProjectionHead
-from .kmcl import KMCLClassifier
-from .knn_head import BlendHead, KNNHead
-from .score_head import ScoresHead
-from .slice_head import SliceHead
+from .heads.base import ClassifierHead
+from .heads.projection import ProjectionHead
+from .heads.registry import HEADS, build_head, head_class, head_from_config
 
+# HEADS, build_head and head_class live in mlsupcon.models.heads.registry; they are also names of
+# this module, as before.
 __all__ = ["Classifier", "HEADS", "build_head", "head_class", "head_logits"]
 
-#: Classifier head classes by kind (``head`` of a run config, ``head.kind`` of an export).
-HEADS: dict[str, type[ClassifierHead]] = {
-    "linear": LinearClassifier,
-    "attention": LabelWiseAttention,
-    "kmcl": KMCLClassifier,
-    "scores": ScoresHead,
-    "knn": KNNHead,
-    "blend": BlendHead,
-    "slice": SliceHead,
-}
 
-
-def head_class(kind: Any) -> type[ClassifierHead]:
-    """The head class registered as ``kind``; ValueError naming the known kinds otherwise."""
-    if not isinstance(kind, str) or kind not in HEADS:
-        raise ValueError(f"head: expected one of {tuple(HEADS)}, got {kind!r}")
-    return HEADS[kind]
-
-
-def build_head(kind: str, encoder: nn.Module, num_labels: int, **options: Any) -> ClassifierHead:
-    """A new head of ``kind`` for ``encoder`` and ``num_labels`` labels.
-
-    Args:
-        kind: a key of :data:`HEADS`.
-        encoder: the encoder the head sits on (its ``output_dim`` / ``sequence_dim``).
-        num_labels: number of labels C.
-        **options: the head's options (its ``options`` attribute lists them).
-
-    Example:
-        >>> from mlsupcon.models import build_encoder
-        >>> build_head("attention", build_encoder("mlp", in_dim=3), 2)
-        Traceback (most recent call last):
-        ...
-        ValueError: head: 'attention' needs a text encoder (cnn, transformer), not 'mlp'
-    """
-    cls = head_class(kind)
-    if not callable(getattr(cls, "create", None)):
-        raise ValueError(f"head: '{kind}' is built by its training method, not from a run's head option")
-    accepted = tuple(getattr(cls, "options", ()))
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(f"head_options: {unknown} are not options of the '{kind}' head; it takes {list(accepted)}")
-    return cls.create(encoder, num_labels, **options)
-
-
-def head_logits(head: nn.Module, encoder: nn.Module, batch: Mapping[str, torch.Tensor],
+def head_logits(head: ClassifierHead, encoder: Encoder, batch: Mapping[str, torch.Tensor],
                 pooled: torch.Tensor | None = None) -> torch.Tensor:
     """Logits ``[n, C]`` of ``head`` on ``encoder``'s view of ``batch`` (by ``head.input``).
 
@@ -110,7 +64,7 @@ def head_logits(head: nn.Module, encoder: nn.Module, batch: Mapping[str, torch.T
         batch: a preprocessed batch.
         pooled: ``encoder(batch)`` when the caller has it already (saves an encoder pass).
     """
-    kind = getattr(head, "input", "pooled")
+    kind = head.input
     if kind == "sequence":
         seq, mask = encoder.encode_sequence(batch)
         return head(seq, mask)
@@ -128,14 +82,14 @@ class Classifier(nn.Module):
 
     Args:
         encoder: an :class:`~mlsupcon.models.Encoder`.
-        head: a classifier head (:data:`HEADS`).
+        head: a classifier head (:data:`~mlsupcon.models.heads.registry.HEADS`).
         projection: the projection head trained with the contrastive loss, if the run had one.
         prototypes: the :class:`~mlsupcon.losses.LabelPrototypes` (one learnt embedding per label,
             in the projection space) trained with a prototype loss (``msc``, ``proto_only``,
             ``mscwrg``, ``mscrg``), if the run had one; prediction does not read them.
     """
 
-    def __init__(self, encoder: nn.Module, head: nn.Module, projection: nn.Module | None = None,
+    def __init__(self, encoder: Encoder, head: ClassifierHead, projection: ProjectionHead | None = None,
                  prototypes: nn.Module | None = None) -> None:
         super().__init__()
         self.encoder, self.head, self.projection = encoder, head, projection
@@ -144,9 +98,8 @@ class Classifier(nn.Module):
     @property
     def head_kind(self) -> str:
         """The head's registry kind (``linear``, ``attention``, ``kmcl`` …)."""
-        kind = getattr(self.head, "kind", None)
-        if kind:
-            return kind
+        if self.head.kind:
+            return self.head.kind
         return next((k for k, c in HEADS.items() if type(self.head) is c), type(self.head).__name__)
 
     @property
@@ -171,7 +124,7 @@ class Classifier(nn.Module):
         if space not in ("projection", "encoder"):
             raise ValueError(f"space: expected 'projection' or 'encoder', got {space!r}")
         h = self.encoder(batch)
-        part = getattr(self.encoder, "embedding_slice", None)
+        part = self.encoder.embedding_slice
         if part is not None:  # a fusion encoder whose contrastive branch is one of several
             h = h[:, part]
         if space == "projection" and self.projection is not None:
@@ -181,11 +134,10 @@ class Classifier(nn.Module):
     def config(self) -> dict[str, Any]:
         """JSON: ``{"encoder": ..., "head": {"kind", "class", **options}, "projection": ... | None}``,
         plus ``"prototypes": {"num_labels", "dim"}`` when the model has label prototypes."""
-        projection = getattr(self.projection, "config", None)
         config = {
             "encoder": self.encoder.config(),
             "head": {"kind": self.head_kind, "class": type(self.head).__name__, **self.head.config()},
-            "projection": projection() if projection is not None else None,
+            "projection": self.projection.config() if self.projection is not None else None,
         }
         if self.prototypes is not None:
             config["prototypes"] = {"num_labels": int(self.prototypes.num_labels), "dim": int(self.prototypes.dim)}
@@ -194,11 +146,7 @@ class Classifier(nn.Module):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "Classifier":
         """Rebuilds the architecture of :meth:`config` (random weights; load them separately)."""
-        head_cfg = dict(config["head"])
-        head_cls = head_class(head_cfg.pop("kind"))
-        head_cfg.pop("class", None)
-        rebuild = getattr(head_cls, "from_config", None)
-        head = rebuild(head_cfg) if callable(rebuild) else head_cls(**head_cfg)
+        head = head_from_config(config["head"])
         projection = config.get("projection")
         prototypes = config.get("prototypes")  # absent in models saved before prototype losses
         if prototypes:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Encoder, check_choice, check_positive_int, check_prob, pad_text_batches
+from .factory import register_encoder
 from .tokenization import TOKENIZER_MODELS, TextTokenizer, TokenCache
 from .tokenizer_choice import TOKENIZER_KINDS, choose_tokenizer
 
@@ -34,6 +35,7 @@ __all__ = ["CNNEncoder"]
 _DEFAULT_MODEL = {"word": "wordlevel", "subword": "bytelevel_bpe", "char": "char"}
 
 
+@register_encoder
 class CNNEncoder(Encoder):
     """CAML's CNN over a word, subword or character vocabulary.
 

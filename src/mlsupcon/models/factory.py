@@ -11,33 +11,27 @@ Example:
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, TypeVar
 
 from .base import Encoder
-from .cnn import CNNEncoder
-from .frozen import FrozenEncoder
-from .fusion import FusionEncoder
-from .mlp import MLPEncoder
-from .partial import PartialEncoder
-from .pixels import PixelEncoder
-from .resnet import ResNetEncoder
-from .sparse import SparseTextEncoder
-from .transformer import TransformerEncoder
 
-__all__ = ["build_encoder", "ENCODERS", "encoder_options"]
+__all__ = ["build_encoder", "ENCODERS", "encoder_options", "register_encoder"]
 
-#: Encoder classes by name.
-ENCODERS: dict[str, type[Encoder]] = {
-    "mlp": MLPEncoder,
-    "cnn": CNNEncoder,
-    "transformer": TransformerEncoder,
-    "resnet": ResNetEncoder,
-    "sparse": SparseTextEncoder,
-    "frozen": FrozenEncoder,
-    "fusion": FusionEncoder,
-    "pixels": PixelEncoder,
-    "partial": PartialEncoder,
-}
+#: Encoder classes by name. Each encoder module registers its class (:func:`register_encoder`)
+#: and ``mlsupcon.models`` imports them all, so the table is complete once the package is
+#: imported; this module imports no encoder, so a composite encoder (fusion) can build its
+#: branches through :func:`build_encoder` without an import loop.
+ENCODERS: dict[str, type[Encoder]] = {}
+
+EncoderType = TypeVar("EncoderType", bound=type[Encoder])
+
+
+def register_encoder(cls: EncoderType) -> EncoderType:
+    """Class decorator: registers ``cls`` in :data:`ENCODERS` under its ``name``."""
+    if not cls.name:
+        raise ValueError(f"encoder class {cls.__name__} has no name to register it under")
+    ENCODERS[cls.name] = cls
+    return cls
 
 
 def encoder_options(name: str) -> dict[str, Any]:

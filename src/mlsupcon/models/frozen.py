@@ -43,6 +43,7 @@ from torch import nn
 from mlsupcon.progress import progress_bar
 
 from .base import Encoder, check_choice, check_positive_int, check_prob
+from .factory import register_encoder
 from .feature_cache import cache_key, default_cache_dir, model_fingerprint, read_table, write_table
 from .mlp import MLPEncoder
 from .tokenization import _as_text, distinct_texts
@@ -51,6 +52,7 @@ from .transformer import _resolve_model_path, quiet_transformers
 __all__ = ["FrozenEncoder"]
 
 
+@register_encoder
 class FrozenEncoder(Encoder):
     """A frozen pretrained transformer's cached sentence embeddings + a trainable MLP.
 

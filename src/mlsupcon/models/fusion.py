@@ -31,8 +31,9 @@ import torch
 from torch import nn
 
 from .base import Encoder
-from .knn_head import BlendHead
-from .slice_head import SliceHead
+from .factory import build_encoder, encoder_options, register_encoder
+from .heads.blend import BlendHead
+from .heads.slice import SliceHead
 
 __all__ = ["FusionEncoder", "branches_unused_by"]
 
@@ -40,6 +41,7 @@ __all__ = ["FusionEncoder", "branches_unused_by"]
 _SAVED_MARKERS = ("tokenizer_json", "tokenizer_path", "num_features")
 
 
+@register_encoder
 class FusionEncoder(Encoder):
     """Concatenated outputs of two or more text encoders given as sub-configs.
 
@@ -67,8 +69,6 @@ class FusionEncoder(Encoder):
     def __init__(self, encoders: Sequence[Mapping[str, Any]] = (), train_texts: Iterable[str] | None = None,
                  embedding_branch: int | None = None) -> None:
         super().__init__()
-        from .factory import build_encoder, encoder_options
-
         if isinstance(encoders, Mapping) or not isinstance(encoders, Sequence) or len(encoders) < 2:
             raise ValueError("encoders must be a list of at least two encoder sub-configs (dicts with a 'name')")
         if isinstance(train_texts, str):
@@ -139,7 +139,7 @@ class FusionEncoder(Encoder):
         return {
             p.rstrip("."): b.prepare(split_inputs)
             for i, (p, b) in enumerate(zip(self.prefixes, self.branches))
-            if callable(getattr(b, "prepare", None)) and i not in self._skipped
+            if b.prepare is not None and i not in self._skipped
         }
 
     def preprocess(self, raw: Sequence[str] | str) -> dict[str, torch.Tensor]:
@@ -225,9 +225,9 @@ class FusionEncoder(Encoder):
 
 
 def _branch_view(enc: Encoder, options: dict[str, Any]) -> Callable[[dict], dict]:
-    if callable(getattr(enc, "make_view_fn", None)):
+    if enc.make_view_fn is not None:
         return enc.make_view_fn(**options)
-    info = getattr(enc, "tokenizer_info", None)
+    info = enc.tokenizer_info
     if info is None:
         raise ValueError(f"fusion views: encoder {enc.name!r} has neither make_view_fn nor a tokenizer")
     from mlsupcon.data.views import TokenViews
@@ -254,8 +254,8 @@ def _branch_view(enc: Encoder, options: dict[str, Any]) -> Callable[[dict], dict
 
 def branches_unused_by(head: nn.Module, encoder: nn.Module) -> frozenset[int]:
     """Branches of a fusion ``encoder`` whose columns ``head`` gives weight 0: a validation-chosen
-    :class:`~mlsupcon.models.knn_head.BlendHead` of weight 0 or 1 over two
-    :class:`~mlsupcon.models.slice_head.SliceHead` s (the wide & deep blend). Empty otherwise.
+    :class:`~mlsupcon.models.heads.blend.BlendHead` of weight 0 or 1 over two
+    :class:`~mlsupcon.models.heads.slice.SliceHead` s (the wide & deep blend). Empty otherwise.
 
     Example:
         >>> import torch

@@ -17,10 +17,12 @@ import torch
 from torch import nn
 
 from .base import Encoder, check_positive_int, check_prob
+from .factory import register_encoder
 
 __all__ = ["MLPEncoder"]
 
 
+@register_encoder
 class MLPEncoder(Encoder):
     """Stack of ``Linear -> [BatchNorm1d] -> ReLU -> [Dropout]`` blocks.
 

@@ -63,6 +63,7 @@ from torch import nn
 from mlsupcon.progress import progress_bar
 
 from .base import Encoder, check_choice, check_positive_int, check_prob
+from .factory import register_encoder
 from .feature_cache import cache_key, default_cache_dir, model_fingerprint
 from .mlp import MLPEncoder
 from .tokenization import _as_text, distinct_texts
@@ -80,6 +81,7 @@ class _PassThrough(nn.Module):
         return inputs_embeds
 
 
+@register_encoder
 class PartialEncoder(Encoder):
     """Cached lower-layer token states of a frozen transformer + its top ``k`` layers, trained.
 

@@ -29,11 +29,13 @@ import torch
 from torch import nn
 
 from .base import Encoder, check_positive_int
+from .factory import register_encoder
 from .resnet import images_to_pixels
 
 __all__ = ["PixelEncoder"]
 
 
+@register_encoder
 class PixelEncoder(Encoder):
     """The pixels of an image as its features (then, with ``out_dim``, one linear layer).
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Encoder, check_choice, check_positive_int
+from .factory import register_encoder
 
 __all__ = ["ResNetEncoder", "RESNET_PRESETS", "IMAGENET_MEAN", "IMAGENET_STD", "image_to_chw", "images_to_pixels"]
 
@@ -121,6 +122,7 @@ def images_to_pixels(raw: Any, size: int) -> torch.Tensor:
     return torch.cat(out, 0).clamp_(0.0, 1.0).contiguous()
 
 
+@register_encoder
 class ResNetEncoder(Encoder):
     """ResNet backbone; the pooled output is the global-average-pooled last feature map.
 

@@ -1,62 +1,11 @@
-"""The ``slice`` head: another head applied to a column range of the pooled features.
+"""Deprecated: :class:`SliceHead` lives in :mod:`mlsupcon.models.heads.slice`; this module
+re-exports it for one release."""
 
-With a :class:`~mlsupcon.models.fusion.FusionEncoder` whose output concatenates several
-branches, a head can read one branch's features alone: e.g. a wide & deep classifier blends
-(:class:`~mlsupcon.models.knn_head.BlendHead`) a trained head on the deep branch's columns with
-the linear scores of the TF-IDF branch's columns.
+import warnings
 
-Example:
-    >>> import torch
-    >>> from mlsupcon.models.score_head import ScoresHead
-    >>> head = SliceHead(ScoresHead(2), start=3, stop=5)
-    >>> head(torch.arange(10.0).view(2, 5)).tolist()
-    [[3.0, 4.0], [8.0, 9.0]]
-    >>> again = SliceHead.from_config(head.config())
-    >>> again.start, again.stop, type(again.inner).__name__
-    (3, 5, 'ScoresHead')
-"""
-
-from __future__ import annotations
-
-from typing import Any, Mapping
-
-import torch
-from torch import nn
-
-from .base import check_positive_int
+from .heads.slice import SliceHead
 
 __all__ = ["SliceHead"]
 
-
-class SliceHead(nn.Module):
-    """``inner(h[:, start:stop])``.
-
-    Args:
-        inner: a pooled-feature head (linear, kNN, scores, blend …).
-        start: first feature column it reads.
-        stop: one past the last column.
-    """
-
-    kind = "slice"
-    input = "pooled"
-
-    def __init__(self, inner: nn.Module, start: int, stop: int) -> None:
-        super().__init__()
-        self.start = check_positive_int(start, "start", 0)
-        self.stop = check_positive_int(stop, "stop", self.start + 1)
-        self.inner = inner
-        self.num_labels = getattr(inner, "num_labels", None)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.inner(h[:, self.start:self.stop])
-
-    def config(self) -> dict[str, Any]:
-        from .knn_head import _sub_config
-
-        return {"start": self.start, "stop": self.stop, "inner": _sub_config(self.inner)}
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "SliceHead":
-        from .knn_head import _build_sub
-
-        return cls(_build_sub(config["inner"], {}), config["start"], config["stop"])
+warnings.warn("mlsupcon.models.slice_head is deprecated; import from mlsupcon.models.heads", DeprecationWarning,
+              stacklevel=2)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Encoder, check_choice, check_positive_int, check_prob
+from .factory import register_encoder
 from .text_features import TextFeaturizer
 
 __all__ = ["SparseTextEncoder", "pad_sparse_rows"]
@@ -72,6 +73,7 @@ def _pad(lengths: np.ndarray, indices: np.ndarray, data: np.ndarray) -> dict[str
     return {"ids": torch.from_numpy(ids), "weights": torch.from_numpy(wts)}
 
 
+@register_encoder
 class SparseTextEncoder(Encoder):
     """TF-IDF (hashed word 1-2-grams + char n-grams) -> trainable sparse linear layer -> MLP.
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Encoder, check_choice, check_positive_int, pad_text_batches
+from .factory import register_encoder
 from .tokenization import TextTokenizer, TokenCache
 
 __all__ = ["TransformerEncoder", "minilm_path", "DEFAULT_MODEL_ALIASES"]
@@ -93,6 +94,7 @@ def quiet_transformers():
     return cm()
 
 
+@register_encoder
 class TransformerEncoder(Encoder):
     """Any local Hugging Face encoder (BERT, RoBERTa, MiniLM, ...) with segment pooling.
 
