@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlsupcon.losses._validation import check_bool, check_choice, check_number
+from mlsupcon.losses.flat_registry import FLAT_LOSSES
 
 __all__ = ["HierarchicalLoss", "HiMulConLoss", "HiConELoss", "HiMulConELoss", "path_to_levels", "default_level_weights"]
 
@@ -81,8 +82,6 @@ class HierarchicalLoss(nn.Module):
                  combine: str = "weighted", paths: bool = False, **flat_options) -> None:
         super().__init__()
         self.paths = check_bool(paths, "paths")
-        from mlsupcon.losses import FLAT_LOSSES  # the registry lives in the package root
-
         check_choice(combine, "combine", ("weighted", "max", "weighted_max"))
         check_choice(base, "base", tuple(n for n in FLAT_LOSSES if n not in ("supcon", "simclr")))
         if level_weights is not None:
