@@ -17,7 +17,7 @@ import torch
 
 from mlsupcon.data.base import MultiLabelDataset, Split
 from mlsupcon.losses import relation_counts
-from mlsupcon.training import compare
+from mlsupcon.runs import figures as run_figures
 from mlsupcon.training.compare import make_figures
 
 matplotlib.use("Agg")
@@ -90,7 +90,7 @@ def drawn(tmp_path_factory):
     runs = _write_compare_folder(out, ds)
     saved = {}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(compare, "_savefig", lambda fig, path: saved.__setitem__(Path(path).name, fig))
+        mp.setattr(run_figures, "_savefig", lambda fig, path: saved.__setitem__(Path(path).name, fig))
         figures = make_figures(out, ds, ROWS, [0], None)
     return {"out": out, "ds": ds, "runs": runs, "saved": saved, "figures": figures}
 

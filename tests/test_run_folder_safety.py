@@ -170,7 +170,7 @@ def test_atomic_dir_replaces_a_folder_only_when_complete(tmp_path):
 
 
 def test_a_run_failing_while_exporting_leaves_no_model_and_no_metrics(monkeypatch, tmp_path):
-    from mlsupcon.training import export
+    from mlsupcon.inference import storage as export
 
     def fail(path, obj):  # model.json is the export's last file
         raise OSError(28, "No space left on device", str(path))

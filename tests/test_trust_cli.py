@@ -23,7 +23,7 @@ import pytest
 import torch
 from fixtures_pipeline import assert_user_error, run_cli
 
-import mlsupcon.training.inference as inference
+import mlsupcon.inference.model as inference
 from mlsupcon.cli.checks import OutputSuffixWarning
 from mlsupcon.progress import LineProgress, progress_bar
 
@@ -186,7 +186,7 @@ def test_disk_full_during_training_is_one_line_and_leaves_nothing(vector_data, m
 
 
 def test_disk_full_while_writing_predictions_is_one_line(vector_run, monkeypatch):
-    import mlsupcon.training.io as tio
+    import mlsupcon.runs.io as tio
 
     tmp, run = vector_run
     np.save(tmp / "x.npy", np.zeros((3, 12), dtype=np.float32))
@@ -373,7 +373,7 @@ def test_an_output_that_cannot_be_created_is_one_line(tmp_path):
 
 def test_a_full_disk_said_only_in_a_writers_message_is_one_line_in_train(vector_data, monkeypatch):
     """safetensors' writer reports a full disk in its message only (no OSError): the same one line."""
-    import mlsupcon.training.export as export
+    import mlsupcon.inference.storage as export
 
     def full(*_a, **_k):
         raise RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, "

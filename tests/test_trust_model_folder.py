@@ -365,7 +365,7 @@ def test_a_full_disk_while_exporting_is_one_line_and_leaves_nothing(fmt, transfo
                               '"No space left on device" })')
 
     if fmt == "mlsupcon":
-        monkeypatch.setattr("mlsupcon.training.export.save_weights", full)
+        monkeypatch.setattr("mlsupcon.inference.storage.save_weights", full)
     else:
         monkeypatch.setattr("safetensors.torch.save_file", full_rust)
     exports = tmp_path / "exports"

@@ -1,14 +1,18 @@
 """mlsupcon: multi-label supervised contrastive learning.
 
-Layers, each importing only from those above it in this list:
-``losses`` (torch only) → ``data`` → ``models`` → ``evaluation`` → ``training`` → ``cli``.
+Layers, each importing only from those before it in this list:
+``losses`` (torch only) → ``data`` → ``models`` → ``evaluation`` → ``config`` → ``runs`` (the run
+folder, its artefacts and reports) → ``inference`` (a trained model: load, predict, embed,
+evaluate, export) → ``training`` → ``cli``.
 """
 
-__version__ = "0.1.0"
+from mlsupcon.version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def load(path, device="cpu"):
-    """A trained run (its folder or ``model/`` folder) as a :class:`~mlsupcon.training.inference.TrainedModel`:
+    """A trained run (its folder or ``model/`` folder) as a :class:`~mlsupcon.inference.model.TrainedModel`:
     ``labels``, ``predict``, ``predict_proba``, ``embed``. Imports torch on first use only.
 
     Example:
@@ -16,6 +20,6 @@ def load(path, device="cpu"):
         >>> model = mlsupcon.load("runs/yeast-mulsupcon")      # doctest: +SKIP
         >>> model.predict(x_new, top_k=3)                      # doctest: +SKIP
     """
-    from mlsupcon.training.inference import load as _load
+    from mlsupcon.inference.model import load as _load
 
     return _load(path, device=device)

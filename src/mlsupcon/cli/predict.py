@@ -86,7 +86,7 @@ def _load(args, command: str, suffixes: tuple[str, ...]):
         raise ValueError(f"input: {args.input} not found")
     device = check_device(args.device)
     check_output_file(args.output, args.input, suffixes, command)  # last: it may warn
-    from mlsupcon.training.inference import load
+    from mlsupcon.inference.model import load
 
     return load(args.run, device=device)
 
@@ -105,8 +105,8 @@ def cmd_predict(args) -> int:
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"top_k: expected an integer >= 1, got {args.top_k!r}")
     model = _load(args, "predict", (".jsonl", ".json", ".ndjson"))
-    from mlsupcon.training.inference import labels_from_scores
-    from mlsupcon.training.io import atomic_write_text
+    from mlsupcon.inference.model import labels_from_scores
+    from mlsupcon.runs.io import atomic_write_text
 
     inputs, ids = _read(args, model)
     threshold = args.threshold
@@ -135,7 +135,7 @@ def cmd_embed(args) -> int:
     model = _load(args, "embed", (".npz",))
     import numpy as np
 
-    from mlsupcon.training.io import atomic_write
+    from mlsupcon.runs.io import atomic_write
 
     inputs, ids = _read(args, model)
     emb = model.embed(inputs, space=args.space, batch_size=args.batch_size, progress=not args.no_progress)
@@ -146,7 +146,7 @@ def cmd_embed(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from mlsupcon.training.portable_export import export_hf, export_portable
+    from mlsupcon.inference.export import export_hf, export_portable
 
     out = (export_hf if args.format == "hf" else export_portable)(args.run, args.output, overwrite=args.force)
     print(f"wrote {out} ({args.format})")
@@ -183,7 +183,7 @@ def _dataset_settings(args) -> tuple[str | None, dict[str, Any]]:
 
 
 def cmd_evaluate(args) -> int:
-    from mlsupcon.training.inference import evaluate_model
+    from mlsupcon.inference.evaluate import evaluate_model
 
     dataset, options = _dataset_settings(args)
     if args.batch_size < 1:

@@ -44,7 +44,7 @@ from typing import Any
 
 from .base import MultiLabelDataset, subsample, top_k_restrict
 
-__all__ = ["load_dataset", "available_datasets", "dataset_options"]
+__all__ = ["load_dataset", "available_datasets", "dataset_options", "dataset_option_defaults"]
 
 
 def _loaders() -> dict[str, tuple[Callable[..., MultiLabelDataset], str, str]]:
@@ -89,6 +89,25 @@ def dataset_options(name: str) -> list[str]:
     sig = inspect.signature(loaders[name][0])
     own = [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
     return sorted(set(own) | set(_COMMON))
+
+
+def dataset_option_defaults(name: str) -> dict[str, Any]:
+    """The default value of each option of a dataset's loader that has one (e.g. ``image_size``),
+    so that a model reads new inputs as its training data was read.
+
+    Raises:
+        ValueError: ``name`` is not a dataset (the message lists the valid ones).
+
+    Example:
+        >>> defaults = dataset_option_defaults("fashion-mosaic")
+        >>> defaults["test_size"], defaults["image_size"] is None   # None: the mosaics' own 56x56
+        (1000, True)
+    """
+    loaders = _loaders()
+    if name not in loaders:
+        raise ValueError(f"unknown dataset {name!r}; valid choices: {', '.join(loaders)}")
+    return {p.name: p.default for p in inspect.signature(loaders[name][0]).parameters.values()
+            if p.default is not inspect.Parameter.empty}
 
 
 def load_dataset(spec: str, **options: Any) -> MultiLabelDataset:
