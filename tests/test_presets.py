@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mlsupcon.data import load_dataset
-from mlsupcon.training import auto
+from mlsupcon.config import auto
 from mlsupcon.training.config import TrainConfig, load_config
 from mlsupcon.training.presets import PRESETS, preset_for
 

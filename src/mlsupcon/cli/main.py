@@ -10,9 +10,9 @@ import argparse
 import os
 import sys
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
+from mlsupcon.config.flags import FLAGS, flag_dest, flag_overrides
 from mlsupcon.training.methods import METHODS  # the registry only: neither torch nor Lightning
 
 # Models and datasets are local: never reach for a hub at run time.
@@ -21,133 +21,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _int_or_name(value: str) -> int | str:
-    """``--devices``: a count (``2``) or a Lightning spelling (``auto``, ``0,1``)."""
-    return int(value) if value.isdigit() else value
-
-
-def _non_empty(value: str) -> str:
-    """``--label-separator``: a string to split on cannot be empty."""
-    if not value:
-        raise argparse.ArgumentTypeError("expected a non-empty string")
-    return value
-
-
-@dataclass(frozen=True)
-class Flag:
-    """One command-line flag and the config field it sets (``a.b``: option ``b`` of mapping ``a``).
-
-    ``kind``: a type for argparse (``int``, ``float``, ``str`` …), or ``"switch"`` for a flag
-    without a value that sets the field to ``value``.
-    """
-
-    flag: str
-    kind: Any
-    field: str
-    help: str | None = None
-    value: Any = None
-    commands: tuple[str, ...] = ("train", "compare")
-
-
-def _choices(names) -> str:
-    return " | ".join(names)
-
-
-#: Every flag that sets a config field: argparse and the overrides both come from this table.
-FLAGS: tuple[Flag, ...] = (
-    Flag("--dataset", str, "dataset", "debtags | reuters | eurlex-sum | yeast | fashion-mosaic | jsonl:PATH | "
-                                      "csv:PATH | mimic-caml:DIR | mimic-repro:DIR | coco:ANNOTATIONS[:IMAGES] | "
-                                      "vectors:PATH (see `mlsupcon datasets`)"),
-    Flag("--preset", str, "preset", "recipe of a bundled dataset under the config and flags (default: the "
-                                    "--dataset's own: debtags | yeast | fashion-mosaic; none: no preset)"),
-    Flag("--no-auto", "switch", "auto", "jsonl:/csv:/vectors: data without a config: keep the defaults instead "
-         "of choosing settings from the data", value=False),
-    Flag("--encoder", str, "encoder", "mlp | cnn | transformer | resnet | sparse | frozen | fusion"),
-    Flag("--model-path", str, "encoder_options.model_path", "local Hugging Face model folder (transformer / resnet)"),
-    Flag("--method", str, "method", _choices(METHODS)),
-    Flag("--loss", str, "loss", "contrastive loss (see `mlsupcon losses`; a prototype loss msc | proto_only | "
-         "mscwrg | mscrg trains its label prototypes with the projection head)", commands=("train",)),
-    Flag("--classifier-loss", str, "classifier_loss", "end-to-end: the classification term, bce (default) | asl | "
-         "zlpr (decision at logit 0: threshold 0.5, not tuned)"),
-    Flag("--seed", int, "seed", commands=("train",)),
-    Flag("--epochs", int, "epochs", "cap of contrastive epochs (two-stage; early stopping on validation "
-                                    "kNN mAP) or of training epochs"),
-    Flag("--classifier-epochs", int, "classifier_epochs", "cap of stage-2 epochs (early stopping on validation mAP)"),
-    Flag("--patience", int, "patience", "epochs without validation improvement before a stage stops early"),
-    Flag("--batch-size", int, "batch_size"),
-    Flag("--lr", float, "lr"),
-    Flag("--encoder-lr-ratio", float, "encoder_lr_ratio", "two-stage fine-tuning: the encoder's rate as a "
-         "fraction of the classifier's (0.1 in the MulSupCon authors' code)"),
-    Flag("--lr-schedule", str, "lr_schedule", "cosine (warm-up, then cosine decay per step) | constant"),
-    Flag("--warmup-epochs", float, "warmup_epochs", "epochs of linear learning-rate warm-up per stage "
-                                                    "(default: a tenth of the stage, at most 1)"),
-    Flag("--temperature", float, "loss_options.temperature", "τ of the contrastive loss"),
-    Flag("--head", str, "head", "linear | attention (label-wise attention, text encoders) | kmcl"),
-    Flag("--max-examples", int, "dataset_options.max_examples_per_split",
-         "deterministic subsample per split (quick runs)"),
-    Flag("--top-k-labels", int, "dataset_options.top_k_labels",
-         "keep the k most frequent training labels (MIMIC-50 style)"),
-    # Your own training data: options of the loaders (mlsupcon.data.text), so load_dataset reports a
-    # dataset that does not take one.
-    Flag("--text-field", str, "dataset_options.text_field", "jsonl:/csv: field or column of the text (default text)"),
-    Flag("--labels-field", str, "dataset_options.label_field",
-         "jsonl:/csv: field or column of the labels (default labels)"),
-    Flag("--split-field", str, "dataset_options.split_field",
-         "jsonl:/csv: field or column of the split (default split; absent: a seeded 80/10/10 split)"),
-    Flag("--id-field", str, "dataset_options.id_field", "jsonl:/csv: field or column of the example id (default id)"),
-    Flag("--label-separator", _non_empty, "dataset_options.label_separator",
-         "csv: what joins the labels of one cell (default ;); vectors: of a label string (default | or ;)"),
-    Flag("--devices", _int_or_name, "devices", "number of devices (Lightning)"),
-    Flag("--strategy", str, "strategy", "Lightning strategy, e.g. ddp"),
-    Flag("--num-nodes", int, "num_nodes", "machines of a multi-node run (torchrun; docs/scaling.md)"),
-    Flag("--distributed-timeout", float, "distributed_timeout",
-         "seconds a process of a distributed run waits for the others before it stops (default 600)"),
-    Flag("--queue-size", int, "queue_size", "rows of the label-aware memory queue (0: none)"),
-    Flag("--momentum", float, "momentum", "momentum of a MoCo-style key encoder filling the queue"),
-    Flag("--knn", str, "knn", "after training: blend a validation-tuned kNN head with the trained one "
-         "(blend), use it alone (only) or not (off)"),
-    Flag("--blend-linear", "switch", "blend_linear", "text: blend the TF-IDF linear model's scores in "
-         "(wide & deep; weight chosen on validation)", value=True),
-    Flag("--no-blend-linear", "switch", "blend_linear", "do not blend the TF-IDF linear model in", value=False),
-    Flag("--accelerator", str, "accelerator", "cpu | gpu | auto"),
-    Flag("--no-progress", "switch", "progress", "no progress reports but one summary line per epoch on stderr "
-         "(without a terminal there are no bars either: one line per epoch or per quarter of a long step)",
-         value=False),
-    Flag("--resume", "switch", "resume", "continue an interrupted run from its last checkpoints (same "
-         "configuration; with --output DIR alone, DIR/config.yaml is the configuration)", value=True),
-    Flag("--overwrite", "switch", "overwrite", "the output folder holds an earlier run: delete its artefacts "
-         "and start a new one (without this or --resume such a folder is refused)", value=True),
-    Flag("--checkpoint-every-n-steps", int, "checkpoint_every_n_steps",
-         "checkpoint every N training steps as well as every epoch (0: epochs only)"),
-    Flag("--max-nonfinite-steps", int, "max_nonfinite_steps",
-         "stop after N consecutive steps with a NaN/inf loss (0: never)"),
-    Flag("--output", str, "output", "output folder", commands=("train",)),
-)
-
-
-def _dest(flag: Flag) -> str:
-    return flag.flag.lstrip("-").replace("-", "_")
-
-
 def _add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
+    """``--config`` and the ``command``'s flags of the flag table (:data:`~mlsupcon.config.flags.FLAGS`)."""
     p.add_argument("--config", help="YAML file of options (CLI flags override it)")
     for f in FLAGS:
         if command not in f.commands:
             continue
         if f.kind == "switch":
-            p.add_argument(f.flag, dest=_dest(f), action="store_const", const=f.value, default=None, help=f.help)
+            p.add_argument(f.flag, dest=flag_dest(f), action="store_const", const=f.value, default=None, help=f.help)
         else:
-            p.add_argument(f.flag, dest=_dest(f), type=f.kind, help=f.help)
+            p.add_argument(f.flag, dest=flag_dest(f), type=f.kind, help=f.help)
 
 
-def _overrides(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    """Config overrides (``field`` or ``field.option``: value) of the ``command``'s flags that were given."""
-    o: dict[str, Any] = {}
-    for f in FLAGS:
-        value = getattr(args, _dest(f), None) if command in f.commands else None
-        if value is not None:
-            o[f.field] = value
-    return o
+_overrides = flag_overrides  # config overrides of the flags given: ``_overrides(args, command)``
 
 
 def _print_metrics(m: dict[str, Any],
@@ -168,7 +54,7 @@ def _resume_config_path(args) -> str | None:
         return args.config
     from pathlib import Path
 
-    from mlsupcon.training.config import TrainConfig
+    from mlsupcon.config.schema import TrainConfig
 
     saved = Path(args.output or TrainConfig().output) / "config.yaml"
     return str(saved) if saved.is_file() else None
@@ -184,34 +70,35 @@ def cmd_train(args) -> int:
     from pathlib import Path
 
     from mlsupcon.cli.checks import check_accelerator
-    from mlsupcon.training.config import load_config
+    from mlsupcon.config.loading import load_config
 
-    # Merged (defaults < preset < YAML < flags) and validated before the data is read, and the data read
-    # and checked (mlsupcon.training.input_checks) before torch and Lightning (seconds to import) are:
-    # a mistake in either is reported at once. The head and loss names need their registries (torch).
-    cfg = load_config(_resume_config_path(args), _overrides(args, "train"), registries=False)
+    # Checked once, each check as soon as it can be made: the fields (defaults < preset < YAML <
+    # flags) and the output folder before the data is read, the data before torch and Lightning
+    # (seconds to import) are, the method's checks (loss and head registries: torch) before Lightning.
+    cfg = load_config(_resume_config_path(args), _overrides(args, "train"), method_names=METHODS)
     from mlsupcon.progress import set_enabled
-    from mlsupcon.training.output_folder import check_run_output, claim_run_folder
+    from mlsupcon.runs.folder import check_run_output, claim_run_folder
 
     set_enabled(cfg.progress)  # --no-progress: the encoders' embedding reports too
     out = Path(cfg.output)
     check_run_output(cfg, out)  # a refused folder or nothing to resume: before the data is read
     check_accelerator(cfg.accelerator)
     from mlsupcon.training.input_checks import load_training_data
+    from mlsupcon.training.run_config import check_method_options
 
     primary = _is_primary_launch()
     # The folder's lock first: a second run into the same folder is refused before its data is read.
     with claim_run_folder(out) if primary else contextlib.nullcontext():
         try:
             dataset = load_training_data(cfg)
-            cfg.validate()
+            check_method_options(cfg)
             from mlsupcon.training.runner import run_training
 
-            m = run_training(cfg, dataset)
+            m = run_training(cfg, dataset, validated=True)
         except KeyboardInterrupt:  # outside a training stage (a stage reports its own)
             raise _interrupted(f"mlsupcon train --output {cfg.output} --resume", cfg.output) from None
         except Exception as exc:
-            from mlsupcon.training.errors import disk_full_error, is_disk_full
+            from mlsupcon.runs.io import disk_full_error, is_disk_full
 
             if not primary or not is_disk_full(exc):
                 raise
@@ -226,7 +113,7 @@ def cmd_train(args) -> int:
 def _disk_full_train_message(exc: OSError | None, out, resume: bool) -> str:
     """The one line of a run stopped by a full disk; a run with nothing to resume from is removed
     (its ``config.yaml``, logs …), so that the folder never holds half a run."""
-    from mlsupcon.training.output_folder import has_checkpoint, remove_artefacts
+    from mlsupcon.runs.folder import has_checkpoint, remove_artefacts
 
     where = os.path.dirname(os.path.abspath(exc.filename)) if exc is not None and exc.filename else str(out)
     if has_checkpoint(out):
@@ -241,7 +128,7 @@ def _disk_full_train_message(exc: OSError | None, out, resume: bool) -> str:
 
 
 def cmd_compare(args) -> int:
-    from mlsupcon.training.config import load_config
+    from mlsupcon.training.run_config import load_config  # the fields, then the method's checks
 
     cfg = load_config(args.config, _overrides(args, "compare"))
     from mlsupcon.progress import set_enabled
@@ -285,7 +172,7 @@ def _interrupted(command: str, output: str):
 
 
 def cmd_report(args) -> int:
-    from mlsupcon.training.compare import TABLE_METRICS, read_results, results_table
+    from mlsupcon.runs.report import TABLE_METRICS, read_results, results_table
 
     rows = read_results(args.paths)
     losses = list(dict.fromkeys(r["loss"] for r in rows))
@@ -406,7 +293,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"mlsupcon: error: {msg}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - only a full disk and a SIGTERM / Ctrl-C stop are handled here
-        from mlsupcon.training.errors import TrainingInterrupted, disk_full_error, is_disk_full
+        from mlsupcon.runs.io import disk_full_error, is_disk_full
+        from mlsupcon.training.errors import TrainingInterrupted
 
         if is_disk_full(exc) and not os.environ.get("MLSUPCON_DEBUG"):
             full = disk_full_error(exc)

@@ -1,7 +1,8 @@
 """Training: configs, methods, Lightning modules, the run pipeline (train → threshold → metrics),
 model export and compare.
 
-Layout: :mod:`~mlsupcon.training.config` (the run config), :mod:`~mlsupcon.training.methods`
+Layout: :mod:`~mlsupcon.training.run_config` (a run's config checked: fields, then the method's
+checks; the config itself is :mod:`mlsupcon.config`), :mod:`~mlsupcon.training.methods`
 (one file per method, the ``METHODS`` registry), :mod:`~mlsupcon.training.modules` (Lightning
 modules), :mod:`~mlsupcon.training.stages` (one checkpointed, resumable stage),
 :mod:`~mlsupcon.training.runner` (``run_training``, ``evaluate_run``),
@@ -9,7 +10,8 @@ modules), :mod:`~mlsupcon.training.stages` (one checkpointed, resumable stage),
 ``load_classifier``), :mod:`~mlsupcon.training.compare`.
 """
 
-from mlsupcon.training.config import TrainConfig, load_config
+from mlsupcon.config.schema import TrainConfig
+from mlsupcon.training.run_config import load_config
 
 __all__ = ["TrainConfig", "load_config", "run_training", "evaluate_run", "run_compare", "save_classifier",
            "load_classifier"]

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from mlsupcon.data import SPLIT_NAMES, DataWarning
 
 if TYPE_CHECKING:
+    from mlsupcon.config.schema import TrainConfig
     from mlsupcon.data import MultiLabelDataset
-    from mlsupcon.training.config import TrainConfig
 
 __all__ = ["SMALL_SPLIT", "load_training_data", "check_training_data"]
 
@@ -126,7 +126,7 @@ def check_training_data(cfg: TrainConfig, ds: MultiLabelDataset) -> list[str]:
 
     Example:
         >>> from mlsupcon.data import MultiLabelDataset, Split, encode_labels
-        >>> from mlsupcon.training.config import TrainConfig
+        >>> from mlsupcon.config.schema import TrainConfig
         >>> y = encode_labels([["a"], ["b"], []], ["a", "b"])
         >>> ds = MultiLabelDataset("toy", "text", ["a", "b"],
         ...                        {s: Split(s, ["x", "y", "z"], y, ["0", "1", "2"]) for s in SPLIT_NAMES})

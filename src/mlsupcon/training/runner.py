@@ -6,7 +6,7 @@ Artefacts written to ``config.output``:
 * ``metrics.json`` — test metrics (and validation metrics under ``"validation"``), the threshold,
   the run's notes (``"notes"``: e.g. a stage that reached its epoch cap while still improving);
 * ``model/weights.safetensors`` + ``model/model.json`` — everything ``mlsupcon evaluate`` needs,
-  loadable without executing code (:mod:`mlsupcon.training.export`);
+  loadable without executing code (:mod:`mlsupcon.inference.storage`);
 * ``checkpoints/<stage>/last.ckpt`` — Lightning checkpoints, written atomically every
   ``checkpoint_every_n_steps`` steps and after every epoch, with the RNG states and the position
   in the epoch; ``checkpoints/<stage>/done.json`` once a stage has finished (``--resume``);
@@ -15,7 +15,7 @@ Artefacts written to ``config.output``:
 
 A folder holds exactly one run: a new run needs a new or empty folder, ``--resume`` (continue
 it) or ``--overwrite`` (delete the earlier run's artefacts first); ``metrics.json`` and
-``model/`` appear only complete, ``metrics.json`` last (:mod:`mlsupcon.training.run_folder`).
+``model/`` appear only complete, ``metrics.json`` last (:mod:`mlsupcon.runs.folder`).
 
 The training itself is the method's (:mod:`mlsupcon.training.methods`); the stages it fits are
 checkpointed by :mod:`mlsupcon.training.stages`. What happens on failures (bad data, NaN losses,
@@ -32,25 +32,26 @@ from typing import Any
 
 import numpy as np
 
+from mlsupcon.config.auto import apply_auto_settings
+from mlsupcon.config.schema import TrainConfig
 from mlsupcon.data import MultiLabelDataset, load_dataset
 from mlsupcon.evaluation import compute_metrics, macro_f1, tune_global_threshold, tune_global_threshold_macro_f1
+from mlsupcon.inference.scoring import predict_scores
+from mlsupcon.inference.storage import save_classifier
 from mlsupcon.models import Classifier, build_encoder
+from mlsupcon.runs.folder import RESUME_FREE_KEYS, check_run_output, run_lock, start_run_folder
+from mlsupcon.runs.io import atomic_dir, atomic_savez, write_json
 from mlsupcon.training.batches import make_loader
-from mlsupcon.training.config import TrainConfig
-from mlsupcon.training.export import save_classifier
+from mlsupcon.training.distributed import is_primary_process
 from mlsupcon.training.input_checks import check_training_data
-from mlsupcon.training.io import atomic_dir, write_json
+from mlsupcon.training.logs import quiet_lightning
 from mlsupcon.training.methods import FitContext, get_method
-from mlsupcon.training.modules import predict
-from mlsupcon.training.reliability import oom_guidance
-from mlsupcon.training.run_folder import (  # noqa: F401 - RESUME_FREE_KEYS re-exported
-    RESUME_FREE_KEYS,
-    atomic_savez,
-    check_run_output,
-    run_lock,
-    start_run_folder,
-)
-from mlsupcon.training.stages import RunState, is_primary_process, quiet_lightning, seed_everything
+from mlsupcon.training.rng import seed_everything
+from mlsupcon.training.run_config import check_method_options, validate_run_config
+from mlsupcon.training.stages import RunState
+
+__all__ = ["RESUME_FREE_KEYS", "EMBEDDINGS_KEPT", "make_encoder", "prepare_encoder", "run_training", "export_model",
+           "evaluate_run"]
 
 EMBEDDINGS_KEPT = 2000
 
@@ -92,17 +93,26 @@ def _loaders(cfg, ds, preprocess):
     }
 
 
-def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> dict[str, Any]:
+def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None, *,
+                 validated: bool = False) -> dict[str, Any]:
     """Trains and evaluates one configuration; returns the test metrics (also in metrics.json).
 
     With ``cfg.resume``, continues the interrupted run in ``cfg.output`` (same configuration):
     finished stages are loaded, the interrupted one continues from its last checkpoint.
+
+    Args:
+        cfg: The run's configuration; validated here (fields, then the method's checks:
+            :func:`~mlsupcon.training.run_config.validate_run_config`), and its output folder
+            checked, before the data is read.
+        dataset: The dataset ``cfg`` names, already loaded (else loaded here).
+        validated: The caller (the ``train`` command) validated ``cfg`` and checked its output
+            folder before it read ``dataset``: neither is done again.
     """
     quiet_lightning()
-    cfg.validate()  # a no-op for a config the CLI checked; run_training is also a library entry point
-    method = get_method(cfg.method)()
+    if not validated:
+        validate_run_config(cfg)
     out = Path(cfg.output)
-    if is_primary_process():  # before the data is read: a refused folder or nothing to resume fails at once
+    if not validated and is_primary_process():  # before the data is read: a refused folder fails at once
         check_run_output(cfg, out)
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
@@ -110,11 +120,10 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None) -> 
     ds = dataset if dataset is not None else load_dataset(cfg.dataset, **cfg.dataset_options)
     data_notes = check_training_data(cfg, ds)  # empty splits, no labels …: before any work (done once)
     if cfg.auto:  # jsonl:/csv:/vectors: data without a config: settings chosen from the data, printed
-        from mlsupcon.training.auto import apply_auto_settings
-
-        cfg, ds = apply_auto_settings(cfg, ds)
-        method = get_method(cfg.method)()  # the settings may have chosen the method
-    if getattr(method, "builds_own_encoder", False):  # e.g. linear: its featurizer is its encoder
+        # The chosen config is a new one: the method's checks run on it (its fields are chosen valid).
+        cfg, ds = apply_auto_settings(cfg, ds, methods=get_method, check=check_method_options)
+    method = get_method(cfg.method)()
+    if method.builds_own_encoder:  # e.g. linear: its featurizer is its encoder
         encoder, loaders = None, {}
     else:
         encoder = make_encoder(cfg, ds)
@@ -141,10 +150,10 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
     """Threshold (validation), metrics.json, the model/ export and the test embeddings."""
     cfg, ds, out, timings = ctx.cfg, ctx.dataset, ctx.out, ctx.timings
     model.to("cpu")
-    with oom_guidance(cfg, "evaluation"):
-        val_scores, val_y = predict(model, ctx.eval_loader("validation", model.preprocess))
-        test_scores, test_y, test_emb = predict(model, ctx.eval_loader("test", model.preprocess),
-                                                want_embeddings=True)
+    with method.oom_guidance(cfg, "evaluation"):
+        val_scores, val_y = predict_scores(model, ctx.eval_loader("validation", model.preprocess))
+        test_scores, test_y, test_emb = predict_scores(model, ctx.eval_loader("test", model.preprocess),
+                                                       want_embeddings=True)
     threshold_source = "fixed"
     threshold = float(cfg.threshold) if cfg.threshold != "tune" else 0.5
     decision = method.decision_threshold(cfg)  # a loss with its own decision rule (zlpr: logit 0)
@@ -210,8 +219,8 @@ def export_model(out: Path, cfg: TrainConfig, ds: MultiLabelDataset, model: Clas
 def evaluate_run(path: str | Path, split: str = "test", dataset: str | None = None, ks=(1, 5, 8, 15),
                  batch_size: int = 512, dataset_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Re-evaluates an exported model on a split with its saved (validation-tuned) threshold:
-    :func:`mlsupcon.training.inference.evaluate_model` (``mlsupcon evaluate``)."""
-    from mlsupcon.training.inference import evaluate_model
+    :func:`mlsupcon.inference.evaluate.evaluate_model` (``mlsupcon evaluate``)."""
+    from mlsupcon.inference.evaluate import evaluate_model
 
     return evaluate_model(path, split=split, dataset=dataset, dataset_options=dataset_options, ks=ks,
                           batch_size=batch_size)
