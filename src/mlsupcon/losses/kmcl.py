@@ -378,50 +378,79 @@ def _fused_block(start: int, stop: int, st: _Ctx) -> torch.Tensor:
     With G_iak = ∂(Σ_i L_i / B)/∂D_iak = (1/(B|A(i)|)) · log s_iak · (y_ik y_ak [a≠i] − c_ik P_iak),
     where P_iak = softmax over a ≠ i of log s_iak and c_ik = y_ik (Σ_j y_jk − 1), the gradients with
     respect to the means and variances follow from the closed-form derivatives of D (written next
-    to each step below).
+    to each step of :func:`_isotropic_gradients` and :func:`_anisotropic_gradients`).
     """
-    mu, sigma2, y, dim, need = st.mu, st.sigma2, st.y, st.dim, st.need
-    b = mu.shape[0]
+    if not st.aniso:
+        dist, terms = _isotropic_distances(start, stop, st)
+    else:
+        dist, terms = _anisotropic_distances(start, stop, st)
+    total, g = _block_loss(start, stop, st, dist)
+    if g is None:
+        return total
+    if not st.aniso:
+        _isotropic_gradients(start, stop, st, g, *terms)
+    else:
+        _anisotropic_gradients(start, stop, st, g, *terms)
+    return total
+
+
+def _isotropic_distances(start: int, stop: int, st: _Ctx) -> tuple[torch.Tensor, tuple]:
+    """D_iak ``[c, B, K]`` of a block of anchors (isotropic variances), and the terms its gradient
+    reuses: ``(sq, r, delta, ca)`` (``delta`` for scalar means, ``ca`` for vector means, else None)."""
+    mu, sigma2, dim = st.mu, st.sigma2, st.dim
+    b, k, c = mu.shape[0], mu.shape[1], stop - start
+    mu_i, s2_i = mu[start:stop], sigma2[start:stop]
+    pair = (c, b, k)
+    delta = ca = None
+    s = torch.add(s2_i.unsqueeze(1), sigma2.unsqueeze(0), out=st.buf("s", pair))  # S = σ²_i + σ²_a
+    if st.vector_mean:
+        ca = st.centred[:, start:stop]  # [K, c, M]
+        gram = torch.bmm(ca, st.centred.transpose(1, 2), out=st.buf("sq", (k, c, b)))  # [K, c, B]
+        sq = gram.mul_(-2).add_(st.sq_norm[:, start:stop].unsqueeze(2)).add_(st.sq_norm.unsqueeze(1))
+        sq = sq.clamp_min_(0).permute(1, 2, 0)  # ||μ_i − μ_a||²   [c, B, K]
+    else:
+        delta = torch.sub(mu_i.unsqueeze(1), mu.unsqueeze(0), out=st.buf("d", pair))  # Δ
+        sq = torch.mul(delta, delta, out=st.buf("sq", pair)).mul_(dim)  # Σ_m of M identical terms
+    r = torch.reciprocal(s, out=st.buf("r", pair))
+    # M·½ log((σ²_i + σ²_a) / (2 σ_i σ_a)) + ¼ sq / S
+    dist = s.log_().sub_(_LOG2).sub_(0.5 * st.log_s2[start:stop].unsqueeze(1)) \
+        .sub_(0.5 * st.log_s2.unsqueeze(0)).mul_(0.5 * dim)
+    dist.addcmul_(sq, r, value=0.25)
+    return dist, (sq, r, delta, ca)
+
+
+def _anisotropic_distances(start: int, stop: int, st: _Ctx) -> tuple[torch.Tensor, tuple]:
+    """D_iak ``[c, B, K]`` of a block of anchors (anisotropic variances), and the terms its
+    gradient reuses: ``(r, t)`` with R = 1/S and T = Δ/S (``t`` None without a gradient)."""
+    mu, sigma2, dim, need = st.mu, st.sigma2, st.dim, st.need
     c = stop - start
     mu_i, s2_i = mu[start:stop], sigma2[start:stop]
-
-    # ---- D_iak for this block of anchors: [c, B, K] ----
-    k = mu.shape[1]
-    pair = (c, b, k)
-    if not st.aniso:
-        s = torch.add(s2_i.unsqueeze(1), sigma2.unsqueeze(0), out=st.buf("s", pair))  # S = σ²_i + σ²_a
-        if st.vector_mean:
-            ca = st.centred[:, start:stop]  # [K, c, M]
-            gram = torch.bmm(ca, st.centred.transpose(1, 2), out=st.buf("sq", (k, c, b)))  # [K, c, B]
-            sq = gram.mul_(-2).add_(st.sq_norm[:, start:stop].unsqueeze(2)).add_(st.sq_norm.unsqueeze(1))
-            sq = sq.clamp_min_(0).permute(1, 2, 0)  # ||μ_i − μ_a||²   [c, B, K]
-        else:
-            delta = torch.sub(mu_i.unsqueeze(1), mu.unsqueeze(0), out=st.buf("d", pair))  # Δ
-            sq = torch.mul(delta, delta, out=st.buf("sq", pair)).mul_(dim)  # Σ_m of M identical terms
-        r = torch.reciprocal(s, out=st.buf("r", pair))
-        # M·½ log((σ²_i + σ²_a) / (2 σ_i σ_a)) + ¼ sq / S
-        dist = s.log_().sub_(_LOG2).sub_(0.5 * st.log_s2[start:stop].unsqueeze(1)) \
-            .sub_(0.5 * st.log_s2.unsqueeze(0)).mul_(0.5 * dim)
-        dist.addcmul_(sq, r, value=0.25)
+    t = None
+    mu_i3 = mu_i if st.vector_mean else mu_i.unsqueeze(-1)
+    mu3 = mu if st.vector_mean else mu.unsqueeze(-1)
+    s = torch.add(s2_i.unsqueeze(1), sigma2.unsqueeze(0), out=st.buf_s[:c])  # [c, B, K, M]
+    delta = torch.sub(mu_i3.unsqueeze(1), mu3.unsqueeze(0), out=st.buf_d[:c])  # Δ (M or 1 wide)
+    r = torch.reciprocal(s, out=st.buf_r[:c])  # R = 1/S
+    if need:
+        t = torch.mul(delta, r, out=st.buf_t[:c])  # T = Δ/S
+    if st.vector_mean:  # Σ_m Δ²/S
+        q_sum = (delta.mul_(t) if need else delta.square_().mul_(r)).sum(dim=-1)
     else:
-        mu_i3 = mu_i if st.vector_mean else mu_i.unsqueeze(-1)
-        mu3 = mu if st.vector_mean else mu.unsqueeze(-1)
-        s = torch.add(s2_i.unsqueeze(1), sigma2.unsqueeze(0), out=st.buf_s[:c])  # [c, B, K, M]
-        delta = torch.sub(mu_i3.unsqueeze(1), mu3.unsqueeze(0), out=st.buf_d[:c])  # Δ (M or 1 wide)
-        r = torch.reciprocal(s, out=st.buf_r[:c])  # R = 1/S
-        if need:
-            t = torch.mul(delta, r, out=st.buf_t[:c])  # T = Δ/S
-        if st.vector_mean:  # Σ_m Δ²/S
-            q_sum = (delta.mul_(t) if need else delta.square_().mul_(r)).sum(dim=-1)
-        else:
-            q_sum = delta.squeeze(-1).square() * r.sum(dim=-1)
-        l_sum = s.log_().sum(dim=-1)  # Σ_m log S
-        dist = (0.5 * l_sum).add_(q_sum, alpha=0.25).sub_(0.5 * _LOG2 * dim) \
-            .sub_(st.sep[start:stop].unsqueeze(1)).sub_(st.sep.unsqueeze(0))
-        if st.scale:
-            dist.mul_(dim)
+        q_sum = delta.squeeze(-1).square() * r.sum(dim=-1)
+    l_sum = s.log_().sum(dim=-1)  # Σ_m log S
+    dist = (0.5 * l_sum).add_(q_sum, alpha=0.25).sub_(0.5 * _LOG2 * dim) \
+        .sub_(st.sep[start:stop].unsqueeze(1)).sub_(st.sep.unsqueeze(0))
+    if st.scale:
+        dist.mul_(dim)
+    return dist, (r, t)
 
-    # ---- the loss of the block ----
+
+def _block_loss(start: int, stop: int, st: _Ctx, dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Σ_i L_i of the block from its D_iak (overwritten), and G = ∂(block loss / B)/∂D (None
+    without a gradient)."""
+    mu, y = st.mu, st.y
+    b, k, c = mu.shape[0], mu.shape[1], stop - start
+    pair = (c, b, k)
     log_s = dist.neg_().exp_().div_(st.temperature)  # log s_iak = exp(−D)/τ ∈ (0, 1/τ]   [c, B, K]
     rows = torch.arange(c, device=mu.device)
     diag = (rows, rows + start)  # the entries a = i of the block
@@ -444,38 +473,45 @@ def _fused_block(start: int, stop: int, st: _Ctx) -> torch.Tensor:
     inv_i = st.inv_card[start:stop]
     per_anchor = -(num + st.log_jac[start:stop] - (pc_i * log_den).sum(dim=1)) * inv_i
     total = per_anchor.sum()
-    if not need:
-        return total
-
-    # ---- gradient: G = ∂(block loss / B)/∂D ----
+    if not st.need:
+        return total, None
     if st.direct:  # softmax over a ≠ i (0 at a = i)
         p = e.div_(den.unsqueeze(1))
     else:
         p = masked.sub_(log_den.unsqueeze(1)).exp_()
     g = wl.sub_(p.mul_(log_s).mul_(pc_i.unsqueeze(1))).mul_((inv_i / b).view(c, 1, 1))
-    del p, log_s
-    grad_mu, grad_s2 = st.grad_mu, st.grad_s2
-    if not st.aniso:
-        # ∂D/∂σ²_i = M(½/S − ¼/σ²_i) − ¼ sq/S²  (the same for a, with σ²_a); −M/(4σ²) is separable
-        q = sq.mul_(r).mul_(r).mul_(-0.25).add_(r, alpha=0.5 * dim).mul_(g)
-        grad_s2[start:stop] += q.sum(dim=1)
-        grad_s2 += q.sum(dim=0)
-        del q
-        st.g_sep[start:stop] += g.sum(dim=1)
-        st.g_sep += g.sum(dim=0)
-        v = r.mul_(g).mul_(0.5)  # ½ G / S
-        if st.vector_mean:
-            # ∂D/∂μ_i = ½(μ_i − μ_a)/S: anchor side Σ_a V (μ_i − μ_a) now, sample side
-            # Σ_i V (μ_a − μ_i) accumulated (Σ_i V and Σ_i V μ_i) and applied at the end
-            grad_mu[start:stop] += ca.transpose(0, 1) * v.sum(dim=1).unsqueeze(-1) \
-                - torch.bmm(v.permute(2, 0, 1), st.centred).transpose(0, 1)
-            st.v_sum += v.sum(dim=0)
-            st.v_mu.baddbmm_(v.permute(2, 1, 0), ca)
-        else:
-            u = v.mul_(delta).mul_(dim)  # ∂D/∂μ_i = ½ M Δ / S
-            grad_mu[start:stop] += u.sum(dim=1)
-            grad_mu -= u.sum(dim=0)
-        return total
+    return total, g
+
+
+def _isotropic_gradients(start: int, stop: int, st: _Ctx, g: torch.Tensor, sq: torch.Tensor, r: torch.Tensor,
+                         delta: torch.Tensor | None, ca: torch.Tensor | None) -> None:
+    """Adds the block's gradient G·∂D/∂(μ, σ²) (isotropic variances) into ``st``'s accumulators."""
+    dim, grad_mu, grad_s2 = st.dim, st.grad_mu, st.grad_s2
+    # ∂D/∂σ²_i = M(½/S − ¼/σ²_i) − ¼ sq/S²  (the same for a, with σ²_a); −M/(4σ²) is separable
+    q = sq.mul_(r).mul_(r).mul_(-0.25).add_(r, alpha=0.5 * dim).mul_(g)
+    grad_s2[start:stop] += q.sum(dim=1)
+    grad_s2 += q.sum(dim=0)
+    del q
+    st.g_sep[start:stop] += g.sum(dim=1)
+    st.g_sep += g.sum(dim=0)
+    v = r.mul_(g).mul_(0.5)  # ½ G / S
+    if st.vector_mean:
+        # ∂D/∂μ_i = ½(μ_i − μ_a)/S: anchor side Σ_a V (μ_i − μ_a) now, sample side
+        # Σ_i V (μ_a − μ_i) accumulated (Σ_i V and Σ_i V μ_i) and applied at the end
+        grad_mu[start:stop] += ca.transpose(0, 1) * v.sum(dim=1).unsqueeze(-1) \
+            - torch.bmm(v.permute(2, 0, 1), st.centred).transpose(0, 1)
+        st.v_sum += v.sum(dim=0)
+        st.v_mu.baddbmm_(v.permute(2, 1, 0), ca)
+    else:
+        u = v.mul_(delta).mul_(dim)  # ∂D/∂μ_i = ½ M Δ / S
+        grad_mu[start:stop] += u.sum(dim=1)
+        grad_mu -= u.sum(dim=0)
+
+
+def _anisotropic_gradients(start: int, stop: int, st: _Ctx, g: torch.Tensor, r: torch.Tensor,
+                           t: torch.Tensor) -> None:
+    """Adds the block's gradient G·∂D/∂(μ, σ²) (anisotropic variances) into ``st``'s accumulators."""
+    dim, grad_mu, grad_s2 = st.dim, st.grad_mu, st.grad_s2
     if st.scale:
         g.mul_(dim)
     st.g_sep[start:stop] += g.sum(dim=1)
@@ -494,7 +530,6 @@ def _fused_block(start: int, stop: int, st: _Ctx) -> torch.Tensor:
     else:
         grad_mu[start:stop] += t.sum(dim=(1, 3))
         grad_mu -= t.sum(dim=(0, 3))
-    return total
 
 
 def _run_blocks(st: _Ctx, chunk: int) -> torch.Tensor:
