@@ -264,7 +264,7 @@ class LossLabels:
     prototype and logit losses take the multi-hot rows)."""
 
     def __init__(self, loss: str, dataset: MultiLabelDataset) -> None:
-        from mlsupcon.training.methods.base import contrastive_term_losses
+        from mlsupcon.training.contrastive_losses import contrastive_term_losses
 
         self.loss = loss
         self.label_format = contrastive_term_losses()[loss.lower()].label_format

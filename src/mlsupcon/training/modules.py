@@ -1,7 +1,9 @@
 """Lightning modules: contrastive pretraining, classifiers (optionally with a contrastive term), KMCL.
 
 The training methods (:mod:`mlsupcon.training.methods`) build these and fit them one stage at a
-time; prediction works on the :class:`~mlsupcon.models.Classifier` a method returns.
+time; prediction works on the :class:`~mlsupcon.models.Classifier` a method returns
+(:mod:`mlsupcon.inference.scoring`). The kNN monitor a contrastive stage selects its best epoch
+with is :class:`mlsupcon.training.callbacks.KNNMonitor`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlsupcon.evaluation import mean_average_precision, micro_f1
-from mlsupcon.models import Classifier, head_logits
+
+# The scoring loops' home is mlsupcon.inference.scoring; kept importable here under their old names.
+from mlsupcon.inference.scoring import embed_loader as embed_all  # noqa: F401 - re-exported
+from mlsupcon.inference.scoring import predict_scores as predict  # noqa: F401 - re-exported
+from mlsupcon.models import head_logits
 from mlsupcon.training.batches import LossLabels, concat_batches
+from mlsupcon.training.callbacks import KNNMonitor
+from mlsupcon.training.distributed import all_gather_cpu
+from mlsupcon.training.errors import NonFiniteLossError
+from mlsupcon.training.scale import enable_distributed_gather
+from mlsupcon.training.schedule import build_scheduler
 
 
 class _Base(L.LightningModule):
@@ -26,6 +37,11 @@ class _Base(L.LightningModule):
     so Lightning runs no backward pass and the optimiser updates nothing) and counted
     (``nonfinite_steps``, logged as ``train/skipped_nonfinite``). ``max_nonfinite_steps``
     consecutive ones stop training with :class:`NonFiniteLossError` (0: never stop).
+
+    Best-epoch tracking: a module that scores its epochs (``monitor``) calls
+    :meth:`_keep_if_best` with each epoch's score; the best epoch's weights are kept in memory
+    (``best_state``, saved in checkpoints) and :meth:`restore_best` puts them back, so a stage
+    that stops early or goes on past its best epoch returns the best one.
     """
 
     #: The validation metric this module's stage selects its best epoch and stops early on
@@ -41,7 +57,9 @@ class _Base(L.LightningModule):
         self._nonfinite_run = 0
         # The learning-rate schedule (mlsupcon.training.schedule); fit_stage sets the run's.
         self.lr_schedule, self.warmup_epochs, self.min_lr_ratio = "cosine", None, 0.0
+        self.best_score = -float("inf")
         self.best_epoch = -1
+        self.best_state: dict[str, torch.Tensor] | None = None
 
     def on_fit_start(self) -> None:
         # Lightning (>= 2.2) trains modules in the mode they come in, and a Hugging Face
@@ -51,8 +69,6 @@ class _Base(L.LightningModule):
         self.train()
 
     def configure_optimizers(self):
-        from mlsupcon.training.schedule import build_scheduler
-
         optimizer = torch.optim.AdamW(self.param_groups(), lr=self.lr, weight_decay=self.weight_decay)
         trainer = self.trainer
         scheduler = build_scheduler(optimizer, self.lr_schedule, trainer.estimated_stepping_batches,
@@ -73,8 +89,6 @@ class _Base(L.LightningModule):
         self.nonfinite_steps += 1
         self._nonfinite_run += 1
         if self.max_nonfinite_steps and self._nonfinite_run >= self.max_nonfinite_steps:
-            from mlsupcon.training.errors import NonFiniteLossError
-
             raise NonFiniteLossError(
                 f"training: the loss was NaN or infinite in {self._nonfinite_run} consecutive steps "
                 f"(stage '{self.stage}', epoch {self.current_epoch}, step {self.global_step}; "
@@ -101,11 +115,32 @@ class _Base(L.LightningModule):
 
     def extra_state(self) -> dict[str, Any]:
         """What a checkpoint holds besides the weights and optimiser (plain types and tensors)."""
-        return {"nonfinite_steps": int(self.nonfinite_steps), "nonfinite_run": int(self._nonfinite_run)}
+        return {"nonfinite_steps": int(self.nonfinite_steps), "nonfinite_run": int(self._nonfinite_run),
+                "best_score": float(self.best_score), "best_epoch": int(self.best_epoch),
+                "best_state": self.best_state}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.nonfinite_steps = int(state.get("nonfinite_steps", 0))
         self._nonfinite_run = int(state.get("nonfinite_run", 0))
+        self.best_score = float(state.get("best_score", -float("inf")))
+        self.best_epoch = int(state.get("best_epoch", -1))
+        self.best_state = state.get("best_state")
+
+    # ---------------------------------------------------------------------- best epoch
+    def _keep_if_best(self, value: float) -> None:
+        """Records this epoch's score of the monitored metric: a new best keeps the epoch and its weights."""
+        if value > self.best_score:
+            self.best_score, self.best_epoch = value, self.current_epoch
+            self.best_state = self._best_weights()
+
+    def _best_weights(self) -> dict[str, torch.Tensor]:
+        """A copy of the weights :meth:`restore_best` puts back (here: the whole module's)."""
+        return {k: v.detach().clone() for k, v in self.state_dict().items()}
+
+    def restore_best(self) -> None:
+        """Puts the weights of the best epoch back (nothing if no epoch was scored)."""
+        if self.best_state is not None:
+            self.load_state_dict(self.best_state)
 
 
 def embed_views(encoder: nn.Module, projection: nn.Module, view_fn, inputs, views: int) -> torch.Tensor:
@@ -116,50 +151,13 @@ def embed_views(encoder: nn.Module, projection: nn.Module, view_fn, inputs, view
     return z.view(views, b, -1).transpose(0, 1)
 
 
-class KNNMonitor:
-    """Scores an encoder by kNN mAP: embeddings of a fixed reference set (training examples)
-    vote for the labels of a fixed query set (validation examples).
-
-    Used by :class:`ContrastiveModule` to select its best epoch and stop early. Both loaders
-    give batches ``(inputs, labels, indices)`` in a fixed order (no shuffling, no random views),
-    so the score draws on no random number generator and a resumed run scores as an
-    uninterrupted one. The scores are :func:`mlsupcon.evaluation.knn_scores` of the encoder
-    outputs (L2-normalised, ``k`` neighbours, softmax weights at ``temperature``); the value is
-    their :func:`mlsupcon.evaluation.mean_average_precision` (0 when no query label has a positive).
-
-    Example:
-        >>> import torch
-        >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
-        >>> y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
-        >>> batches = lambda i: [({"x": x[i]}, y[i], torch.as_tensor(i))]
-        >>> monitor = KNNMonitor(batches([0, 1]), batches([2, 3]), k=1)
-        >>> monitor.score(FeatureInput(), "cpu")
-        1.0
-    """
-
-    def __init__(self, reference_loader, query_loader, k: int = 20, temperature: float = 0.05) -> None:
-        self.reference_loader, self.query_loader = reference_loader, query_loader
-        self.k, self.temperature = int(k), float(temperature)
-
-    @torch.no_grad()
-    def score(self, encoder: nn.Module, device) -> float:
-        """kNN mAP of ``encoder`` (put in eval mode; the caller restores its mode)."""
-        from mlsupcon.evaluation import knn_scores
-
-        ref, ref_y = embed_all(encoder, self.reference_loader, device)
-        query, query_y = embed_all(encoder, self.query_loader, device)
-        # the search on the training device (a GPU if there is one), in query chunks
-        scores = knn_scores(ref, ref_y, query, k=self.k, temperature=self.temperature, device=device)
-        value = mean_average_precision(query_y.numpy(), scores)
-        return 0.0 if np.isnan(value) else float(value)
-
-
 class ContrastiveModule(_Base):
     """Stage 1: encoder + projection head trained with a contrastive loss.
 
     The validation contrastive loss is logged every epoch (``val/contrastive_loss``). With a
-    :class:`KNNMonitor` the encoder is also scored after every validation epoch by kNN mAP
-    (``val/knn_map``); the encoder and projection weights of the best epoch are kept in memory
+    :class:`~mlsupcon.training.callbacks.KNNMonitor` the encoder is also scored after every
+    validation epoch by kNN mAP (``val/knn_map``); the encoder and projection weights of the best
+    epoch are kept in memory
     (``best_state``, saved in checkpoints) and :meth:`restore_best` puts them back, so a stage
     that stops early (on ``val/knn_map``) or goes on past its best epoch returns the best one.
 
@@ -180,13 +178,9 @@ class ContrastiveModule(_Base):
         self.momentum_encoder = momentum_encoder
         self.knn_monitor = knn_monitor
         self.monitor = "val/knn_map" if knn_monitor is not None else None
-        self.best_score = -float("inf")
-        self.best_state: dict[str, torch.Tensor] | None = None
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        from mlsupcon.training.scale import enable_distributed_gather
-
         enable_distributed_gather(self.loss_fn, self.trainer.world_size)
 
     def _loss(self, batch):
@@ -219,15 +213,16 @@ class ContrastiveModule(_Base):
             return
         value = self.knn_monitor.score(self.encoder, self.device)
         self.log("val/knn_map", value, prog_bar=True)
-        if value > self.best_score:
-            self.best_score, self.best_epoch = value, self.current_epoch
-            # Only what the next stages use (not a momentum encoder or queue), on the CPU.
-            self.best_state = {f"{name}.{k}": v.detach().to("cpu", copy=True)
-                               for name in self._kept_parts()
-                               for k, v in getattr(self, name).state_dict().items()}
+        self._keep_if_best(value)
 
     def _kept_parts(self) -> tuple[str, ...]:
         return ("encoder", "projection") + (("prototypes",) if self.prototypes is not None else ())
+
+    def _best_weights(self) -> dict[str, torch.Tensor]:
+        # Only what the next stages use (not a momentum encoder or queue), on the CPU.
+        return {f"{name}.{k}": v.detach().to("cpu", copy=True)
+                for name in self._kept_parts()
+                for k, v in getattr(self, name).state_dict().items()}
 
     def restore_best(self) -> None:
         """Puts the encoder, projection (and prototype) weights of the best ``val/knn_map`` epoch back."""
@@ -237,16 +232,6 @@ class ContrastiveModule(_Base):
             prefix = f"{name}."
             getattr(self, name).load_state_dict(
                 {k[len(prefix):]: v for k, v in self.best_state.items() if k.startswith(prefix)})
-
-    def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "best_score": float(self.best_score), "best_epoch": int(self.best_epoch),
-                "best_state": self.best_state}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        super().load_extra_state(state)
-        self.best_score = float(state.get("best_score", -float("inf")))
-        self.best_epoch = int(state.get("best_epoch", -1))
-        self.best_state = state.get("best_state")
 
 
 class ClassifierModule(_Base):
@@ -292,15 +277,10 @@ class ClassifierModule(_Base):
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
         self._val_indices: list[torch.Tensor] = []
-        self.best_score = -float("inf")
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.best_epoch = -1
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
         if self.contrastive is not None:
-            from mlsupcon.training.scale import enable_distributed_gather
-
             enable_distributed_gather(self.contrastive_fn, self.trainer.world_size)
 
     def logits(self, inputs):
@@ -364,7 +344,7 @@ class ClassifierModule(_Base):
         for part in (self._val_scores, self._val_labels, self._val_indices):
             part.clear()
         if self.trainer.world_size > 1:
-            scores, labels, indices = (_all_gather(t, self.device, self.trainer.world_size)
+            scores, labels, indices = (all_gather_cpu(t, self.device, self.trainer.world_size)
                                        for t in (scores, labels, indices))
             # Lightning's sampler pads the shares to equal sizes with repeated examples.
             indices, first = np.unique(indices.numpy(), return_index=True)
@@ -379,63 +359,8 @@ class ClassifierModule(_Base):
         value = 0.0 if np.isnan(value) else value
         self.log("val/map", value, prog_bar=True)
         self.log("val/micro_f1@0.5", micro_f1(labels, scores, 0.5))
-        if value > self.best_score and not self.trainer.sanity_checking:
-            self.best_score, self.best_epoch = value, self.current_epoch
-            self.best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
-
-    def restore_best(self) -> None:
-        if self.best_state is not None:
-            self.load_state_dict(self.best_state)
-
-    def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "best_score": float(self.best_score), "best_epoch": int(self.best_epoch),
-                "best_state": self.best_state}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        super().load_extra_state(state)
-        self.best_score = float(state.get("best_score", -float("inf")))
-        self.best_epoch = int(state.get("best_epoch", -1))
-        self.best_state = state.get("best_state")
-
-
-def _all_gather(t: torch.Tensor, device, world_size: int) -> torch.Tensor:
-    """Every rank's ``t`` (same shape on each), concatenated in rank order, on the CPU."""
-    import torch.distributed as dist
-
-    t = t.to(device)
-    parts = [torch.empty_like(t) for _ in range(world_size)]
-    dist.all_gather(parts, t)
-    return torch.cat(parts).cpu()
-
-
-@torch.no_grad()
-def predict(model: Classifier, loader, want_embeddings: bool = False, device=None):
-    """Sigmoid scores and labels (and, optionally, pooled encoder embeddings) for a whole loader."""
-    model.eval()
-    device = device or next((p.device for p in model.head.parameters()), model.device)
-    scores, labels, embs = [], [], []
-    for inputs, y, _ in loader:
-        inputs = {k: v.to(device) for k, v in inputs.items()}
-        h = model.encoder(inputs) if want_embeddings else None
-        scores.append(torch.sigmoid(model.logits(inputs, pooled=h)).float().cpu())
-        if want_embeddings:
-            part = getattr(model.encoder, "embedding_slice", None)  # a fusion's contrastive branch
-            embs.append((h if part is None else h[:, part]).float().cpu())
-        labels.append(y)
-    out = (torch.cat(scores).numpy(), torch.cat(labels).numpy())
-    return out + ((torch.cat(embs).numpy() if embs else None),) if want_embeddings else out
-
-
-@torch.no_grad()
-def embed_all(encoder, loader, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled encoder outputs (eval mode) and labels for a whole loader."""
-    encoder.eval()
-    device = device or encoder.device
-    feats, labels = [], []
-    for inputs, y, _ in loader:
-        feats.append(encoder({k: v.to(device) for k, v in inputs.items()}).float().cpu())
-        labels.append(y)
-    return torch.cat(feats), torch.cat(labels)
+        if not self.trainer.sanity_checking:
+            self._keep_if_best(value)
 
 
 class FeatureInput(nn.Module):

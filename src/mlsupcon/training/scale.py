@@ -12,8 +12,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlsupcon.losses import FLAT_LOSSES, MomentumEncoder, QueueLoss
+from mlsupcon.losses import FLAT_LOSSES, PROTOTYPE_LOSSES, MomentumEncoder, QueueLoss
 from mlsupcon.losses.queue import LABEL_FORMATS
+
+
+def check_queue_loss(loss_name: str, label_format: str | None) -> None:
+    """A memory queue stores labels in one of :data:`~mlsupcon.losses.queue.LABEL_FORMATS`: a loss
+    taking another format (hierarchy levels, logits …) cannot have one; ValueError naming ``loss_name``."""
+    if label_format not in LABEL_FORMATS:
+        raise ValueError(f"queue_size: memory queues work with the flat losses {sorted(FLAT_LOSSES)} and the "
+                         f"prototype losses {sorted(PROTOTYPE_LOSSES)}, not '{loss_name}'")
+
+
+def check_momentum(cfg) -> None:
+    """A momentum (key) encoder fills a memory queue: ``momentum`` needs ``queue_size > 0``."""
+    if cfg.momentum is not None and not cfg.queue_size:
+        raise ValueError("momentum: a momentum (key) encoder fills a memory queue; set queue_size > 0 too")
 
 
 def wrap_criterion(cfg, loss_fn: nn.Module, loss_name: str, num_labels: int) -> nn.Module:
@@ -21,10 +35,7 @@ def wrap_criterion(cfg, loss_fn: nn.Module, loss_name: str, num_labels: int) -> 
     if not cfg.queue_size:
         return loss_fn
     label_format = getattr(loss_fn, "label_format", None)
-    if label_format not in LABEL_FORMATS:
-        raise ValueError(
-            f"queue_size: memory queues work with the flat losses {sorted(FLAT_LOSSES)}, not '{loss_name}'"
-        )
+    check_queue_loss(loss_name, label_format)
     return QueueLoss(loss_fn, size=cfg.queue_size, dim=cfg.projection_dim,
                      num_labels=num_labels if label_format == "multi_hot" else None)
 
@@ -51,10 +62,10 @@ class KeyEncoder(nn.Module):
 
 
 def make_momentum(cfg, encoder: nn.Module, projection: nn.Module) -> MomentumEncoder | None:
+    """The EMA key encoder (encoder + projection) of a run with ``momentum``, else None."""
     if cfg.momentum is None:
         return None
-    if not cfg.queue_size:
-        raise ValueError("momentum: a momentum (key) encoder fills a memory queue; set queue_size > 0 too")
+    check_momentum(cfg)
     return MomentumEncoder(KeyEncoder(encoder, projection), momentum=cfg.momentum)
 
 

@@ -9,65 +9,24 @@ policies, and the stage's CSV log. docs/failures.md describes the behaviour.
 
 from __future__ import annotations
 
-import logging
-import os
 import signal
 import sys
-import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from mlsupcon.training.batches import shard_loader
-from mlsupcon.training.io import write_json
-from mlsupcon.training.reliability import (
-    AtomicCheckpointIO,
-    CheckpointError,
-    EpochSampler,
-    ResumableCheckpoint,
-    TrainingInterrupted,
-    distributed_failure,
-    is_distributed_failure,
-    load_checkpoint_file,
-    merge_resumed_log,
-    oom_guidance,
-    read_log_rows,
-    restore_rng,
-    write_log_rows,
-)
+from mlsupcon.runs.io import write_json
+from mlsupcon.training.batches import EpochSampler, shard_loader
+from mlsupcon.training.callbacks import ResumableCheckpoint
+from mlsupcon.training.checkpoints import AtomicCheckpointIO, load_checkpoint_file
+from mlsupcon.training.distributed import distributed_failure, is_distributed_failure, is_primary_process
+from mlsupcon.training.errors import CheckpointError, TrainingInterrupted, oom_guidance
+from mlsupcon.training.logs import merge_resumed_log, quiet_lightning, read_log_rows, write_log_rows
+from mlsupcon.training.rng import restore_rng, seed_everything
 from mlsupcon.training.scale import lightning_strategy
 
+# is_primary_process, quiet_lightning and seed_everything live in distributed, logs and rng; they stay
+# importable from here for the callers that import them from this module.
 __all__ = ["RunState", "fit_stage", "is_primary_process", "quiet_lightning", "seed_everything"]
-
-
-def quiet_lightning() -> None:
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
-    # Mid-epoch resume is exact here (EpochSampler + ResumableCheckpoint), whatever Lightning
-    # infers from the loader; and a resumed stage keeps its earlier log rows (merge_resumed_log).
-    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
-    warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
-    warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
-    # A skipped (non-finite) step returns None on purpose; it is counted and logged instead.
-    warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
-    # Under DDP the logged losses and validation metrics are already global (gathered), or rank 0's.
-    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
-
-
-def seed_everything(seed: int) -> None:
-    """Seeds python, numpy and torch (and the data-loader workers), as Lightning does."""
-    import lightning as L
-
-    L.seed_everything(seed, workers=True, verbose=False)
-
-
-def is_primary_process() -> bool:
-    """False in the extra processes of a distributed launch (Lightning's DDP launcher or
-    torchrun set RANK / LOCAL_RANK / NODE_RANK): only rank 0 locks and writes the run folder."""
-    return all(int(os.environ.get(v, "0") or 0) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
 class RunState:
@@ -158,7 +117,7 @@ def _note_epoch_cap(run: RunState, stage: str, module, max_epochs: int, epochs_o
 
 
 def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_epochs: int,
-              early_stop: bool, run: RunState, epochs_option: str = "epochs") -> None:
+              early_stop: bool, run: RunState, epochs_option: str = "epochs", oom_hints: Sequence[str] = ()) -> None:
     """Fits one stage: checkpoints, resume (or skipping a finished stage), non-finite and OOM policies.
 
     Every stage trains with AdamW and the config's learning-rate schedule (``lr_schedule``,
@@ -177,6 +136,7 @@ def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_
             of a contrastive encoder) has not improved for ``cfg.patience`` epochs.
         run: the run's bookkeeping (non-finite step counts, notes).
         epochs_option: the config field that set ``max_epochs`` (named in the note).
+        oom_hints: the method's advice when memory runs out (``Method.oom_hints``).
     """
     module.stage, module.max_nonfinite_steps = stage, cfg.max_nonfinite_steps
     for name in ("lr_schedule", "warmup_epochs", "min_lr_ratio"):
@@ -189,76 +149,26 @@ def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_
     sampler = train_loader.sampler if isinstance(train_loader.sampler, EpochSampler) else None
     checkpoint = ResumableCheckpoint(ckpt_dir, cfg.checkpoint_every_n_steps, sampler, train_loader.batch_size,
                                      seed=cfg.seed)
+    ckpt_path, kept_rows, log_dir = None, None, None
     if cfg.resume and last.is_file():
         ckpt = load_checkpoint_file(last)
         state = _check_stage_checkpoint(ckpt, last, module)
         if done.is_file():
-            # Finished before: the weights, best epoch and RNG states as they were at its end (rank 0's:
-            # under DDP what follows draws on rank 0's, e.g. a new head, or on seed_rank_stream).
-            module.load_state_dict(ckpt["state_dict"])
-            module.on_load_checkpoint(ckpt)
-            restore_rng(state["rng"])
-            run.nonfinite[stage] = module.nonfinite_steps
-            run.note(f"stage '{stage}' had finished; loaded it from {last}")
+            _load_finished_stage(ckpt, state, module, run, stage, last)
             _note_epoch_cap(run, stage, module, max_epochs, epochs_option)
             return
         del ckpt
         run.note(f"resuming stage '{stage}' from {last} (epoch {state['epoch']}, batch {state['batches_done']} "
                  f"of it, step {state['global_step']})")
-        ckpt_path, kept_rows, log_dir = str(last), None, out / "logs" / stage
+        ckpt_path, log_dir = str(last), out / "logs" / stage
         if is_primary_process():  # the logs are rank 0's
-            kept_rows = read_log_rows(log_dir, int(state["epoch"]))
-            # Lightning's CSV logger deletes metrics.csv when it starts: keep the complete epochs aside.
-            (log_dir / "metrics.before_resume.csv").unlink(missing_ok=True)
-            write_log_rows(log_dir / "metrics.before_resume.csv", kept_rows)
-    else:
-        ckpt_path, kept_rows, log_dir = None, None, None
+            kept_rows = _set_log_rows_aside(log_dir, int(state["epoch"]))
     trainer = _trainer(cfg, out, stage, max_epochs, monitor, checkpoint)
     if trainer.world_size > 1 and sampler is not None:
         # Each rank its block of every global batch (resumable mid-epoch), instead of Lightning's sharding.
         train_loader = shard_loader(train_loader, trainer.world_size, trainer.global_rank)
         checkpoint.sampler = train_loader.sampler
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-    try:
-        with oom_guidance(cfg, stage):
-            trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
-    except SIGTERMException:
-        # Lightning stops at a batch boundary on SIGTERM and exits "successfully"; say what happened.
-        where = f"{last}" if last.is_file() else "no checkpoint yet"
-        raise TrainingInterrupted(
-            f"stopped by SIGTERM in stage '{stage}' (step {trainer.global_step}; last checkpoint: {where}); "
-            f"continue with `mlsupcon train --output {out} --resume`"
-        ) from None
-    except SystemExit as exc:
-        # Lightning turns Ctrl-C into a "graceful shutdown" and sys.exit(1), silently: say what happened.
-        if not isinstance(exc.__context__, KeyboardInterrupt):
-            raise
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning left Ctrl-C ignored
-        where = f"{last}" if last.is_file() else "no checkpoint yet"
-        raise TrainingInterrupted(
-            f"interrupted (Ctrl-C) in stage '{stage}' (step {trainer.global_step}; last checkpoint: {where}); "
-            f"continue with `mlsupcon train --output {out} --resume`", exit_status=130
-        ) from None
-    except Exception as exc:
-        if _caused_by_ctrl_c(exc):  # Ctrl-C inside a checkpoint write: torch re-raises it as its own error
-            where = f"{last}" if last.is_file() else "no checkpoint yet"
-            raise TrainingInterrupted(
-                f"interrupted (Ctrl-C) in stage '{stage}' (step {trainer.global_step}; last checkpoint: {where}); "
-                f"continue with `mlsupcon train --output {out} --resume`", exit_status=130
-            ) from None
-        # A process of a distributed run died or hangs: one line, not a traceback from torch.distributed.
-        if trainer.world_size < 2 or not is_distributed_failure(exc):
-            raise
-        launcher = getattr(trainer.strategy, "launcher", None)
-        if hasattr(launcher, "kill"):  # rank 0 of Lightning's launcher: stop the ranks it started, even hung ones
-            launcher.kill(signal.SIGKILL)
-        where = f"{last}" if last.is_file() else "no checkpoint yet"
-        raise distributed_failure(
-            exc, stage, trainer.global_rank, trainer.world_size, trainer.global_step, cfg.distributed_timeout,
-            f"Last checkpoint: {where}; continue with `mlsupcon train --output {out} --resume` (with torchrun: "
-            "on every node)",
-        ) from None
+    _fit(trainer, cfg, out, stage, module, train_loader, val_loader, ckpt_path, last, list(oom_hints))
     checkpoint.restore_pending(trainer)  # a stage that had ended just before the kill
     if kept_rows is not None:
         merge_resumed_log(log_dir, kept_rows)
@@ -267,6 +177,71 @@ def fit_stage(cfg, out: Path, stage: str, module, train_loader, val_loader, max_
         write_json(done, {"stage": stage, "finished": True, "nonfinite_steps": int(module.nonfinite_steps)})
     run.nonfinite[stage] = module.nonfinite_steps
     _note_epoch_cap(run, stage, module, max_epochs, epochs_option)
+
+
+def _load_finished_stage(ckpt: dict[str, Any], state: dict[str, Any], module, run: RunState, stage: str,
+                         last: Path) -> None:
+    """A stage that had finished before: its weights, best epoch and RNG states as they were at its end
+    (rank 0's: under DDP what follows draws on rank 0's, e.g. a new head, or on seed_rank_stream)."""
+    module.load_state_dict(ckpt["state_dict"])
+    module.on_load_checkpoint(ckpt)
+    restore_rng(state["rng"])
+    run.nonfinite[stage] = module.nonfinite_steps
+    run.note(f"stage '{stage}' had finished; loaded it from {last}")
+
+
+def _set_log_rows_aside(log_dir: Path, before_epoch: int) -> list[dict[str, str]]:
+    """The log rows of the complete epochs before the checkpoint, also saved to
+    ``metrics.before_resume.csv``: Lightning's CSV logger deletes metrics.csv when it starts."""
+    kept_rows = read_log_rows(log_dir, before_epoch)
+    (log_dir / "metrics.before_resume.csv").unlink(missing_ok=True)
+    write_log_rows(log_dir / "metrics.before_resume.csv", kept_rows)
+    return kept_rows
+
+
+def _fit(trainer, cfg, out: Path, stage: str, module, train_loader, val_loader, ckpt_path: str | None, last: Path,
+         oom_hints: list[str]) -> None:
+    """``trainer.fit``, with SIGTERM, Ctrl-C, out of memory and a lost distributed peer reported in one line."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        with oom_guidance(cfg, stage, oom_hints):
+            trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        # Lightning stops at a batch boundary on SIGTERM and exits "successfully"; say what happened.
+        raise _interrupted("stopped by SIGTERM", stage, trainer, last, out, exit_status=143) from None
+    except SystemExit as exc:
+        # Lightning turns Ctrl-C into a "graceful shutdown" and sys.exit(1), silently: say what happened.
+        if not isinstance(exc.__context__, KeyboardInterrupt):
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning left Ctrl-C ignored
+        raise _interrupted("interrupted (Ctrl-C)", stage, trainer, last, out, exit_status=130) from None
+    except Exception as exc:
+        if _caused_by_ctrl_c(exc):  # Ctrl-C inside a checkpoint write: torch re-raises it as its own error
+            raise _interrupted("interrupted (Ctrl-C)", stage, trainer, last, out, exit_status=130) from None
+        # A process of a distributed run died or hangs: one line, not a traceback from torch.distributed.
+        if trainer.world_size < 2 or not is_distributed_failure(exc):
+            raise
+        launcher = getattr(trainer.strategy, "launcher", None)
+        if hasattr(launcher, "kill"):  # rank 0 of Lightning's launcher: stop the ranks it started, even hung ones
+            launcher.kill(signal.SIGKILL)
+        raise distributed_failure(
+            exc, stage, trainer.global_rank, trainer.world_size, trainer.global_step, cfg.distributed_timeout,
+            f"Last checkpoint: {_last_checkpoint(last)}; continue with `mlsupcon train --output {out} --resume` "
+            "(with torchrun: on every node)",
+        ) from None
+
+
+def _last_checkpoint(last: Path) -> str:
+    return f"{last}" if last.is_file() else "no checkpoint yet"
+
+
+def _interrupted(what: str, stage: str, trainer, last: Path, out: Path, exit_status: int) -> TrainingInterrupted:
+    """The one-line :class:`TrainingInterrupted` of a stage stopped by a signal: where to continue from."""
+    return TrainingInterrupted(
+        f"{what} in stage '{stage}' (step {trainer.global_step}; last checkpoint: {_last_checkpoint(last)}); "
+        f"continue with `mlsupcon train --output {out} --resume`", exit_status=exit_status
+    )
 
 
 def _caused_by_ctrl_c(exc: BaseException) -> bool:

@@ -28,9 +28,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
-from mlsupcon.training.methods.base import ContrastiveMethod, FitContext, Method
+from mlsupcon.training.methods.base import METHODS, ContrastiveMethod, FitContext, Method, get_method
 from mlsupcon.training.methods.classifier_only import ASL, BCE, ZLPR
 from mlsupcon.training.methods.end_to_end import EndToEnd
 from mlsupcon.training.methods.kmcl import KMCL
@@ -39,8 +37,8 @@ from mlsupcon.training.methods.two_stage import TwoStage
 
 __all__ = ["METHODS", "get_method", "Method", "ContrastiveMethod", "FitContext"]
 
-#: Method classes by name (the config's ``method``).
-METHODS: dict[str, type[Method]] = {
+# The registry lives in methods.base (the methods' checks read it); its order is this one.
+METHODS.update({
     "two-stage": TwoStage,
     "end-to-end": EndToEnd,
     "bce": BCE,
@@ -48,11 +46,4 @@ METHODS: dict[str, type[Method]] = {
     "kmcl": KMCL,
     "linear": Linear,
     "zlpr": ZLPR,
-}
-
-
-def get_method(name: Any) -> type[Method]:
-    """The method class registered as ``name``; ValueError naming the known ones otherwise."""
-    if not isinstance(name, str) or name not in METHODS:
-        raise ValueError(f"method: expected one of {tuple(METHODS)}, got {name!r}")
-    return METHODS[name]
+})

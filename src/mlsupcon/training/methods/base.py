@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from mlsupcon.training.contrastive_losses import LOGIT_CONTRASTIVE_LOSSES, contrastive_term_losses
+
 if TYPE_CHECKING:  # the real imports are made where they are used: validation stays light
     import torch
 
@@ -28,16 +30,16 @@ if TYPE_CHECKING:  # the real imports are made where they are used: validation s
     from mlsupcon.training.config import TrainConfig
     from mlsupcon.training.stages import RunState
 
-__all__ = ["Method", "ContrastiveMethod", "FitContext", "make_head", "label_prior_logits", "contrastive_term_losses",
-           "LOGIT_CONTRASTIVE_LOSSES", "FIXED_DECISIONS"]
+__all__ = ["METHODS", "get_method", "Method", "ContrastiveMethod", "FitContext", "make_head", "label_prior_logits",
+           "contrastive_term_losses", "LOGIT_CONTRASTIVE_LOSSES", "FIXED_DECISIONS"]
+
+#: Method classes by name (the config's ``method``). Filled, in its order, by the package
+#: (:mod:`mlsupcon.training.methods`), which imports every method file; kept here so that the
+#: methods' checks read it without importing their own package.
+METHODS: dict[str, type[Method]] = {}
 
 #: Options only some methods use, which a run of another method must leave unset.
 EXCLUSIVE_OPTIONS = ("momentum", "classifier_loss")
-
-#: Classifier-output losses (``label_format = "logits"``) that are contrastive terms: a method with
-#: a classification term (``end-to-end``) adds them, as its ``loss``, on the classifier's logits
-#: (CL-MTC's JSPCL), instead of on projected views.
-LOGIT_CONTRASTIVE_LOSSES = ("cl_jspcl",)
 
 #: Classification losses with a decision rule of their own: (threshold on the sigmoid scores, the
 #: ``threshold_source`` of metrics.json). A run trained with one keeps that threshold instead of
@@ -45,14 +47,11 @@ LOGIT_CONTRASTIVE_LOSSES = ("cl_jspcl",)
 FIXED_DECISIONS: dict[str, tuple[float, str]] = {"zlpr": (0.5, "zlpr decision: logit 0")}
 
 
-def contrastive_term_losses() -> dict[str, type]:
-    """The loss classes a contrastive method's ``loss`` may name: :data:`~mlsupcon.losses.CONTRASTIVE_LOSSES`
-    (on projected views), :data:`~mlsupcon.losses.PROTOTYPE_LOSSES` (on projected views and the
-    label prototypes the run trains with the projection head) and :data:`LOGIT_CONTRASTIVE_LOSSES`
-    (on the classifier's logits, methods with ``contrastive_on_logits``). Imports torch."""
-    from mlsupcon.losses import CLASSIFIER_LOSSES, CONTRASTIVE_LOSSES, PROTOTYPE_LOSSES
-
-    return {**CONTRASTIVE_LOSSES, **PROTOTYPE_LOSSES, **{n: CLASSIFIER_LOSSES[n] for n in LOGIT_CONTRASTIVE_LOSSES}}
+def get_method(name: Any) -> type[Method]:
+    """The method class registered as ``name``; ValueError naming the known ones otherwise."""
+    if not isinstance(name, str) or name not in METHODS:
+        raise ValueError(f"method: expected one of {tuple(METHODS)}, got {name!r}")
+    return METHODS[name]
 
 
 @dataclass
@@ -85,11 +84,12 @@ class FitContext:
                   epochs_option: str = "epochs") -> None:
         """Fits a Lightning module as the checkpointed, resumable stage ``stage``
         (:func:`mlsupcon.training.stages.fit_stage`); ``epochs_option`` is the config field
-        that set ``max_epochs`` (named when the stage ends at that cap while still improving)."""
+        that set ``max_epochs`` (named when the stage ends at that cap while still improving).
+        Out of memory, the error names what to change, the run's method's advice included."""
         from mlsupcon.training.stages import fit_stage
 
         fit_stage(self.cfg, self.out, stage, module, train_loader, val_loader, max_epochs, early_stop, self.run,
-                  epochs_option=epochs_option)
+                  epochs_option=epochs_option, oom_hints=get_method(self.cfg.method).oom_hints(self.cfg))
 
     def eval_loader(self, split: str, preprocess=None, max_examples: int | None = None):
         """An ordered loader over ``split`` (``eval_batch_size``), preprocessed by the encoder.
@@ -109,10 +109,10 @@ class FitContext:
 
     def knn_monitor(self, reference_examples: int = 5000, query_examples: int = 2000, k: int = 20,
                     temperature: float = 0.05):
-        """A :class:`~mlsupcon.training.modules.KNNMonitor` of the encoder: up to
+        """A :class:`~mlsupcon.training.callbacks.KNNMonitor` of the encoder: up to
         ``reference_examples`` training examples vote for up to ``query_examples`` validation
         examples (fixed, seeded subsets)."""
-        from mlsupcon.training.modules import KNNMonitor
+        from mlsupcon.training.callbacks import KNNMonitor
 
         return KNNMonitor(self.eval_loader("train", max_examples=reference_examples),
                           self.eval_loader("validation", max_examples=query_examples), k=k, temperature=temperature)
@@ -140,7 +140,7 @@ class _Timer:
 
 
 class Method:
-    """Base class of the training methods (``METHODS`` in :mod:`mlsupcon.training.methods`).
+    """Base class of the training methods (:data:`METHODS`, filled by :mod:`mlsupcon.training.methods`).
 
     Attributes:
         name: registry name, the config's ``method``.
@@ -151,12 +151,15 @@ class Method:
         classifier_loss: the classifier loss it trains with, by its name in
             :mod:`mlsupcon.losses` (None: plain BCE, or none); :meth:`classification_loss`
             gives a run's (end-to-end takes it from the config).
+        builds_own_encoder: the method makes its encoder itself (``linear``: its featurizer is its
+            encoder), so the run's ``encoder`` settings (and their automatic choice) do not apply.
     """
 
     name: ClassVar[str] = ""
     options: ClassVar[tuple[str, ...]] = ()
     uses_contrastive_loss: ClassVar[bool] = False
     classifier_loss: ClassVar[str | None] = None
+    builds_own_encoder: ClassVar[bool] = False
 
     @classmethod
     def classification_loss(cls, cfg: TrainConfig) -> str | None:
@@ -177,8 +180,6 @@ class Method:
         needed (only the registries of heads and losses, which import torch)."""
         for name in EXCLUSIVE_OPTIONS:
             if getattr(cfg, name) is not None and name not in cls.options:
-                from mlsupcon.training.methods import METHODS
-
                 users = [m.name for m in METHODS.values() if name in m.options]
                 raise ValueError(f"{name}: only the {', '.join(users)} method uses it (this run's method is "
                                  f"{cls.name!r}); leave it unset")
@@ -196,6 +197,14 @@ class Method:
     def oom_hints(cls, cfg: TrainConfig) -> list[str]:
         """Method-specific advice of the out-of-memory message (what to make smaller)."""
         return [f"a smaller eval_batch_size (now {cfg.eval_batch_size})"]
+
+    @classmethod
+    def oom_guidance(cls, cfg: TrainConfig, stage: str):
+        """``with method.oom_guidance(cfg, stage): ...`` turns running out of memory into a
+        one-line :class:`~mlsupcon.training.errors.OutOfMemoryGuidance` with this method's advice."""
+        from mlsupcon.training.errors import oom_guidance
+
+        return oom_guidance(cfg, stage, cls.oom_hints(cfg))
 
     @classmethod
     def compare_overrides(cls, base: TrainConfig) -> dict[str, Any]:
@@ -244,15 +253,13 @@ class ContrastiveMethod(Method):
     @classmethod
     def validate(cls, cfg: TrainConfig) -> None:
         super().validate(cfg)
-        from mlsupcon.losses import CLASSIFIER_LOSSES, FLAT_LOSSES, LABEL_EMBEDDING_LOSSES, PROTOTYPE_LOSSES
-        from mlsupcon.losses.queue import LABEL_FORMATS
+        from mlsupcon.losses import CLASSIFIER_LOSSES, LABEL_EMBEDDING_LOSSES
+        from mlsupcon.training.scale import check_queue_loss
 
         table = contrastive_term_losses()
         on_views = sorted(n for n in table if n not in LOGIT_CONTRASTIVE_LOSSES)
         name = cfg.loss.lower() if isinstance(cfg.loss, str) else cfg.loss
         if name in LOGIT_CONTRASTIVE_LOSSES and not cls.contrastive_on_logits:
-            from mlsupcon.training.methods import METHODS
-
             users = [m.name for m in METHODS.values() if getattr(m, "contrastive_on_logits", False)]
             raise ValueError(f"loss: '{name}' is a contrastive loss on a classifier's logits; use --method "
                              f"{' or '.join(users)} (it is added to the classification loss there), or call "
@@ -263,8 +270,6 @@ class ContrastiveMethod(Method):
                              "Python API (docs/spec/LOSSES.md)")
         if name not in table:
             if name in CLASSIFIER_LOSSES:
-                from mlsupcon.training.methods import METHODS
-
                 owner = next((m.name for m in METHODS.values() if m.classifier_loss == name), None)
                 use = f"use --method {owner}" if owner else f"use a contrastive loss {on_views}"
                 raise ValueError(f"loss: {cfg.loss!r} is a classifier loss; {use}")
@@ -274,9 +279,8 @@ class ContrastiveMethod(Method):
             raise ValueError(f"batch_size: a contrastive loss ('{cfg.loss}') compares the examples of a batch with "
                              f"each other; batch_size={cfg.batch_size} leaves nothing to compare: expected >= 2 "
                              "(or a memory queue, queue_size > 0)")
-        if cfg.queue_size and (name in LOGIT_CONTRASTIVE_LOSSES or table[name].label_format not in LABEL_FORMATS):
-            raise ValueError(f"queue_size: memory queues work with the flat losses {sorted(FLAT_LOSSES)} and the "
-                             f"prototype losses {sorted(PROTOTYPE_LOSSES)}, not '{cfg.loss}'")
+        if cfg.queue_size:
+            check_queue_loss(cfg.loss, table[name].label_format)
 
     @classmethod
     def oom_hints(cls, cfg: TrainConfig) -> list[str]:

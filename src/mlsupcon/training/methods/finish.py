@@ -9,9 +9,9 @@
   ``linear``) joins the model as a second encoder branch (:class:`~mlsupcon.models.fusion.FusionEncoder`),
   and the final scores are ``w · p_model + (1 − w) · p_linear`` with w chosen on validation mAP
   among the weights that keep the linear model's validation micro- and macro-F1
-  (:data:`BLEND_GUARD`; w = 0, the linear model alone, always does). Without that guard a deep
-  model that ranks well within each label but is not calibrated across labels (e.g. stopped
-  early on 2,000 Debtags examples) won the mAP vote and halved the blend's micro-F1.
+  (:data:`BLEND_GUARD`; w = 0, the linear model alone, always does). The guard keeps a deep
+  model that ranks well within each label but is not calibrated across labels from winning the
+  mAP vote at the cost of the blend's F1.
   ``embed`` still returns the trained (contrastive) branch's embeddings.
 
 Both steps are plain computations on the trained model: no gradient step, nothing chosen on test.
@@ -48,20 +48,6 @@ def finish(ctx: FitContext, model):
     return model
 
 
-def _scores(model, loader):
-    from mlsupcon.training.modules import predict
-
-    scores, y = predict(model, loader)
-    return scores, y
-
-
-def _pooled(encoder, loader):
-    from mlsupcon.training.modules import embed_all
-
-    h, y = embed_all(encoder, loader)
-    return h, y
-
-
 def add_knn(ctx: FitContext, model):
     """Adds a validation-tuned kNN head blended with the trained one (see the module docstring)."""
     import numpy as np
@@ -69,6 +55,7 @@ def add_knn(ctx: FitContext, model):
 
     from mlsupcon.evaluation.blend import choose_blend_weight
     from mlsupcon.evaluation.knn import tune_knn
+    from mlsupcon.inference.scoring import embed_loader
     from mlsupcon.models import BlendHead, Classifier, KNNHead
 
     cfg = ctx.cfg
@@ -78,8 +65,8 @@ def add_knn(ctx: FitContext, model):
     model.to("cpu").eval()
     opts: dict[str, Any] = {"ks": (5, 10, 20, 50), "temperatures": (0.02, 0.05, 0.1), **cfg.knn_options}
     with ctx.timed("knn_s"):
-        h_train, y_train = _pooled(model.encoder, ctx.eval_loader("train", model.preprocess))
-        h_val, y_val = _pooled(model.encoder, ctx.eval_loader("validation", model.preprocess))
+        h_train, y_train = embed_loader(model.encoder, ctx.eval_loader("train", model.preprocess))
+        h_val, y_val = embed_loader(model.encoder, ctx.eval_loader("validation", model.preprocess))
         best, _ = tune_knn(h_train, y_train, h_val, y_val, ks=tuple(opts["ks"]),
                            temperatures=tuple(opts["temperatures"]), metric="map")
         knn = KNNHead.from_embeddings(h_train, y_train, **best)
@@ -102,6 +89,7 @@ def add_knn(ctx: FitContext, model):
 def add_linear_blend(ctx: FitContext, model):
     """Wide & deep: blends the TF-IDF linear model in (see the module docstring)."""
     from mlsupcon.evaluation.blend import choose_blend_weight
+    from mlsupcon.inference.scoring import predict_scores
     from mlsupcon.models import BlendHead, Classifier, ScoresHead, SliceHead
     from mlsupcon.models.fusion import FusionEncoder
     from mlsupcon.training.methods.linear import fit_linear_encoder
@@ -113,9 +101,9 @@ def add_linear_blend(ctx: FitContext, model):
     with ctx.timed("linear_blend_s"):
         linear, _ = fit_linear_encoder(ctx, seed=0)  # the same wide model under every seed
         c = ctx.dataset.num_labels
-        p_model, y_val = _scores(model, ctx.eval_loader("validation", model.preprocess))
+        p_model, y_val = predict_scores(model, ctx.eval_loader("validation", model.preprocess))
         lin_model = Classifier(linear, ScoresHead(c))
-        p_lin, _ = _scores(lin_model, ctx.eval_loader("validation", lin_model.preprocess))
+        p_lin, _ = predict_scores(lin_model, ctx.eval_loader("validation", lin_model.preprocess))
         # The blend must not lose the linear model's validation F1 scores (BLEND_GUARD).
         weight, table = choose_blend_weight(y_val, p_model, p_lin, metric="map", guard=BLEND_GUARD)
         d = model.encoder.output_dim

@@ -37,10 +37,9 @@ class KMCL(Method):
         from mlsupcon.losses import build
         from mlsupcon.models import Classifier
         from mlsupcon.training.modules import KMCLModule
-        from mlsupcon.training.reliability import oom_guidance
 
         cfg = ctx.cfg
-        with oom_guidance(cfg, "end_to_end"), ctx.timed("train_s"):
+        with self.oom_guidance(cfg, "end_to_end"), ctx.timed("train_s"):
             head = make_head(ctx, "kmcl", {"mode": "isotropic", **cfg.head_options})
             module = KMCLModule(ctx.encoder, head, build("kmcl", **cfg.loss_options), cfg.lr, cfg.weight_decay)
             ctx.fit_stage("end_to_end", module, ctx.loaders["train"], ctx.loaders["validation"], cfg.epochs,

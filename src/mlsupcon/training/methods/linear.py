@@ -21,9 +21,8 @@ image     the pixels (:mod:`~mlsupcon.models.pixels` encoder),        logistic r
 No Lightning and no epochs: the fit is exact and deterministic. Standardisation is folded into
 the weights (:func:`~mlsupcon.models.linear_baseline.fit_vector_linear`), so vectors and pixels
 are scored by one affine map of the raw values. C was chosen on the validation split of Debtags
-(text), yeast (vectors) and fashion-mosaic (images: validation mAP 0.839 at C = 0.003, 0.836 at
-0.001, 0.831 at 0.01, 0.793 at 0.1; 8,000 training mosaics, 56×56 grey = 3,136 features, ~22 s
-of CPU for the 10 labels, where liblinear took ~64 s per label).
+(text), yeast (vectors) and fashion-mosaic (images); images use L-BFGS, which fits all the
+pixels' features far faster than liblinear.
 
 The trained model is an ordinary :class:`~mlsupcon.models.Classifier`, so thresholds, metrics,
 export, ``predict`` and ``evaluate`` treat it like every other method: the encoder's single
@@ -111,7 +110,7 @@ class Linear(Method):
     @staticmethod
     def _write_log(ctx: FitContext, num_features: int, train) -> None:
         """``logs/linear/metrics.csv``: one row (the fit has no epochs), like the Lightning stages' logs."""
-        from mlsupcon.training.io import atomic_write_text
+        from mlsupcon.runs.io import atomic_write_text
 
         log_dir = ctx.out / "logs" / "linear"
         log_dir.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 Stage ``contrastive`` trains encoder + projection head (and, for a prototype loss such as
 ``msc``, the label prototypes) with the contrastive loss (optionally with a memory queue filled
 by a momentum key encoder), scores the encoder after every epoch by
-kNN mAP on a validation subset (``val/knn_map``, :class:`~mlsupcon.training.modules.KNNMonitor`),
+kNN mAP on a validation subset (``val/knn_map``, :class:`~mlsupcon.training.callbacks.KNNMonitor`),
 stops early on it (``patience``; ``epochs`` is a cap) and hands its best epoch's encoder to
 stage 2. Stage ``classifier`` then trains a head
 (early stopping on validation mAP, best epoch kept): by default on the frozen encoder — a
@@ -27,8 +27,9 @@ class TwoStage(ContrastiveMethod):
     @classmethod
     def validate(cls, cfg) -> None:
         super().validate(cfg)
-        if cfg.momentum is not None and not cfg.queue_size:
-            raise ValueError("momentum: a momentum (key) encoder fills a memory queue; set queue_size > 0 too")
+        from mlsupcon.training.scale import check_momentum
+
+        check_momentum(cfg)
 
     @classmethod
     def oom_hints(cls, cfg) -> list[str]:
@@ -39,10 +40,10 @@ class TwoStage(ContrastiveMethod):
         return hints
 
     def fit(self, ctx: FitContext):
+        from mlsupcon.inference.scoring import embed_loader
         from mlsupcon.models import Classifier
         from mlsupcon.training.batches import tensor_loader
-        from mlsupcon.training.modules import ClassifierModule, ContrastiveModule, FeatureInput, embed_all
-        from mlsupcon.training.reliability import oom_guidance
+        from mlsupcon.training.modules import ClassifierModule, ContrastiveModule, FeatureInput
         from mlsupcon.training.scale import make_momentum
 
         cfg, encoder, loaders, parts = ctx.cfg, ctx.encoder, ctx.loaders, self.contrastive
@@ -59,7 +60,7 @@ class TwoStage(ContrastiveMethod):
         encoder.to("cpu")
         with ctx.timed("classifier_s"):
             head = make_head(ctx)
-            with oom_guidance(cfg, "classifier"):
+            with self.oom_guidance(cfg, "classifier"):
                 if cfg.finetune_encoder:
                     stage2 = ClassifierModule(encoder, head, cfg.classifier_lr, cfg.weight_decay,
                                               encoder_lr_ratio=cfg.encoder_lr_ratio)
@@ -69,7 +70,7 @@ class TwoStage(ContrastiveMethod):
                         p.requires_grad_(False)
                     # The encoder is frozen: embed every split once and train the probe on the
                     # cached embeddings (the protocol of the SimDis paper).
-                    feats = {s: embed_all(encoder, ctx.eval_loader(s)) for s in ("train", "validation")}
+                    feats = {s: embed_loader(encoder, ctx.eval_loader(s)) for s in ("train", "validation")}
                     stage2 = ClassifierModule(FeatureInput(), head, cfg.classifier_lr, cfg.weight_decay)
                     train_l = tensor_loader(*feats["train"], cfg.probe_batch_size, shuffle=True, seed=cfg.seed)
                     val_l = tensor_loader(*feats["validation"], cfg.eval_batch_size, shuffle=False)
