@@ -183,54 +183,25 @@ def load_coco(
     if missing and main is None:
         raise ValueError(f"no annotation file for split(s) {missing}: give coco:FILE or {'=, '.join(missing)}=")
 
-    # One category vocabulary across files (ids must agree).
-    cats: dict[int, tuple[str, Any]] = {}
-    for f in ([main] if main else []) + list(files.values()):
-        for cid, val_ in f.categories.items():
-            if cid in cats and cats[cid][0] != val_[0]:
-                raise ValueError(
-                    f"category id {cid} is '{cats[cid][0]}' in one file and '{val_[0]}' in {f.ann}"
-                )
-            cats.setdefault(cid, val_)
+    cats = _categories(([main] if main else []) + list(files.values()))
     cat_ids = sorted(cats)
     names = [cats[c][0] for c in cat_ids]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"duplicate category names {dup}")
 
-    def rows(f: _CocoFile, idx: np.ndarray) -> tuple[list[str], list[list[str]], list[str]]:
-        paths = [str(f.image_dir / f.file_names[i]) for i in idx]
-        labs = [[cats[c][0] for c in sorted(f.labels[i])] for i in idx]
-        ids = [str(f.image_ids[i]) for i in idx]
-        return paths, labs, ids
-
-    parts: dict[str, tuple[list[str], list[list[str]], list[str]]] = {}
     info: dict[str, Any] = {"files": {k: str(f.ann) for k, f in files.items()}}
-    for k, f in files.items():
-        parts[k] = rows(f, np.arange(len(f.image_ids)))
+    parts = {k: _rows(f, np.arange(len(f.image_ids)), cats) for k, f in files.items()}
     if missing:
         assert main is not None
-        fr = np.array([split_fractions[i] if k in missing else 0.0
-                       for i, k in enumerate(("train", "validation", "test"))])
-        if fr.sum() <= 0:
-            raise ValueError(f"split_fractions {split_fractions} give nothing to the missing split(s) {missing}")
-        fr = fr / fr.sum()
-        idx = seeded_split(len(main.image_ids), seed, tuple(fr.tolist()))
-        for k in missing:
-            parts[k] = rows(main, idx[k])
-        info["files"]["main"] = str(main.ann)
-        info["split"] = {"seeded": missing, "seed": int(seed), "fractions": fr.tolist()}
+        parts.update(_seeded_parts(main, missing, cats, split_fractions, seed, info))
 
     if on_bad_image != "unchecked":
         parts = _readable(parts, on_bad_image, info)
     unlabeled = {k: sum(1 for l in v[1] if not l) for k, v in parts.items()}
     info["unlabeled_images"] = unlabeled
     if drop_unlabeled:
-        kept = {}
-        for k, (p_, l_, i_) in parts.items():
-            keep = [j for j, ls in enumerate(l_) if ls]
-            kept[k] = ([p_[j] for j in keep], [l_[j] for j in keep], [i_[j] for j in keep])
-        parts = kept
+        parts = _labeled_only(parts)
         info["dropped_unlabeled"] = True
     splits = {
         k: Split(k, ImageFiles(v[0], image_size), encode_labels(v[1], names), list(v[2]))
@@ -242,6 +213,54 @@ def load_coco(
         hier = LabelHierarchy.from_paths(names, [(s,) for s in supers], level_titles=["supercategory", "category"])
     name = f"coco:{path}" if path else "coco"
     return MultiLabelDataset(name, "image", names, splits, hier, info)
+
+
+#: One split's rows: image paths, label names per image, image ids.
+_Rows = tuple[list[str], list[list[str]], list[str]]
+
+
+def _categories(coco_files: list[_CocoFile]) -> dict[int, tuple[str, Any]]:
+    """One category vocabulary across files (ids must agree): id -> (name, supercategory)."""
+    cats: dict[int, tuple[str, Any]] = {}
+    for f in coco_files:
+        for cid, val_ in f.categories.items():
+            if cid in cats and cats[cid][0] != val_[0]:
+                raise ValueError(
+                    f"category id {cid} is '{cats[cid][0]}' in one file and '{val_[0]}' in {f.ann}"
+                )
+            cats.setdefault(cid, val_)
+    return cats
+
+
+def _rows(f: _CocoFile, idx: np.ndarray, cats: dict[int, tuple[str, Any]]) -> _Rows:
+    paths = [str(f.image_dir / f.file_names[i]) for i in idx]
+    labs = [[cats[c][0] for c in sorted(f.labels[i])] for i in idx]
+    ids = [str(f.image_ids[i]) for i in idx]
+    return paths, labs, ids
+
+
+def _seeded_parts(main: _CocoFile, missing: list[str], cats: dict[int, tuple[str, Any]],
+                  split_fractions: tuple[float, float, float], seed: int, info: dict[str, Any]) -> dict[str, _Rows]:
+    """The ``missing`` splits, seeded from the main file (recorded in ``info``)."""
+    fr = np.array([split_fractions[i] if k in missing else 0.0
+                   for i, k in enumerate(("train", "validation", "test"))])
+    if fr.sum() <= 0:
+        raise ValueError(f"split_fractions {split_fractions} give nothing to the missing split(s) {missing}")
+    fr = fr / fr.sum()
+    idx = seeded_split(len(main.image_ids), seed, tuple(fr.tolist()))
+    parts = {k: _rows(main, idx[k], cats) for k in missing}
+    info["files"]["main"] = str(main.ann)
+    info["split"] = {"seeded": missing, "seed": int(seed), "fractions": fr.tolist()}
+    return parts
+
+
+def _labeled_only(parts: dict[str, _Rows]) -> dict[str, _Rows]:
+    """The rows of images with at least one label."""
+    kept = {}
+    for k, (p_, l_, i_) in parts.items():
+        keep = [j for j, ls in enumerate(l_) if ls]
+        kept[k] = ([p_[j] for j in keep], [l_[j] for j in keep], [i_[j] for j in keep])
+    return kept
 
 
 def _readable(parts: dict[str, tuple[list[str], list[list[str]], list[str]]], on_bad_image: str,

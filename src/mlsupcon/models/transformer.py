@@ -173,6 +173,20 @@ class TransformerEncoder(Encoder):
                         else _resolve_model_path(tokenizer_path, "tokenizer_path"))
         self.tokenizer = TextTokenizer.from_path(tok_path)
 
+        self.backbone = self._build_backbone(path, config, AutoConfig, AutoModel)
+        self._check_backbone()
+        self._set_segments()
+        if self.freeze:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+            self.backbone.eval()
+        if self.gradient_checkpointing:
+            self._enable_gradient_checkpointing()
+
+    def _build_backbone(self, path: str | None, config: Mapping[str, Any] | None, AutoConfig: type,
+                        AutoModel: type) -> torch.nn.Module:
+        """The pretrained model at ``path``, or a random one from ``config``, in train mode
+        (``AutoConfig``/``AutoModel``: those of transformers, imported by the caller)."""
         with quiet_transformers():
             if path is not None:
                 try:
@@ -198,7 +212,11 @@ class TransformerEncoder(Encoder):
                     backbone = AutoModel.from_config(cfg)
         # from_pretrained returns the model in eval mode; a new encoder trains like any module
         # (dropout on) unless frozen (below).
-        self.backbone = backbone.train()
+        return backbone.train()
+
+    def _check_backbone(self) -> None:
+        """Checks that the segments and the tokenizer fit the model; sets ``hidden_size``/``output_dim``."""
+        backbone = self.backbone
         cfg = backbone.config
         max_pos = getattr(cfg, "max_position_embeddings", None)
         if isinstance(max_pos, int) and self.segment_length > max_pos:
@@ -214,6 +232,8 @@ class TransformerEncoder(Encoder):
         self.hidden_size = int(getattr(cfg, "hidden_size", None) or emb.embedding_dim)
         self.output_dim = self.hidden_size
 
+    def _set_segments(self) -> None:
+        """Special token ids, segments per document and tokens per segment, and the token cache."""
         self.cls_token_id = self.tokenizer.token_id("cls")
         if self.cls_token_id is None:
             self.cls_token_id = self.tokenizer.token_id("bos")
@@ -231,20 +251,16 @@ class TransformerEncoder(Encoder):
         # Each training text is tokenised once, in its first epoch (the loader preprocesses per batch).
         self._token_cache = TokenCache(self.tokenizer, self._chunk * self.max_segments)
 
-        if self.freeze:
-            for p in self.backbone.parameters():
-                p.requires_grad_(False)
-            self.backbone.eval()
-        if self.gradient_checkpointing:
-            if not getattr(self.backbone, "supports_gradient_checkpointing", False):
-                raise ValueError(f"gradient_checkpointing: {type(self.backbone).__name__} does not support it")
-            # transformers 5 renamed the method; keep working with 4.x too.
-            enable = (getattr(self.backbone, "activation_checkpointing_enable", None)
-                      or self.backbone.gradient_checkpointing_enable)
-            if hasattr(self.backbone.config, "use_cache"):
-                self.backbone.config.use_cache = False  # incompatible with checkpointing anyway
-            with quiet_transformers():
-                enable()
+    def _enable_gradient_checkpointing(self) -> None:
+        if not getattr(self.backbone, "supports_gradient_checkpointing", False):
+            raise ValueError(f"gradient_checkpointing: {type(self.backbone).__name__} does not support it")
+        # transformers 5 renamed the method; keep working with 4.x too.
+        enable = (getattr(self.backbone, "activation_checkpointing_enable", None)
+                  or self.backbone.gradient_checkpointing_enable)
+        if hasattr(self.backbone.config, "use_cache"):
+            self.backbone.config.use_cache = False  # incompatible with checkpointing anyway
+        with quiet_transformers():
+            enable()
 
     # ------------------------------------------------------------------ misc
     @property
