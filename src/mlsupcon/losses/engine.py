@@ -28,8 +28,8 @@ __all__ = ["weighted_log_softmax", "reduce_anchor_losses", "plan_chunks"]
 # Dense mode (G kept between forward and backward) up to this many anchor × candidate entries.
 DENSE_MAX_ENTRIES = 2**26
 # Chunked mode: about this many similarity entries per block (V views of it). Thin blocks make
-# thin matmuls: at N = 8,192 on one CPU core, 256-row blocks run at ~70 % of the bare matmul's
-# rate, 1,024-row ones at ~95 %. 2**24 entries keep a block's buffer at 64 MiB (float32).
+# thin matmuls, which run well below the bare matmul's rate; 2**24 entries keep a block's buffer
+# at 64 MiB (float32).
 BLOCK_ENTRIES = 2**24
 # Chunked mode chosen by the engine: G of the first blocks is kept from forward up to this many
 # entries (1 GiB in float32), so backward recomputes only the other blocks.

@@ -15,9 +15,9 @@ __all__ = ["LabelStatistics", "relation_counts", "to_dense_multi_hot"]
 
 # A label held by more than this share of the rows goes through a dense matmul; the others add
 # their pairs by scatter. A dense label column costs every (anchor, candidate) entry once; a
-# scattered one costs its own pairs n_k², each ~20–50× a multiply-add of the matmul, so only the
-# most frequent labels are worth a column. Debtags batches: ~15 of ~500 present labels are dense,
-# and the scattered ones add ~2 % of B² pairs, instead of a 500-deep matmul.
+# scattered one costs its own pairs n_k², each many times a multiply-add of the matmul, so only the
+# most frequent labels are worth a column: a few dense columns and a small share of scattered
+# pairs instead of a matmul as deep as the number of labels.
 DENSE_LABEL_SHARE = 1 / 16
 # Pairs scattered at once (bounds the index buffers: 4 int64 arrays of this length).
 SCATTER_PAIRS_MAX = 2**22
@@ -131,7 +131,7 @@ class LabelStatistics:
             pos = torch.arange(self._rows.numel(), device=device) - self._crow[self._rows]
             padded[self._rows, pos] = self._cols  # each row's labels, sorted, then -1
             # Rows in lexicographic order by stable sorts from the last column to the first
-            # (torch.unique(dim=0) compares row by row and is ~100× slower), then an id per run.
+            # (torch.unique(dim=0) compares row by row and is much slower), then an id per run.
             order = torch.arange(self.num_rows, device=device)
             for j in range(width - 1, -1, -1):
                 order = order[torch.sort(padded[order, j], stable=True)[1]]

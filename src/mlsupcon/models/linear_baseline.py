@@ -50,8 +50,7 @@ __all__ = ["LinearScores", "constant_logit", "fit_one_vs_rest", "fit_vector_line
 
 ESTIMATORS = ("svm", "logreg")
 #: Logistic-regression solvers: liblinear (sparse TF-IDF, few dense features) or L-BFGS (many
-#: dense features, e.g. pixels: BLAS products instead of liblinear's per-entry loops, ~6x less
-#: CPU on 8,000 x 3,136 pixels).
+#: dense features, e.g. pixels: BLAS products instead of liblinear's per-entry loops).
 SOLVERS = ("liblinear", "lbfgs")
 
 
