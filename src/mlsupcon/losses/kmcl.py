@@ -1,7 +1,7 @@
 r"""KMCL losses (Sajedi, Khaki et al. 2023, "End-to-End Supervised Multilabel Contrastive Learning").
 
 The contract is the KMCL section of ``docs/spec/LOSSES.md``. A head (see
-:class:`mlsupcon.models.kmcl.KMCLHead`) maps a feature :math:`x_i \in \mathbb{R}^M` to, per class
+:class:`mlsupcon.models.heads.kmcl.KMCLHead`) maps a feature :math:`x_i \in \mathbb{R}^M` to, per class
 :math:`k`, a logit :math:`\pi_{ik}` (:math:`p_{ik} = \sigma(\pi_{ik})`), a mean :math:`\mu_{ik}` and a
 variance :math:`\sigma^2_{ik} > 0` of the Gaussian kernel of class :math:`k`.
 
@@ -824,7 +824,7 @@ class KMCLLoss(nn.Module):
     r"""The KMCL objective: ``weight_asl·L_ASL(π) + weight_rec·L_rec + weight_con·L_con``.
 
     Called as ``loss_fn(x, pi, mu, sigma2, labels)`` — or ``loss_fn(*head(features), labels)`` with
-    a :class:`mlsupcon.models.kmcl.KMCLHead` — and returns the weighted total; with
+    a :class:`mlsupcon.models.heads.kmcl.KMCLHead` — and returns the weighted total; with
     ``return_terms=True`` it returns ``(total, {"asl": ..., "rec": ..., "con": ...})`` (the
     unweighted terms, still attached to the graph). The last call's terms are also kept, detached,
     in :attr:`last_terms` for logging.
@@ -843,7 +843,7 @@ class KMCLLoss(nn.Module):
 
     Example:
         >>> import torch
-        >>> from mlsupcon.models.kmcl import KMCLHead
+        >>> from mlsupcon.models.heads.kmcl import KMCLHead
         >>> head = KMCLHead(in_dim=8, num_classes=3)
         >>> loss_fn = KMCLLoss()
         >>> y = torch.tensor([[1, 0, 1], [1, 1, 0], [0, 0, 1]])
