@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mlsupcon.config import TrainConfig
 from mlsupcon.runs import figures as _figures
 from mlsupcon.runs.figures import (  # noqa: F401 - re-exported
     PURITY_K,
@@ -50,7 +51,6 @@ from mlsupcon.runs.report import (  # noqa: F401 - re-exported
     row_name,
     write_results,
 )
-from mlsupcon.training.config import TrainConfig
 from mlsupcon.training.methods import METHODS
 
 #: The method of contrastive-loss rows when the base config's method has no contrastive loss.
