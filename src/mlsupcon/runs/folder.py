@@ -46,8 +46,8 @@ from mlsupcon.runs.io import atomic_write_text, write_json
 __all__ = ["CONFIG_FILE", "ENVIRONMENT_FILE", "METRICS_FILE", "MODEL_DIR", "CHECKPOINTS_DIR", "LOGS_DIR",
            "EMBEDDINGS_FILE", "RUN_ARTEFACTS", "LOCK_FILE", "COMPARE_ARTEFACTS", "RESUME_FREE_KEYS",
            "classify_entry", "folder_entries", "check_output_folder", "remove_artefacts", "check_run_output",
-           "run_lock", "claim_run_folder", "has_checkpoint", "is_run_folder", "model_folder", "environment_info",
-           "save_config", "check_resume_config", "start_run_folder", "classify_compare_entry",
+           "run_lock", "claim_run_folder", "has_checkpoint", "is_primary_process", "is_run_folder", "model_folder",
+           "environment_info", "save_config", "check_resume_config", "start_run_folder", "classify_compare_entry",
            "check_compare_output"]
 
 # ---------------------------------------------------------------------------- what a run writes
@@ -83,6 +83,17 @@ class RunOptions(Protocol):
 
 
 RunOptionsT = TypeVar("RunOptionsT", bound=RunOptions)
+
+
+#: The environment variables a distributed launch (Lightning's DDP launcher, torchrun) sets to a
+#: process's rank: all three are 0 (or unset) in the primary process only.
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK")
+
+
+def is_primary_process() -> bool:
+    """False in the extra processes of a distributed launch (Lightning's DDP launcher or
+    torchrun set RANK / LOCAL_RANK / NODE_RANK): only rank 0 checks, locks and writes the run folder."""
+    return all(int(os.environ.get(v, "0") or 0) == 0 for v in RANK_VARIABLES)
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -183,12 +194,12 @@ def check_run_output(cfg: RunOptions, out: Path) -> None:
     or empty folder, or ``--overwrite``; ``--resume`` needs a started run (its ``config.yaml``).
 
     Only rank 0 of a distributed launch checks: the other ranks follow it into the folder it
-    started (the rule of :func:`~mlsupcon.training.stages.is_primary_process`, which needs Lightning).
+    started (:func:`is_primary_process`).
     """
-    if any(int(os.environ.get(v, "0") or 0) != 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK")):
+    if not is_primary_process():
         return
     missing = "the folder does not exist" if not out.exists() else "no config.yaml: no run was started there"
-    check_output_folder(out, cfg.resume, cfg.overwrite, resumable=(out / "config.yaml").is_file(),
+    check_output_folder(out, cfg.resume, cfg.overwrite, resumable=(out / CONFIG_FILE).is_file(),
                         nothing_to_resume=missing)
 
 
