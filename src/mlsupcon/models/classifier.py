@@ -58,7 +58,7 @@ def head_logits(head: ClassifierHead, encoder: Encoder, batch: Mapping[str, torc
     """Logits ``[n, C]`` of ``head`` on ``encoder``'s view of ``batch`` (by ``head.input``).
 
     Args:
-        head: a classifier head.
+        head: a classifier head (its ``input`` says what it reads).
         encoder: the encoder (any module mapping a batch to pooled features; text encoders also
             have ``encode_sequence``).
         batch: a preprocessed batch.
@@ -98,9 +98,7 @@ class Classifier(nn.Module):
     @property
     def head_kind(self) -> str:
         """The head's registry kind (``linear``, ``attention``, ``kmcl`` …)."""
-        if self.head.kind:
-            return self.head.kind
-        return next((k for k, c in HEADS.items() if type(self.head) is c), type(self.head).__name__)
+        return self.head.kind or type(self.head).__name__  # a registered head always has its kind
 
     @property
     def device(self) -> torch.device:
