@@ -6,8 +6,8 @@ checks; the config itself is :mod:`mlsupcon.config`), :mod:`~mlsupcon.training.m
 (one file per method, the ``METHODS`` registry), :mod:`~mlsupcon.training.modules` (Lightning
 modules), :mod:`~mlsupcon.training.stages` (one checkpointed, resumable stage),
 :mod:`~mlsupcon.training.runner` (``run_training``, ``evaluate_run``),
-:mod:`~mlsupcon.training.run_folder`, :mod:`~mlsupcon.training.export` (``save_classifier``,
-``load_classifier``), :mod:`~mlsupcon.training.compare`.
+:mod:`~mlsupcon.training.compare`. ``save_classifier`` and ``load_classifier`` are
+:mod:`mlsupcon.inference.storage`'s; the run folder is :mod:`mlsupcon.runs`.
 """
 
 from mlsupcon.config.schema import TrainConfig
@@ -23,9 +23,9 @@ def __getattr__(name):  # torch and Lightning are imported only when they are ne
 
         return getattr(runner, name)
     if name in ("save_classifier", "load_classifier"):
-        from mlsupcon.training import export
+        from mlsupcon.inference import storage
 
-        return getattr(export, name)
+        return getattr(storage, name)
     if name == "run_compare":
         from mlsupcon.training.compare import run_compare
 
