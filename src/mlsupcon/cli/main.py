@@ -60,11 +60,6 @@ def _resume_config_path(args) -> str | None:
     return str(saved) if saved.is_file() else None
 
 
-def _is_primary_launch() -> bool:
-    """Not an extra process of a distributed launch (those follow rank 0 into its folder)."""
-    return all(int(os.environ.get(v, "0") or 0) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
-
-
 def cmd_train(args) -> int:
     import contextlib
     from pathlib import Path
@@ -77,7 +72,7 @@ def cmd_train(args) -> int:
     # (seconds to import) are, the method's checks (loss and head registries: torch) before Lightning.
     cfg = load_config(_resume_config_path(args), _overrides(args, "train"), method_names=METHODS)
     from mlsupcon.progress import set_enabled
-    from mlsupcon.runs.folder import check_run_output, claim_run_folder
+    from mlsupcon.runs.folder import check_run_output, claim_run_folder, is_primary_process
 
     set_enabled(cfg.progress)  # --no-progress: the encoders' embedding reports too
     out = Path(cfg.output)
@@ -86,7 +81,7 @@ def cmd_train(args) -> int:
     from mlsupcon.training.input_checks import load_training_data
     from mlsupcon.training.run_config import check_method_options
 
-    primary = _is_primary_launch()
+    primary = is_primary_process()  # the extra processes of a distributed launch follow rank 0 into its folder
     # The folder's lock first: a second run into the same folder is refused before its data is read.
     with claim_run_folder(out) if primary else contextlib.nullcontext():
         try:

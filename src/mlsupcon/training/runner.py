@@ -39,10 +39,9 @@ from mlsupcon.evaluation import compute_metrics, macro_f1, tune_global_threshold
 from mlsupcon.inference.scoring import predict_scores
 from mlsupcon.inference.storage import save_classifier
 from mlsupcon.models import Classifier, build_encoder
-from mlsupcon.runs.folder import RESUME_FREE_KEYS, check_run_output, run_lock, start_run_folder
+from mlsupcon.runs.folder import RESUME_FREE_KEYS, check_run_output, is_primary_process, run_lock, start_run_folder
 from mlsupcon.runs.io import atomic_dir, atomic_savez, write_json
 from mlsupcon.training.batches import make_loader
-from mlsupcon.training.distributed import is_primary_process
 from mlsupcon.training.input_checks import check_training_data
 from mlsupcon.training.logs import quiet_lightning
 from mlsupcon.training.methods import FitContext, get_method
