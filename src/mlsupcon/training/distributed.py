@@ -2,12 +2,11 @@
 message of a run whose processes lost contact (docs/scaling.md, docs/failures.md).
 
 Every rank seeds its own random stream per stage (:func:`mlsupcon.training.rng.seed_rank_stream`);
-rank 0 alone writes the run folder (:func:`is_primary_process`).
+rank 0 alone writes the run folder (:func:`~mlsupcon.runs.folder.is_primary_process`).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -16,18 +15,7 @@ import torch
 from mlsupcon.training.errors import DistributedError, first_error_line
 from mlsupcon.training.rng import capture_rng
 
-__all__ = ["all_gather_cpu", "distributed_failure", "gather_rng", "is_distributed_failure", "is_primary_process",
-           "world_size"]
-
-#: The environment variables a distributed launch (Lightning's DDP launcher, torchrun) sets to a
-#: process's rank: all three are 0 (or unset) in the primary process only.
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK")
-
-
-def is_primary_process() -> bool:
-    """False in the extra processes of a distributed launch (Lightning's DDP launcher or
-    torchrun set RANK / LOCAL_RANK / NODE_RANK): only rank 0 locks and writes the run folder."""
-    return all(int(os.environ.get(v, "0") or 0) == 0 for v in RANK_VARIABLES)
+__all__ = ["all_gather_cpu", "distributed_failure", "gather_rng", "is_distributed_failure", "world_size"]
 
 
 def world_size(trainer) -> int:

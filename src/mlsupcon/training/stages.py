@@ -14,17 +14,18 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from mlsupcon.runs.folder import is_primary_process
 from mlsupcon.runs.io import write_json
 from mlsupcon.training.batches import EpochSampler, shard_loader
 from mlsupcon.training.callbacks import ResumableCheckpoint
 from mlsupcon.training.checkpoints import AtomicCheckpointIO, load_checkpoint_file
-from mlsupcon.training.distributed import distributed_failure, is_distributed_failure, is_primary_process
+from mlsupcon.training.distributed import distributed_failure, is_distributed_failure
 from mlsupcon.training.errors import CheckpointError, TrainingInterrupted, oom_guidance
 from mlsupcon.training.logs import merge_resumed_log, quiet_lightning, read_log_rows, write_log_rows
 from mlsupcon.training.rng import restore_rng, seed_everything
 from mlsupcon.training.scale import lightning_strategy
 
-# is_primary_process, quiet_lightning and seed_everything live in distributed, logs and rng; they stay
+# is_primary_process, quiet_lightning and seed_everything live in runs.folder, logs and rng; they stay
 # importable from here for the callers that import them from this module.
 __all__ = ["RunState", "fit_stage", "is_primary_process", "quiet_lightning", "seed_everything"]
 

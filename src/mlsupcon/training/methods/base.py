@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from mlsupcon.config.methods import CONTRASTIVE_OPTIONS, EXCLUSIVE_OPTIONS
 from mlsupcon.training.contrastive_losses import LOGIT_CONTRASTIVE_LOSSES, contrastive_term_losses
 
 if TYPE_CHECKING:  # the real imports are made where they are used: validation stays light
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # the real imports are made where they are used: validation s
 
     from mlsupcon.data import MultiLabelDataset
     from mlsupcon.models import Classifier, Encoder
-    from mlsupcon.training.config import TrainConfig
+    from mlsupcon.config.schema import TrainConfig
     from mlsupcon.training.stages import RunState
 
 __all__ = ["METHODS", "get_method", "Method", "ContrastiveMethod", "FitContext", "make_head", "label_prior_logits",
@@ -37,9 +38,6 @@ __all__ = ["METHODS", "get_method", "Method", "ContrastiveMethod", "FitContext",
 #: (:mod:`mlsupcon.training.methods`), which imports every method file; kept here so that the
 #: methods' checks read it without importing their own package.
 METHODS: dict[str, type[Method]] = {}
-
-#: Options only some methods use, which a run of another method must leave unset.
-EXCLUSIVE_OPTIONS = ("momentum", "classifier_loss")
 
 #: Classification losses with a decision rule of their own: (threshold on the sigmoid scores, the
 #: ``threshold_source`` of metrics.json). A run trained with one keeps that threshold instead of
@@ -145,14 +143,17 @@ class Method:
     Attributes:
         name: registry name, the config's ``method``.
         options: :class:`~mlsupcon.training.TrainConfig` fields the method reads besides the
-            common ones (data, encoder, batch sizes, lr, trainer and run-folder settings).
+            common ones (data, encoder, batch sizes, lr, trainer and run-folder settings); a
+            built-in method's are its row of :data:`mlsupcon.config.methods.METHOD_OPTIONS`,
+            which the config reads without importing the methods.
         uses_contrastive_loss: trains with the contrastive loss named by ``loss`` (so
             ``loss``, ``loss_options``, ``views`` … apply; metrics.json reports ``loss``).
         classifier_loss: the classifier loss it trains with, by its name in
             :mod:`mlsupcon.losses` (None: plain BCE, or none); :meth:`classification_loss`
             gives a run's (end-to-end takes it from the config).
         builds_own_encoder: the method makes its encoder itself (``linear``: its featurizer is its
-            encoder), so the run's ``encoder`` settings (and their automatic choice) do not apply.
+            encoder), so the run's ``encoder`` settings (and their automatic choice) do not apply
+            (:data:`mlsupcon.config.methods.BUILDS_OWN_ENCODER` for the built-in methods).
     """
 
     name: ClassVar[str] = ""
@@ -247,8 +248,7 @@ class ContrastiveMethod(Method):
     #: the method has a classifier trained with the contrastive term, whose logits a logit
     #: contrastive loss (:data:`LOGIT_CONTRASTIVE_LOSSES`) can take
     contrastive_on_logits: ClassVar[bool] = False
-    options = ("loss", "loss_options", "projection_dim", "projection_hidden", "views", "view_options",
-               "queue_size")
+    options = CONTRASTIVE_OPTIONS
 
     @classmethod
     def validate(cls, cfg: TrainConfig) -> None:

@@ -8,14 +8,14 @@ validation (``decision_threshold``). All stop early on validation mAP and keep t
 
 from __future__ import annotations
 
+from mlsupcon.config.methods import METHOD_OPTIONS
 from mlsupcon.training.methods.base import FitContext, Method, make_head
 from mlsupcon.training.methods.finish import finish
 
 
 class ClassifierOnly(Method):
-    """Shared by :class:`BCE`, :class:`ASL` and :class:`ZLPR`, which differ only in ``classifier_loss``."""
-
-    options = ("epochs", "head", "patience")
+    """Shared by :class:`BCE`, :class:`ASL` and :class:`ZLPR`, which differ only in ``classifier_loss``
+    (and ASL reads ``classifier_loss_options``)."""
 
     def fit(self, ctx: FitContext):
         from mlsupcon.models import Classifier
@@ -35,14 +35,16 @@ class ClassifierOnly(Method):
 
 class BCE(ClassifierOnly):
     name = "bce"
+    options = METHOD_OPTIONS["bce"]
 
 
 class ASL(ClassifierOnly):
     name = "asl"
     classifier_loss = "asl"
-    options = ClassifierOnly.options + ("classifier_loss_options",)
+    options = METHOD_OPTIONS["asl"]
 
 
 class ZLPR(ClassifierOnly):
     name = "zlpr"
     classifier_loss = "zlpr"
+    options = METHOD_OPTIONS["zlpr"]

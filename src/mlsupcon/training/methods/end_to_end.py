@@ -10,6 +10,7 @@ epoch kept.
 
 from __future__ import annotations
 
+from mlsupcon.config.methods import METHOD_OPTIONS
 from mlsupcon.training.methods.base import ContrastiveMethod, FitContext, make_head
 from mlsupcon.training.methods.finish import finish
 
@@ -20,8 +21,7 @@ CLASSIFIER_LOSS_CHOICES = ("bce", "asl", "zlpr")
 class EndToEnd(ContrastiveMethod):
     name = "end-to-end"
     contrastive_on_logits = True
-    options = ContrastiveMethod.options + ("epochs", "contrastive_weight", "head", "patience", "classifier_loss",
-                                           "classifier_loss_options")
+    options = METHOD_OPTIONS["end-to-end"]
 
     @classmethod
     def classification_loss(cls, cfg) -> str:

@@ -21,21 +21,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlsupcon.config.methods import KNN_MODES  # noqa: F401 - the values of knn, kept importable here
+from mlsupcon.config.validation import check_model_selection
 from mlsupcon.training.methods.base import FitContext
 
-KNN_MODES = ("off", "blend", "only")
 #: Validation metrics the TF-IDF blend must not lose against the linear model alone.
 BLEND_GUARD = ("micro_f1", "macro_f1")
 
-
-def validate_finish_options(cfg) -> None:
-    if cfg.knn not in KNN_MODES:
-        raise ValueError(f"knn: expected one of {KNN_MODES}, got {cfg.knn!r}")
-    if not isinstance(cfg.blend_linear, bool):
-        raise ValueError(f"blend_linear: expected true or false, got {cfg.blend_linear!r}")
-    if not isinstance(cfg.knn_options, dict) or set(cfg.knn_options) - {"ks", "temperatures", "max_train"}:
-        raise ValueError(f"knn_options: expected a mapping with keys among ['ks', 'temperatures', 'max_train'], "
-                         f"got {cfg.knn_options!r}")
+#: The config's check of ``knn``, ``knn_options`` and ``blend_linear`` (its home is the config's
+#: validation), under its old name.
+validate_finish_options = check_model_selection
 
 
 def finish(ctx: FitContext, model):

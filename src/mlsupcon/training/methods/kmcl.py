@@ -8,13 +8,14 @@ p = sigmoid(π), so thresholds, metrics and export are those of any classifier.
 
 from __future__ import annotations
 
+from mlsupcon.config.methods import METHOD_OPTIONS
 from mlsupcon.training.methods.base import FitContext, Method, make_head
 
 
 class KMCL(Method):
     name = "kmcl"
     classifier_loss = "kmcl"
-    options = ("epochs", "loss_options", "head_options", "patience")
+    options = METHOD_OPTIONS["kmcl"]
 
     @classmethod
     def validate(cls, cfg) -> None:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlsupcon.config.methods import BUILDS_OWN_ENCODER, METHOD_OPTIONS
 from mlsupcon.training.methods.base import FitContext, Method
 
 #: Defaults per modality, chosen on the validation split of Debtags (text), yeast (vectors) and
@@ -65,8 +66,8 @@ _PIXEL_CHUNK = 512  # images decoded and resized per call while reading the trai
 
 class Linear(Method):
     name = "linear"
-    options = ("linear_options",)
-    builds_own_encoder = True
+    options = METHOD_OPTIONS["linear"]
+    builds_own_encoder = "linear" in BUILDS_OWN_ENCODER  # its featurizer is its encoder
 
     @classmethod
     def validate(cls, cfg) -> None:
@@ -101,7 +102,7 @@ class Linear(Method):
 
     def fit(self, ctx: FitContext):
         from mlsupcon.models import Classifier
-        from mlsupcon.models.score_head import ScoresHead
+        from mlsupcon.models.heads.scores import ScoresHead
 
         encoder, num_features = fit_linear_encoder(ctx)
         self._write_log(ctx, num_features, ctx.dataset.splits["train"])

@@ -14,15 +14,14 @@ with the encoder (the MulSupCon authors' protocol).
 
 from __future__ import annotations
 
+from mlsupcon.config.methods import METHOD_OPTIONS
 from mlsupcon.training.methods.base import ContrastiveMethod, FitContext, make_head
 from mlsupcon.training.methods.finish import finish
 
 
 class TwoStage(ContrastiveMethod):
     name = "two-stage"
-    options = ContrastiveMethod.options + ("momentum", "epochs", "classifier_epochs", "classifier_lr",
-                                           "encoder_lr_ratio", "finetune_encoder", "probe_batch_size", "head",
-                                           "patience", "stage1_selection")
+    options = METHOD_OPTIONS["two-stage"]
 
     @classmethod
     def validate(cls, cfg) -> None:
