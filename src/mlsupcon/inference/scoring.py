@@ -148,7 +148,9 @@ def predict_scores(model: torch.nn.Module, loader: Iterable, want_embeddings: bo
         s, h = result
         scores.append(s)
         if want_embeddings:
-            part = getattr(model.encoder, "embedding_slice", None)  # a fusion's contrastive branch
+            # A fusion's contrastive branch; getattr: a training-time encoder may be a plain module
+            # (cached features) rather than an Encoder.
+            part = getattr(model.encoder, "embedding_slice", None)
             embs.append((h if part is None else h[:, part]).float().cpu())
         labels.append(y)
 
