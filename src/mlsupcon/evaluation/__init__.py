@@ -48,7 +48,12 @@ from .metrics import (
     recall_at_k,
     subset_accuracy,
 )
-from .thresholds import tune_global_threshold, tune_global_threshold_macro_f1, tune_per_label_thresholds
+from .thresholds import (
+    tune_global_threshold,
+    tune_global_threshold_macro_f1,
+    tune_per_label_thresholds,
+    tune_shrunk_thresholds,
+)
 
 __all__ = [
     "DEFAULT_KS",
@@ -77,6 +82,7 @@ __all__ = [
     "tune_global_threshold",
     "tune_global_threshold_macro_f1",
     "tune_per_label_thresholds",
+    "tune_shrunk_thresholds",
     "knn_scores",
     "tune_knn",
     "choose_blend_weight",

@@ -35,7 +35,12 @@ import numpy as np
 
 from .metrics import _BLOCK_ELEMS, _positive_groups, _validate_pair
 
-__all__ = ["tune_global_threshold", "tune_global_threshold_macro_f1", "tune_per_label_thresholds"]
+__all__ = [
+    "tune_global_threshold",
+    "tune_global_threshold_macro_f1",
+    "tune_per_label_thresholds",
+    "tune_shrunk_thresholds",
+]
 
 #: Candidate cuts x labels above which the macro-F1 sweep scores evenly spaced quantiles of the
 #: positives' scores instead of every one (the sweep is then near-exact, not exact).
@@ -293,3 +298,62 @@ def tune_per_label_thresholds(
                 raise ValueError("fallback is NaN")
         out[absent] = fb
     return out
+
+
+#: Validation positives at which a label's own threshold and the global one weigh the same in
+#: :func:`tune_shrunk_thresholds` (docs/results.md, "Decision rule").
+DEFAULT_SHRINK_STRENGTH = 5.0
+
+
+def tune_shrunk_thresholds(
+    y_true_val: Any, scores_val: Any, strength: float = DEFAULT_SHRINK_STRENGTH, grid: Any = None
+) -> np.ndarray:
+    """Per-label thresholds shrunk towards the global one by the label's number of validation positives.
+
+    ``t_j = (n_j * t_label_j + strength * t_global) / (n_j + strength)``, where ``t_label_j`` is
+    the label's own F1-optimal threshold (:func:`tune_per_label_thresholds`), ``t_global`` the
+    micro-F1-optimal global threshold (:func:`tune_global_threshold`) and ``n_j`` the label's
+    positives in the validation split. A label seen once in validation keeps mostly the global
+    threshold (its own optimum is fitted to one example); a frequent label gets its own. Labels
+    without a validation positive get ``t_global``. ``strength=0`` is the raw per-label rule,
+    ``strength=inf`` the global one.
+
+    **Validation data only.** Pure function, deterministic.
+
+    Args:
+        y_true_val: ``[n, C]`` 0/1 validation labels.
+        scores_val: ``[n, C]`` validation scores.
+        strength: validation positives at which both thresholds weigh the same (>= 0).
+        grid: as in :func:`tune_global_threshold`.
+
+    Returns:
+        A float64 array ``[C]``; predict label ``j`` iff ``score[:, j] >= t[j]``.
+
+    Raises:
+        ValueError: bad input, a negative or NaN ``strength``, or no positive in ``y_true_val``.
+
+    Example:
+        >>> y = [[1, 0], [0, 1], [1, 0], [1, 1], [0, 0]]
+        >>> s = [[0.9, 0.2], [0.6, 0.3], [0.4, 0.1], [0.8, 0.7], [0.5, 0.6]]
+        >>> tune_shrunk_thresholds(y, s, strength=0).round(3).tolist()   # each label's own
+        [0.7, 0.25]
+        >>> tune_shrunk_thresholds(y, s, strength=float("inf")).round(3).tolist()  # the global one
+        [0.25, 0.25]
+        >>> tune_shrunk_thresholds(y, s, strength=2).round(3).tolist()   # (3 * 0.7 + 2 * 0.25) / 5
+        [0.52, 0.25]
+    """
+    try:
+        k = float(strength)
+    except (TypeError, ValueError):
+        raise ValueError(f"strength must be a number >= 0, got {strength!r}") from None
+    if not k >= 0:
+        raise ValueError(f"strength must be a number >= 0, got {strength!r}")
+    y, s = _validate_pair(y_true_val, scores_val, "y_true_val", "scores_val")
+    t_global = tune_global_threshold(y, s, grid)
+    if np.isinf(k):
+        return np.full(y.shape[1], t_global, dtype=np.float64)
+    own = tune_per_label_thresholds(y, s, grid, fallback=t_global)
+    if k == 0:
+        return own
+    n_pos = y.sum(axis=0).astype(np.float64)
+    return np.where(n_pos > 0, (n_pos * own + k * t_global) / (n_pos + k), t_global)
