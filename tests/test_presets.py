@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from mlsupcon.data import load_dataset
 from mlsupcon.config import auto
+from mlsupcon.data import load_dataset
 from mlsupcon.training.config import TrainConfig, load_config
 from mlsupcon.training.presets import PRESETS, preset_for
 
