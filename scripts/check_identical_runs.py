@@ -35,6 +35,7 @@ import hashlib
 import io
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -285,6 +286,12 @@ def fingerprint_in_child(python: str, script: Path, run: Path, src: Path | None,
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of the finished children so far: a run's cost on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_all(python: str, src: Path | None, only: list[str] | None, keep: bool) -> dict[str, Any]:
     """Trains and fingerprints every configuration (or those named in ``only``), in turn."""
     env = child_env(src)
@@ -297,15 +304,17 @@ def run_all(python: str, src: Path | None, only: list[str] | None, keep: bool) -
         for name, what, flags, options in CONFIGS:
             if only and name not in only:
                 continue
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), children_cpu_seconds()
             run, stdout = train(cli, name, flags, options, work, env)
             entry = fingerprint_in_child(python, script, run, src, env)
             entry["stdout"] = stdout.replace(str(run), "<RUN>")
             entry["what"] = what
             seconds = time.perf_counter() - start
-            entry["info"]["seconds"] = round(seconds, 1)
+            cpu = children_cpu_seconds() - cpu
+            entry["info"].update(seconds=round(seconds, 1), cpu_seconds=round(cpu, 1))
             results[name] = entry
-            print(f"{name:28s} {seconds:6.1f} s  {entry['mlsupcon_file']}", file=sys.stderr, flush=True)
+            print(f"{name:28s} {seconds:6.1f} s wall {cpu:6.1f} s CPU  {entry['mlsupcon_file']}", file=sys.stderr,
+                  flush=True)
     finally:
         if keep:
             print(f"run folders kept in {work}", file=sys.stderr)
