@@ -115,6 +115,7 @@ def result_names(row: str, seed: int, cfg: TrainConfig) -> dict[str, Any]:
 def run_compare(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], output: str | Path,
                 plots: bool = True) -> dict[str, Any]:
     from mlsupcon.data import load_dataset
+    from mlsupcon.training.run_config import validate_run_config
     from mlsupcon.training.runner import run_training
 
     check_rows(losses)
@@ -122,12 +123,14 @@ def run_compare(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], 
     check_compare_output(base, out)  # before the data is read
     ds = load_dataset(base.dataset, **base.dataset_options)
     if base.auto:  # chosen once from the data (and printed) for every run of the table
-        from mlsupcon.training.auto import apply_auto_settings
+        from mlsupcon.config.auto import apply_auto_settings
+        from mlsupcon.training.methods import get_method
+        from mlsupcon.training.run_config import check_method_options
 
-        base, ds = apply_auto_settings(base, ds)
+        base, ds = apply_auto_settings(base, ds, methods=get_method, check=check_method_options)
     for loss in losses:  # every row's configuration, before any run (e.g. cl_jspcl needs end-to-end)
         try:
-            run_config_for(base, loss, seeds[0] if seeds else 0, out / loss).validate()
+            validate_run_config(run_config_for(base, loss, seeds[0] if seeds else 0, out / loss))
         except ValueError as exc:
             raise ValueError(f"losses: row {loss!r}: {exc}") from None
     if base.overwrite:  # the data is valid: now the earlier compare goes, before anything new is written
