@@ -23,8 +23,8 @@ Usage::
 ``--src DIR`` runs the tree ``DIR`` (``PYTHONPATH=DIR/src``) with the given Python (default: this
 one), so that another checkout is fingerprinted with the same virtual environment; each run
 checks that ``mlsupcon`` was imported from ``DIR/src``. ``--compare`` prints one line per
-configuration (``equal`` or ``DIFFERENT`` with the first differing key) and exits with 1 on any
-difference.
+configuration (``equal`` or ``DIFFERENT`` with the first differing key; ``--all``: every one) and
+exits with 1 on any difference.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 # At most this many test examples are embedded and scored through the public API.
 API_EXAMPLES = 300
@@ -324,32 +324,27 @@ def run_all(python: str, src: Path | None, only: list[str] | None, keep: bool) -
 
 
 # ---------------------------------------------------------------------- comparison
-def first_difference(a: Any, b: Any, path: str = "") -> str | None:
-    """The first key path where ``a`` and ``b`` differ (``None``: equal)."""
+def differences(a: Any, b: Any, path: str = "") -> Iterator[str]:
+    """Every key path where ``a`` and ``b`` differ, in order."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in list(a) + [k for k in b if k not in a]:
             if k not in a or k not in b:
-                return f"{path}/{k} (only in {'B' if k not in a else 'A'})"
-            found = first_difference(a[k], b[k], f"{path}/{k}")
-            if found:
-                return found
-        return None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+                yield f"{path}/{k} (only in {'B' if k not in a else 'A'})"
+            else:
+                yield from differences(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         for i, (x, y) in enumerate(zip(a, b)):
-            found = first_difference(x, y, f"{path}[{i}]")
-            if found:
-                return found
-        return None
-    if a != b or type(a) is not type(b):
-        return f"{path or '/'}: {str(a)[:80]!r} != {str(b)[:80]!r}"
-    return None
+            yield from differences(x, y, f"{path}[{i}]")
+    elif a != b or type(a) is not type(b):
+        yield f"{path or '/'}: {str(a)[:80]!r} != {str(b)[:80]!r}"
 
 
 IGNORED = ("info", "mlsupcon_file", "what")
 
 
-def compare(path_a: str, path_b: str) -> int:
-    """Prints per configuration ``equal`` or ``DIFFERENT`` (first differing key); 1 on any difference."""
+def compare(path_a: str, path_b: str, every: bool = False) -> int:
+    """Prints per configuration ``equal`` or ``DIFFERENT`` (the first differing key, or with ``every``
+    all of them); 1 on any difference."""
     a = json.loads(Path(path_a).read_text())
     b = json.loads(Path(path_b).read_text())
     status = 0
@@ -360,9 +355,11 @@ def compare(path_a: str, path_b: str) -> int:
             continue
         left = {k: v for k, v in a[name].items() if k not in IGNORED}
         right = {k: v for k, v in b[name].items() if k not in IGNORED}
-        found = first_difference(left, right)
+        found = list(differences(left, right))
         if found:
-            print(f"{name:28s} DIFFERENT  {found}")
+            print(f"{name:28s} DIFFERENT  {found[0]}")
+            for more in found[1:] if every else []:
+                print(f"{'':28s}            {more}")
             status = 1
         else:
             print(f"{name:28s} equal")
@@ -381,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the run folders (their path is printed)")
     parser.add_argument("--list", action="store_true", help="list the configurations")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two fingerprint files")
+    parser.add_argument("--all", action="store_true", help="--compare: list every differing key, not only the first")
     parser.add_argument("--fingerprint", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.fingerprint:
@@ -389,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         print(out.getvalue())
         return 0
     if args.compare:
-        return compare(*args.compare)
+        return compare(*args.compare, every=args.all)
     if args.list:
         for name, what, _, _ in CONFIGS:
             print(f"{name:28s} {what}")
