@@ -26,9 +26,9 @@ from mlsupcon.training.contrastive_losses import LOGIT_CONTRASTIVE_LOSSES, contr
 if TYPE_CHECKING:  # the real imports are made where they are used: validation stays light
     import torch
 
+    from mlsupcon.config.schema import TrainConfig
     from mlsupcon.data import MultiLabelDataset
     from mlsupcon.models import Classifier, Encoder
-    from mlsupcon.config.schema import TrainConfig
     from mlsupcon.training.stages import RunState
 
 __all__ = ["METHODS", "get_method", "Method", "ContrastiveMethod", "FitContext", "make_head", "label_prior_logits",
