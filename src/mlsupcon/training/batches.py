@@ -8,9 +8,15 @@ import numpy as np
 import torch
 
 from mlsupcon.data import MultiLabelDataset, Split, make_views
+
+# The raw inputs of a split's examples: one home, shared with the inference side's evaluation.
+from mlsupcon.inference.scoring import split_inputs
 from mlsupcon.models import Encoder
 
 Batch = dict[str, torch.Tensor]
+
+#: The old name of :func:`mlsupcon.inference.scoring.split_inputs`.
+raw_inputs = split_inputs
 
 
 class _Indices(torch.utils.data.Dataset):
@@ -148,12 +154,6 @@ def shard_loader(loader: torch.utils.data.DataLoader, num_replicas: int, rank: i
     )
 
 
-def raw_inputs(split: Split, idx: np.ndarray) -> Any:
-    if isinstance(split.inputs, np.ndarray):
-        return split.inputs[idx]
-    return [split.inputs[int(i)] for i in idx]
-
-
 def make_loader(
     split: Split,
     preprocess: Callable[[Any], Batch],
@@ -173,7 +173,7 @@ def make_loader(
     def collate(indices: list[int]):
         idx = np.asarray(indices, dtype=np.int64)
         y = torch.from_numpy(np.asarray(labels[idx].todense(), dtype=np.float32))
-        return preprocess(raw_inputs(split, idx)), y, torch.from_numpy(idx)
+        return preprocess(split_inputs(split, idx)), y, torch.from_numpy(idx)
 
     # The order of epoch e is a function of (seed, e) alone (resumable mid-epoch), and the
     # loader's own generator keeps creating an iterator from drawing on the global torch RNG
