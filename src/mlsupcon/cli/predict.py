@@ -111,7 +111,7 @@ def cmd_predict(args) -> int:
     inputs, ids = _read(args, model)
     threshold = args.threshold
     if threshold is None and args.top_k is None:
-        threshold = model.threshold
+        threshold = model.thresholds
     scores = model.predict_proba(inputs, batch_size=args.batch_size, progress=not args.no_progress)
     predicted = labels_from_scores(scores, model.labels, threshold, args.top_k)
     best = labels_from_scores(scores, list(range(model.num_labels)), top_k=args.top_scores) if args.top_scores else None
@@ -126,9 +126,20 @@ def cmd_predict(args) -> int:
         lines.append(json.dumps(row, ensure_ascii=False))
     atomic_write_text(args.output, "".join(line + "\n" for line in lines))
     print(f"wrote {len(lines)} predictions ({model.num_labels} labels, "
-          f"{'threshold %.3f' % threshold if threshold is not None else 'no threshold'}"
+          f"{_rule_text(threshold)}"
           f"{f', top {args.top_k}' if args.top_k else ''}) to {args.output}")
     return 0
+
+
+def _rule_text(threshold: Any) -> str:
+    import numpy as np
+
+    if threshold is None:
+        return "no threshold"
+    t = np.asarray(threshold, dtype=float)
+    if t.ndim == 0 or np.all(t == t.flat[0]):
+        return "threshold %.3f" % float(t.flat[0])
+    return "per-label thresholds %.3f-%.3f" % (t.min(), t.max())
 
 
 def cmd_embed(args) -> int:
@@ -204,7 +215,8 @@ def _print_table(m: dict[str, Any], keys=_TABLE_KEYS) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{m['split']} metrics (threshold {m['threshold']:.3f})")
+    rule = "per-label thresholds" if m.get("per_label_thresholds") else "threshold"
+    t = Table(title=f"{m['split']} metrics ({rule} {m['threshold']:.3f})".replace("thresholds ", "thresholds, global "))
     for k in keys:
         t.add_column(k)
     t.add_row(*[f"{m[k]:.4f}" if isinstance(m.get(k), float) else str(m.get(k)) for k in keys])

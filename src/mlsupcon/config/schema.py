@@ -72,7 +72,10 @@ class TrainConfig:
             ``featurizer``: TF-IDF options such as ``max_features``).
         head_options: options of the KMCL head of method ``kmcl`` (``mode``: isotropic/anisotropic,
             ``reduce_dim``, ``isotropic_mean``).
-        threshold: ``"tune"`` (one global threshold maximising validation micro-F1) or a number.
+        threshold: ``"tune"`` (one global threshold maximising validation micro-F1),
+            ``"tune-per-label"`` (one per label, each label's F1-optimal validation threshold shrunk
+            towards the global one by its validation positives: rare labels keep nearly the
+            global one) or a number.
         contrastive_weight: λ of ``end-to-end``.
         queue_size: rows of the label-aware memory queue of the contrastive loss (0: none).
         momentum: m of a MoCo-style key encoder whose keys fill the queue (None: no key encoder;

@@ -75,13 +75,17 @@ def check_learning_rates(cfg: Any) -> None:
         raise ValueError(f"min_lr_ratio: expected a number in [0, 1], got {cfg.min_lr_ratio!r}")
 
 
+#: Decision rules tuned on the validation split: one global threshold (best micro-F1), or one per
+#: label shrunk towards it (:func:`mlsupcon.evaluation.tune_shrunk_thresholds`).
+THRESHOLD_RULES = ("tune", "tune-per-label")
+
 def check_stopping_and_threshold(cfg: Any) -> None:
     """Early stopping's patience and the decision threshold (a number is stored as a float)."""
     if isinstance(cfg.patience, bool) or not isinstance(cfg.patience, int) or cfg.patience < 0:
         raise ValueError(f"patience: expected an integer >= 0, got {cfg.patience!r}")
-    if cfg.threshold == "tune":
+    if cfg.threshold in THRESHOLD_RULES:
         return
-    expected = f"threshold: expected 'tune' or a number in (0, 1), got {cfg.threshold!r}"
+    expected = f"threshold: expected 'tune', 'tune-per-label' or a number in (0, 1), got {cfg.threshold!r}"
     try:
         threshold = float(cfg.threshold)
     except (TypeError, ValueError):

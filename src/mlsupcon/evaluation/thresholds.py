@@ -302,7 +302,7 @@ def tune_per_label_thresholds(
 
 #: Validation positives at which a label's own threshold and the global one weigh the same in
 #: :func:`tune_shrunk_thresholds` (docs/results.md, "Decision rule").
-DEFAULT_SHRINK_STRENGTH = 5.0
+DEFAULT_SHRINK_STRENGTH = 3.0
 
 
 def tune_shrunk_thresholds(

@@ -98,8 +98,9 @@ def evaluate_model(path: str | os.PathLike, split: str = "test", dataset: str | 
             for part in parts])
     y = np.concatenate([np.asarray(part.labels.todense(), dtype=np.float32) for part in parts])
     cols = [column[lab] for lab in ds.label_names]
-    result = compute_metrics(y, scores[:, cols], model.threshold, ks=tuple(ks))
-    result.update({"threshold": model.threshold, "split": split, "dataset": ds.name,
+    result = compute_metrics(y, scores[:, cols], model.thresholds[cols], ks=tuple(ks))
+    result.update({"threshold": model.threshold, "per_label_thresholds": "thresholds" in model.meta,
+                   "split": split, "dataset": ds.name,
                    "num_examples": int(len(y)), "num_labels": len(cols)})
     if return_scores:
         result.update(scores=scores, labels=y)

@@ -170,6 +170,7 @@ def export_hf(run: str | os.PathLike, out: str | os.PathLike, overwrite: bool = 
             "format": HF_EXPORT_FORMAT,
             "label_names": model.labels,
             "threshold": model.threshold,
+            **({"thresholds": model.meta["thresholds"]} if "thresholds" in model.meta else {}),
             "pooling": enc.pooling,
             "segment_length": enc.segment_length,
             "max_length": enc.max_length,

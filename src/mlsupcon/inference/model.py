@@ -61,18 +61,20 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Trained
     return TrainedModel(classifier, meta, device=device, path=folder)
 
 
-def labels_from_scores(scores: np.ndarray, label_names: Sequence[str], threshold: float | None = None,
+def labels_from_scores(scores: np.ndarray, label_names: Sequence[str], threshold: Any = None,
                        top_k: int | None = None) -> list[list[str]]:
     """Label lists from scores ``[n, C]``, highest score first.
 
-    A label is predicted iff ``score >= threshold`` (the rule of every metric); with ``top_k``
-    the ``top_k`` highest-scoring labels are kept (those above ``threshold`` among them when
-    both are given).
+    A label is predicted iff ``score >= threshold`` (the rule of every metric; ``threshold`` is
+    one number or one per label); with ``top_k`` the ``top_k`` highest-scoring labels are kept
+    (those above the threshold among them when both are given).
 
     Example:
         >>> s = np.array([[0.9, 0.2, 0.6], [0.1, 0.3, 0.2]])
         >>> labels_from_scores(s, ["a", "b", "c"], threshold=0.5)
         [['a', 'c'], []]
+        >>> labels_from_scores(s, ["a", "b", "c"], threshold=[0.5, 0.25, 0.7])
+        [['a'], ['b']]
         >>> labels_from_scores(s, ["a", "b", "c"], top_k=1)
         [['a'], ['b']]
     """
@@ -80,12 +82,7 @@ def labels_from_scores(scores: np.ndarray, label_names: Sequence[str], threshold
     if threshold is None and top_k is None:
         raise ValueError("labels_from_scores: give threshold, top_k or both")
     if threshold is not None:
-        try:
-            threshold = float(threshold)
-        except (TypeError, ValueError):
-            raise ValueError(f"threshold: expected a number in [0, 1], got {threshold!r}") from None
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold: expected a number in [0, 1], got {threshold!r}")
+        threshold = _check_threshold(threshold, scores.shape[1] if scores.ndim == 2 else len(label_names))
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
         raise ValueError(f"top_k: expected an integer >= 1, got {top_k!r}")
     # Stable sort on -score: ties keep the label order.
@@ -94,9 +91,23 @@ def labels_from_scores(scores: np.ndarray, label_names: Sequence[str], threshold
         order = order[:, : int(top_k)]
     out = []
     for row, idx in zip(scores, order):
-        keep = idx if threshold is None else idx[row[idx] >= threshold]
+        keep = idx if threshold is None else idx[row[idx] >= (threshold if threshold.ndim == 0 else threshold[idx])]
         out.append([label_names[j] for j in keep])
     return out
+
+
+def _check_threshold(threshold: Any, num_labels: int) -> np.ndarray:
+    """One threshold (a 0-d array) or one per label (``[C]``), each a number in [0, 1]."""
+    expected = f"threshold: expected a number in [0, 1] or {num_labels} of them (one per label), got"
+    try:
+        t = np.asarray(threshold, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{expected} {threshold!r}") from None
+    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != num_labels):
+        raise ValueError(f"{expected} shape {t.shape}")
+    if not ((t >= 0.0) & (t <= 1.0)).all():
+        raise ValueError(f"{expected} {threshold!r}" if t.ndim == 0 else f"{expected} values outside [0, 1]")
+    return t
 
 
 class TrainedModel:
@@ -110,7 +121,10 @@ class TrainedModel:
 
     Attributes:
         labels: the label names, in the order of the score columns.
-        threshold: the decision threshold tuned on the run's validation split.
+        threshold: the global decision threshold tuned on the run's validation split.
+        thresholds: the decision rule ``predict`` applies, one threshold per label ``float64 [C]``:
+            the per-label thresholds of a run trained with ``threshold: tune-per-label``, else
+            ``threshold`` for every label.
         modality: ``"text"``, ``"vector"`` or ``"image"`` (what the inputs must be).
         classifier: the underlying ``nn.Module`` (eval mode).
         meta: the whole ``model.json``.
@@ -122,6 +136,9 @@ class TrainedModel:
         self.meta = dict(meta)
         self.labels: list[str] = [str(lab) for lab in meta["label_names"]]
         self.threshold = float(meta["threshold"])
+        per_label = meta.get("thresholds")
+        self.thresholds = (np.full(len(self.labels), self.threshold) if per_label is None
+                           else np.asarray(per_label, dtype=np.float64))
         self.path = Path(path) if path is not None else None
         self.device = torch.device(device)
         self.classifier.to(self.device)
@@ -170,15 +187,15 @@ class TrainedModel:
 
         Args:
             inputs: see the class docstring.
-            threshold: predict labels scoring ``>= threshold`` (default: the run's tuned
-                threshold, unless only ``top_k`` is given).
+            threshold: predict labels scoring ``>= threshold`` (a number, or one per label;
+                default: the run's tuned rule, :attr:`thresholds`, unless only ``top_k`` is given).
             top_k: the ``top_k`` best labels of each input (with ``threshold``: those of them
                 scoring at least ``threshold``).
             batch_size: inputs per forward pass.
             progress: show a progress bar for long inputs.
         """
         if threshold is None and top_k is None:
-            threshold = self.threshold
+            threshold = self.thresholds
         scores = self.predict_proba(inputs, batch_size=batch_size, progress=progress)
         return labels_from_scores(scores, self.labels, threshold, top_k)
 

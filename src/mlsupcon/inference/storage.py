@@ -163,6 +163,10 @@ def load_classifier(folder: str | Path) -> tuple[Classifier, dict[str, Any]]:
             raise ValueError("label_names must be a list")
         if "threshold" in meta and not 0 <= float(meta["threshold"]) <= 1:
             raise ValueError("threshold must be a number in [0, 1]")
+        if "thresholds" in meta and not (isinstance(meta["thresholds"], list)
+                                         and len(meta["thresholds"]) == len(meta.get("label_names", ()))
+                                         and all(0 <= float(t) <= 1 for t in meta["thresholds"])):
+            raise ValueError("thresholds must be one number in [0, 1] per label")
     except (KeyError, TypeError, ValueError) as exc:
         what = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
         raise ValueError(f"model: {meta_path} does not describe a model ({what}); the file was edited or "

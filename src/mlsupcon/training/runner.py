@@ -35,7 +35,14 @@ import numpy as np
 from mlsupcon.config.auto import apply_auto_settings
 from mlsupcon.config.schema import TrainConfig
 from mlsupcon.data import MultiLabelDataset, load_dataset
-from mlsupcon.evaluation import compute_metrics, macro_f1, tune_global_threshold, tune_global_threshold_macro_f1
+from mlsupcon.evaluation import (
+    compute_metrics,
+    macro_f1,
+    micro_f1,
+    tune_global_threshold,
+    tune_global_threshold_macro_f1,
+    tune_shrunk_thresholds,
+)
 from mlsupcon.inference.scoring import predict_scores
 from mlsupcon.inference.storage import save_classifier
 from mlsupcon.models import Classifier, build_encoder
@@ -153,30 +160,27 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
         val_scores, val_y = predict_scores(model, ctx.eval_loader("validation", model.preprocess))
         test_scores, test_y, test_emb = predict_scores(model, ctx.eval_loader("test", model.preprocess),
                                                        want_embeddings=True)
-    threshold_source = "fixed"
-    threshold = float(cfg.threshold) if cfg.threshold != "tune" else 0.5
-    decision = method.decision_threshold(cfg)  # a loss with its own decision rule (zlpr: logit 0)
-    tune = cfg.threshold == "tune" and decision is None
-    if decision is not None:
-        threshold, threshold_source = decision
-    elif tune:
-        if val_y.sum() > 0:
-            threshold, threshold_source = tune_global_threshold(val_y, val_scores), "validation micro-F1"
-        else:  # nothing to tune on: keep 0.5 and say so in metrics.json
-            threshold_source = "fixed 0.5 (validation split has no positive labels)"
-    metrics = compute_metrics(test_y, test_scores, threshold, ks=tuple(cfg.ks))
-    val_metrics = compute_metrics(val_y, val_scores, threshold, ks=tuple(cfg.ks))
-    if tune and val_y.sum() > 0:
-        # The variant of papers that tune a threshold per metric (on validation): macro-F1 at the
-        # global threshold best for validation macro-F1, next to macro_f1 at the run's threshold.
+    threshold, per_label, threshold_source, tuned = decision_rule(cfg, method, val_y, val_scores)
+    rule = threshold if per_label is None else per_label
+    metrics = compute_metrics(test_y, test_scores, rule, ks=tuple(cfg.ks))
+    val_metrics = compute_metrics(val_y, val_scores, rule, ks=tuple(cfg.ks))
+    if tuned:
+        # The variants of papers that tune a threshold per metric or per label (on validation),
+        # next to the F1 at the run's own rule, so tables can compare decision rules.
         t_macro = tune_global_threshold_macro_f1(val_y, val_scores)
         metrics["threshold_macro_f1"] = float(t_macro)
         metrics["macro_f1_macro_threshold"] = float(macro_f1(test_y, test_scores, t_macro))
+        shrunk = per_label if per_label is not None else tune_shrunk_thresholds(val_y, val_scores)
+        metrics["micro_f1_global_threshold"] = float(micro_f1(test_y, test_scores, threshold))
+        metrics["macro_f1_global_threshold"] = float(macro_f1(test_y, test_scores, threshold))
+        metrics["micro_f1_per_label_thresholds"] = float(micro_f1(test_y, test_scores, shrunk))
+        metrics["macro_f1_per_label_thresholds"] = float(macro_f1(test_y, test_scores, shrunk))
     timings["total_s"] = time.perf_counter() - t_start
     run = ctx.run
     result = {
         **metrics,
         "threshold": float(threshold),
+        **({"thresholds": [float(t) for t in per_label]} if per_label is not None else {}),
         "threshold_source": threshold_source,
         "split": "test",
         "method": cfg.method,
@@ -194,7 +198,7 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
         "notes": list(run.notes),  # what the run told the user (resumes, stages that hit their epoch cap)
     }
     # Each artefact appears whole (atomic writes; model/ as a folder); metrics.json, last, says the run finished.
-    export_model(out, cfg, ds, model, threshold)
+    export_model(out, cfg, ds, model, threshold, per_label)
     if cfg.save_embeddings and test_emb is not None:
         keep = np.random.default_rng(0).permutation(len(test_emb))[:EMBEDDINGS_KEPT]
         atomic_savez(out / "embeddings_test.npz", embeddings=test_emb[keep], labels=test_y[keep].astype(np.uint8))
@@ -202,13 +206,38 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
     return result
 
 
-def export_model(out: Path, cfg: TrainConfig, ds: MultiLabelDataset, model: Classifier, threshold: float) -> None:
-    """``model/model.json`` (how to rebuild, labels, threshold) + ``model/weights.safetensors``,
-    written into a temporary folder renamed to ``model/`` once complete."""
+def decision_rule(cfg: TrainConfig, method, val_y: np.ndarray, val_scores: np.ndarray):
+    """The run's decision rule from the validation split only: ``(global threshold, per-label
+    thresholds or None, where they come from, whether they were tuned)``.
+
+    A loss with a rule of its own keeps it (zlpr: logit 0); ``threshold: tune`` is the global
+    threshold best for validation micro-F1; ``tune-per-label`` adds one threshold per label,
+    shrunk towards that global one (:func:`~mlsupcon.evaluation.tune_shrunk_thresholds`); a
+    number is used as given."""
+    decision = method.decision_threshold(cfg)
+    if decision is not None:
+        return float(decision[0]), None, decision[1], False
+    if cfg.threshold not in ("tune", "tune-per-label"):
+        return float(cfg.threshold), None, "fixed", False
+    if val_y.sum() == 0:  # nothing to tune on: keep 0.5 and say so in metrics.json
+        return 0.5, None, "fixed 0.5 (validation split has no positive labels)", False
+    threshold = tune_global_threshold(val_y, val_scores)
+    if cfg.threshold == "tune":
+        return threshold, None, "validation micro-F1", True
+    per_label = tune_shrunk_thresholds(val_y, val_scores)
+    return threshold, per_label, "validation F1 per label, shrunk towards the micro-F1 threshold", True
+
+
+def export_model(out: Path, cfg: TrainConfig, ds: MultiLabelDataset, model: Classifier, threshold: float,
+                 per_label: np.ndarray | None = None) -> None:
+    """``model/model.json`` (how to rebuild, labels, threshold and per-label thresholds when the
+    run tuned them) + ``model/weights.safetensors``, written into a temporary folder renamed to
+    ``model/`` once complete."""
     with atomic_dir(out / "model") as tmp:
         save_classifier(model, tmp, {
             "label_names": list(ds.label_names),
             "threshold": float(threshold),
+            **({"thresholds": [float(t) for t in per_label]} if per_label is not None else {}),
             "dataset": cfg.dataset,
             "dataset_options": cfg.dataset_options,
             "method": cfg.method,
