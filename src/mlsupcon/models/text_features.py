@@ -29,7 +29,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+import os
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -53,6 +54,16 @@ def _ngram_range(value: Any, arg: str) -> tuple[int, int] | None:
         raise ValueError(f"{arg} must satisfy 1 <= min_n <= max_n, got {value!r}")
     return (lo, hi)
 
+
+
+def _hash_chunk(vectorizers: Sequence[Any], texts: list[str]):
+    """Raw counts of ``texts`` over the vectorizers' concatenated hash spaces (CSR, summed, sorted)."""
+    import scipy.sparse as sp
+
+    blocks = [v.transform(texts) for v in vectorizers]
+    X = sp.hstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else blocks[0].tocsr()
+    X.sum_duplicates()  # also sorts indices, so the family blocks are contiguous per row
+    return X
 
 class TextFeaturizer:
     """TF-IDF over hashed word and character n-grams, fitted on training texts.
@@ -157,38 +168,52 @@ class TextFeaturizer:
 
     def _hashed(self, texts: list[str]):
         """Raw counts over the concatenated hash spaces ``[n, families * n_features]`` (CSR)."""
-        import scipy.sparse as sp
-
-        blocks = [v.transform(texts) for v in self._vectorizers]
-        X = sp.hstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else blocks[0].tocsr()
-        X.sum_duplicates()  # also sorts indices, so the family blocks are contiguous per row
-        return X
+        return _hash_chunk(self._vectorizers, texts)
 
     # ------------------------------------------------------------------ fit / transform
+    def _hashed_chunks(self, docs: list[str]) -> Iterator[Any]:
+        """:meth:`_hashed` of each chunk of ``_CHUNK`` texts, in order; chunks are hashed on
+        every core when there are several (the analyzers are Python code: processes, not threads)."""
+        chunks = [docs[i : i + _CHUNK] for i in range(0, len(docs), _CHUNK)]
+        jobs = min(len(chunks), os.cpu_count() or 1)
+        if jobs < 2:
+            yield from (self._hashed(c) for c in chunks)
+            return
+        from joblib import Parallel, delayed
+
+        yield from Parallel(n_jobs=jobs, return_as="generator")(delayed(_hash_chunk)(self._vectorizers, c)
+                                                                for c in chunks)
+
     def fit(self, texts: Iterable[str]) -> TextFeaturizer:
         """Choose the kept columns and their idf from the training texts.
 
         Raises:
             ValueError: ``texts`` is empty, not a list of strings, or no column passes ``min_df``.
         """
-        docs = self._texts(texts)
-        if not docs:
-            raise ValueError("texts must contain at least one document to fit the featurizer")
+        self._fit_hashed(self._hashed_chunks(self._texts(texts)), keep=False)
+        return self
+
+    def _fit_hashed(self, hashed: Iterable[Any], keep: bool = True) -> list[Any]:
+        """Fits on hashed chunks; returns them when ``keep`` (to transform without hashing again)."""
         width = self.num_families * self.n_features
         df = np.zeros(width, dtype=np.int64)
-        for i in range(0, len(docs), _CHUNK):
-            X = self._hashed(docs[i : i + _CHUNK])
+        kept, n = [], 0
+        for X in hashed:
             df += np.bincount(X.indices, minlength=width)  # indices are unique per row after sum_duplicates
+            if keep:
+                kept.append(X)
+            n += X.shape[0]
+        if not n:
+            raise ValueError("texts must contain at least one document to fit the featurizer")
         cols = np.flatnonzero(df >= self.min_df)
         if cols.size == 0:
-            raise ValueError(f"min_df: no n-gram occurs in {self.min_df} or more of the {len(docs)} training texts")
+            raise ValueError(f"min_df: no n-gram occurs in {self.min_df} or more of the {n} training texts")
         if self.max_features is not None and cols.size > self.max_features:
             order = np.argsort(-df[cols], kind="stable")[: self.max_features]  # stable: lower id wins ties
             cols = np.sort(cols[order])
-        n = len(docs)
         idf = np.log((1.0 + n) / (1.0 + df[cols])) + 1.0 if self.use_idf else np.ones(cols.size)
         self._set_state(cols.astype(np.int64), idf.astype(np.float32), n)
-        return self
+        return kept
 
     def _set_state(self, kept_ids: np.ndarray, idf: np.ndarray, n_train: int) -> None:
         width = self.num_families * self.n_features
@@ -204,9 +229,9 @@ class TextFeaturizer:
         self.kept_ids, self.idf, self.n_train, self._lut = kept_ids, idf, int(n_train), lut
 
     def fit_transform(self, texts: Iterable[str]):
-        """:meth:`fit` then :meth:`transform` on the same texts."""
-        docs = self._texts(texts)
-        return self.fit(docs).transform(docs)
+        """:meth:`fit` then :meth:`transform` on the same texts, hashing them once."""
+        hashed = self._fit_hashed(self._hashed_chunks(self._texts(texts)))
+        return self._stack([self._transform_hashed(X) for X in hashed])
 
     def transform(self, texts: Iterable[str]):
         """Texts -> TF-IDF rows, ``scipy.sparse.csr_matrix`` float32 ``[n, K]``.
@@ -216,20 +241,21 @@ class TextFeaturizer:
         Raises:
             ValueError: Before :meth:`fit`, or for inputs that are not a list of strings.
         """
-        import scipy.sparse as sp
 
         if not self.fitted:
             raise ValueError("TextFeaturizer: call fit(train_texts) (or from_state) before transform")
-        docs = self._texts(texts)
-        parts = [self._transform_chunk(docs[i : i + _CHUNK]) for i in range(0, len(docs), _CHUNK)]
+        return self._stack([self._transform_hashed(X) for X in self._hashed_chunks(self._texts(texts))])
+
+    def _stack(self, parts: list[Any]):
+        import scipy.sparse as sp
+
         if not parts:
             return sp.csr_matrix((0, self.num_features), dtype=np.float32)
         return parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
 
-    def _transform_chunk(self, docs: list[str]):
+    def _transform_hashed(self, X):
         import scipy.sparse as sp
 
-        X = self._hashed(docs)
         n = X.shape[0]
         cols = self._lut[X.indices]
         keep = cols >= 0
