@@ -13,7 +13,7 @@ import warnings
 from typing import Any
 
 from mlsupcon.config.flags import FLAGS, flag_dest, flag_overrides
-from mlsupcon.training.methods import METHODS  # the registry only: neither torch nor Lightning
+from mlsupcon.config.methods import METHOD_NAMES  # the names only: using a model imports no training code
 
 # Models and datasets are local: never reach for a hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -70,7 +70,7 @@ def cmd_train(args) -> int:
     # Checked once, each check as soon as it can be made: the fields (defaults < preset < YAML <
     # flags) and the output folder before the data is read, the data before torch and Lightning
     # (seconds to import) are, the method's checks (loss and head registries: torch) before Lightning.
-    cfg = load_config(_resume_config_path(args), _overrides(args, "train"), method_names=METHODS)
+    cfg = load_config(_resume_config_path(args), _overrides(args, "train"), method_names=METHOD_NAMES)
     from mlsupcon.progress import set_enabled
     from mlsupcon.runs.folder import check_run_output, claim_run_folder, is_primary_process
 
