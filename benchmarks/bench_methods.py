@@ -16,7 +16,7 @@ bookkeeping is not timed. Cases:
 
 * ``mlp``: the yeast preset (MLP 103→256→512→256, views: mask features with p = 0.5), batch 64
   and batch 256;
-* ``cnn``: Debtags with the auto settings of :mod:`mlsupcon.training.auto` for ``encoder: cnn``
+* ``cnn``: Debtags with the auto settings of :mod:`mlsupcon.config.auto` for ``encoder: cnn``
   (own tokenizer, max_length the 95th percentile of the token counts, the Debtags recipe's
   sizes, token crop/drop/mask views), batch 256;
 * ``sparse``: Debtags with the auto settings for ``encoder: sparse`` (TF-IDF features, one
@@ -59,13 +59,13 @@ from typing import Callable
 
 import torch
 
+from mlsupcon.config import TrainConfig
+from mlsupcon.config.presets import preset_for
 from mlsupcon.data import load_dataset
 from mlsupcon.models import build_head
 from mlsupcon.training.batches import concat_batches, make_loader
-from mlsupcon.training.config import TrainConfig
 from mlsupcon.training.methods.base import FitContext, contrastive_parts
 from mlsupcon.training.modules import ClassifierModule, ContrastiveModule
-from mlsupcon.training.presets import preset_for
 from mlsupcon.training.runner import make_encoder
 
 CONTRASTIVE = ("mulsupcon", "simdis")
@@ -82,7 +82,7 @@ class Case:
 
 def _auto_cfg(ds, encoder: str, **fields) -> TrainConfig:
     """A TrainConfig with the encoder options, views and batch size auto settings choose for ``encoder``."""
-    from mlsupcon.training.auto import auto_settings
+    from mlsupcon.config.auto import auto_settings
 
     overrides, _ = auto_settings(ds, encoder=encoder, method="two-stage")
     enc_opts = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("encoder_options.")}
