@@ -37,7 +37,8 @@ Options (``linear_options``): ``estimator`` (``svm`` | ``logreg``), ``solver`` (
 ``liblinear`` | ``lbfgs``), ``C``, ``class_weight``, ``featurizer`` (text:
 :class:`TextFeaturizer` options, e.g. ``max_features``), ``pixels`` (images: ``size``, the side
 images are resized to, e.g. ``{size: 28}`` to downsample; ``grayscale``: ``auto`` | true |
-false), ``n_jobs`` (labels fitted in parallel), ``max_iter``.
+false), ``n_jobs`` (labels fitted in parallel processes; text: -1, every core, once the
+training features are not tiny), ``max_iter``.
 """
 
 from __future__ import annotations
@@ -49,12 +50,14 @@ from mlsupcon.training.methods.base import FitContext, Method
 
 #: Defaults per modality, chosen on the validation split of Debtags (text), yeast (vectors) and
 #: fashion-mosaic (images); see the module docstring.
-TEXT_DEFAULTS: dict[str, Any] = {"estimator": "svm", "C": 0.5, "class_weight": None, "n_jobs": 1,
+TEXT_DEFAULTS: dict[str, Any] = {"estimator": "svm", "C": 0.5, "class_weight": None, "n_jobs": -1,
                                  "featurizer": {"max_features": 200_000}}
 VECTOR_DEFAULTS: dict[str, Any] = {"estimator": "logreg", "C": 1.0, "class_weight": None, "n_jobs": 1}
 IMAGE_DEFAULTS: dict[str, Any] = {"estimator": "logreg", "solver": "lbfgs", "C": 0.003, "class_weight": None,
                                   "n_jobs": 1, "pixels": {"size": None, "grayscale": "auto"}}
 DEFAULTS = {"text": TEXT_DEFAULTS, "vector": VECTOR_DEFAULTS, "image": IMAGE_DEFAULTS}
+#: Nonzero TF-IDF entries from which the labels of a text fit are fitted on every core (``n_jobs: -1``).
+_PARALLEL_MIN_NNZ = 200_000
 #: Side images are resized to when neither ``linear_options.pixels.size`` nor the run's
 #: ``encoder_options.image_size`` says (32×32×3 = 3,072 features).
 DEFAULT_PIXEL_SIZE = 32
@@ -160,9 +163,10 @@ def fit_linear_encoder(ctx: FitContext, seed: int | None = None):
     c = ds.num_labels
     with ctx.timed("linear_featurize_s"):
         if text:
-            encoder = build_encoder("sparse", train_texts=list(train.inputs), featurizer=dict(opts["featurizer"]),
-                                    hidden_dims=(c,), final_activation=False, cache_nnz=0)
-            x = encoder.featurizer.transform(list(train.inputs))
+            featurizer = _featurizer(opts["featurizer"])
+            x = featurizer.fit_transform(list(train.inputs))  # the training texts are hashed once
+            encoder = build_encoder("sparse", featurizer=featurizer, hidden_dims=(c,), final_activation=False,
+                                    cache_nnz=0)
         elif image:
             encoder, x = _pixel_encoder(ctx, train.inputs, c)
         else:
@@ -171,9 +175,11 @@ def fit_linear_encoder(ctx: FitContext, seed: int | None = None):
     seed = cfg.seed if seed is None else seed
     with ctx.timed("linear_fit_s"):
         fit = fit_one_vs_rest if text else fit_vector_linear
+        if text and fit_opts.get("n_jobs") == -1 and x.nnz < _PARALLEL_MIN_NNZ:
+            fit_opts["n_jobs"] = 1  # starting worker processes costs more than a small fit
         if text:
             identity = {"featurizer": encoder.featurizer.config(), "num_features": encoder.num_features,
-                        "fit": fit_opts, "seed": seed}
+                        "fit": {k: v for k, v in fit_opts.items() if k != "n_jobs"}, "seed": seed}
             coef, intercept = _cached_fit(lambda: fit(x, train.labels, seed=seed, **fit_opts), train, identity)
         else:
             coef, intercept = fit(x, train.labels, seed=seed, **fit_opts)
@@ -185,6 +191,16 @@ def fit_linear_encoder(ctx: FitContext, seed: int | None = None):
     for p in encoder.parameters():
         p.requires_grad_(False)
     return encoder.eval(), int(x.shape[1])
+
+
+def _featurizer(options: dict[str, Any]):
+    """An unfitted :class:`~mlsupcon.models.text_features.TextFeaturizer` with ``options``."""
+    from mlsupcon.models.text_features import TextFeaturizer
+
+    try:
+        return TextFeaturizer(**{k: v for k, v in dict(options).items() if k != "n_train"})
+    except TypeError as e:
+        raise ValueError(f"linear_options.featurizer: {e}") from None
 
 
 def pixel_options(cfg) -> dict[str, Any]:
