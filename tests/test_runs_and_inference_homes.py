@@ -46,6 +46,35 @@ def test_using_a_model_imports_no_training_module(tmp_path):
     assert lines[-1] == "training: []"
 
 
+_CLI_PREDICT_EMBED_EVALUATE = """
+import sys
+import numpy as np
+from mlsupcon.cli.main import main
+
+folder, data, out = sys.argv[1:]
+np.savez(data, x=np.ones((6, 4), dtype=np.float32), y=np.eye(3, dtype=np.uint8)[[0, 1, 2, 0, 1, 2]],
+         label_names=np.array(["a", "b", "c"]), split=np.array(["train", "validation", "test"] * 2))
+for argv in (["predict", folder, "--input", data, "--output", out + ".jsonl", "--no-progress"],
+             ["embed", folder, "--input", data, "--output", out + ".npz", "--no-progress"],
+             ["evaluate", folder, "--dataset", "vectors:" + data, "--no-progress"]):
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    assert rc in (0, None), (argv, rc)
+print("training:", [m for m in sys.modules if m.startswith("mlsupcon.training")])
+"""
+
+
+def test_the_cli_commands_that_use_a_model_import_no_training_module(tmp_path):
+    _model_folder(tmp_path / "exported")
+    p = subprocess.run([sys.executable, "-c", _CLI_PREDICT_EMBED_EVALUATE, str(tmp_path / "exported"),
+                        str(tmp_path / "v.npz"), str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == "training: []"
+    assert (tmp_path / "out.jsonl").read_text().count("\n") == 6 and (tmp_path / "out.npz").is_file()
+
+
 @pytest.mark.parametrize("old, new, name", [
     ("mlsupcon.training.io", "mlsupcon.runs.io", "atomic_write_text"),
     ("mlsupcon.training.output_folder", "mlsupcon.runs.folder", "check_run_output"),

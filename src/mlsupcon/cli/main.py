@@ -13,7 +13,6 @@ import warnings
 from typing import Any
 
 from mlsupcon.config.flags import FLAGS, flag_dest, flag_overrides
-from mlsupcon.config.methods import METHOD_NAMES  # the names only: using a model imports no training code
 
 # Models and datasets are local: never reach for a hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -66,11 +65,12 @@ def cmd_train(args) -> int:
 
     from mlsupcon.cli.checks import check_accelerator
     from mlsupcon.config.loading import load_config
+    from mlsupcon.training.methods import METHODS  # the registry only (no torch); a registered method counts
 
     # Checked once, each check as soon as it can be made: the fields (defaults < preset < YAML <
     # flags) and the output folder before the data is read, the data before torch and Lightning
     # (seconds to import) are, the method's checks (loss and head registries: torch) before Lightning.
-    cfg = load_config(_resume_config_path(args), _overrides(args, "train"), method_names=METHOD_NAMES)
+    cfg = load_config(_resume_config_path(args), _overrides(args, "train"), method_names=METHODS)
     from mlsupcon.progress import set_enabled
     from mlsupcon.runs.folder import check_run_output, claim_run_folder, is_primary_process
 
