@@ -127,9 +127,15 @@ class TextFeaturizer:
         self.idf: np.ndarray | None = None  # float32 [K]
         self.n_train: int = 0
         self._lut: np.ndarray | None = None  # hashed id -> compact column, -1 if dropped
-        self._vectorizers = self._make_vectorizers()
+        self._vectorizer_list: list[Any] | None = None  # built on first use: importing scikit-learn takes seconds
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def _vectorizers(self) -> list[Any]:
+        if self._vectorizer_list is None:
+            self._vectorizer_list = self._make_vectorizers()
+        return self._vectorizer_list
+
     def _make_vectorizers(self) -> list[Any]:
         from sklearn.feature_extraction.text import HashingVectorizer
 
@@ -144,7 +150,7 @@ class TextFeaturizer:
 
     @property
     def num_families(self) -> int:
-        return len(self._vectorizers)
+        return (self.word_ngram_range is not None) + (self.char_ngram_range is not None)
 
     @property
     def num_features(self) -> int:
