@@ -143,3 +143,18 @@ def test_the_artefact_list_names_what_a_run_writes():
 
     assert RUN_ARTEFACTS == ("config.yaml", "environment.json", "metrics.json", "model", "checkpoints", "logs",
                              "embeddings_test.npz")
+
+
+def test_loading_skips_random_initialisation_and_restores_it(tmp_path):
+    import torch
+
+    from mlsupcon.inference.model import load
+
+    model = _model_folder(tmp_path / "model").eval()
+    before = {n: getattr(torch.nn.init, n) for n in ("normal_", "uniform_", "kaiming_uniform_")}
+    state = torch.random.get_rng_state()
+    trained = load(tmp_path / "model")
+    assert torch.equal(torch.random.get_rng_state(), state)  # no random draw while rebuilding
+    assert all(getattr(torch.nn.init, n) is f for n, f in before.items())
+    for (name, a), (_, b) in zip(model.state_dict().items(), trained.classifier.state_dict().items()):
+        assert torch.equal(a, b), name
