@@ -164,21 +164,13 @@ class SparseTextEncoder(Encoder):
                 raise ValueError("sparse encoder takes train_texts or num_features (rebuilding from config), not both")
             if isinstance(train_texts, str):
                 raise ValueError("train_texts must be a list of documents, not one string")
-            opts = {k: v for k, v in dict(featurizer or {}).items() if k != "n_train"}
-            try:
-                fz = TextFeaturizer(**opts)
-            except TypeError as e:
-                raise ValueError(f"featurizer: {e}") from None
-            fz.fit(train_texts)
+            fz = TextFeaturizer.from_options(featurizer).fit(train_texts)
         elif num_features is None:
             raise ValueError("sparse encoder requires train_texts (to fit the TF-IDF featurizer), a fitted "
                              "featurizer, or num_features with a featurizer config (from config())")
         else:
             fz = None
-            try:  # fail now, not at load_state_dict, on a bad featurizer config
-                TextFeaturizer(**{k: v for k, v in dict(featurizer or {}).items() if k != "n_train"})
-            except TypeError as e:
-                raise ValueError(f"featurizer: {e}") from None
+            TextFeaturizer.from_options(featurizer)  # fail now, not at load_state_dict, on a bad config
         self._featurizer_config = dict(featurizer) if isinstance(featurizer, Mapping) else {}
         if fz is not None:
             cfg, arrays = fz.state()

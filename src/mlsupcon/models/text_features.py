@@ -129,6 +129,20 @@ class TextFeaturizer:
         self._lut: np.ndarray | None = None  # hashed id -> compact column, -1 if dropped
         self._vectorizer_list: list[Any] | None = None  # built on first use: importing scikit-learn takes seconds
 
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None) -> TextFeaturizer:
+        """An unfitted featurizer from a dict of options, e.g. a saved :meth:`config` (whose
+        ``n_train`` describes the fit and is ignored); a ValueError names an unknown option.
+
+        Example:
+            >>> TextFeaturizer.from_options({"min_df": 1, "n_train": 5}).min_df
+            1
+        """
+        try:
+            return cls(**{k: v for k, v in dict(options or {}).items() if k != "n_train"})
+        except TypeError as e:
+            raise ValueError(f"featurizer: {e}") from None
+
     # ------------------------------------------------------------------ helpers
     @property
     def _vectorizers(self) -> list[Any]:

@@ -152,6 +152,7 @@ def fit_linear_encoder(ctx: FitContext, seed: int | None = None):
 
     from mlsupcon.models import build_encoder
     from mlsupcon.models.linear_baseline import fit_one_vs_rest, fit_vector_linear
+    from mlsupcon.models.text_features import TextFeaturizer
 
     ds, cfg = ctx.dataset, ctx.cfg
     train = ds.splits["train"]
@@ -163,7 +164,7 @@ def fit_linear_encoder(ctx: FitContext, seed: int | None = None):
     c = ds.num_labels
     with ctx.timed("linear_featurize_s"):
         if text:
-            featurizer = _featurizer(opts["featurizer"])
+            featurizer = TextFeaturizer.from_options(opts["featurizer"])
             x = featurizer.fit_transform(list(train.inputs))  # the training texts are hashed once
             encoder = build_encoder("sparse", featurizer=featurizer, hidden_dims=(c,), final_activation=False,
                                     cache_nnz=0)
@@ -191,16 +192,6 @@ def fit_linear_encoder(ctx: FitContext, seed: int | None = None):
     for p in encoder.parameters():
         p.requires_grad_(False)
     return encoder.eval(), int(x.shape[1])
-
-
-def _featurizer(options: dict[str, Any]):
-    """An unfitted :class:`~mlsupcon.models.text_features.TextFeaturizer` with ``options``."""
-    from mlsupcon.models.text_features import TextFeaturizer
-
-    try:
-        return TextFeaturizer(**{k: v for k, v in dict(options).items() if k != "n_train"})
-    except TypeError as e:
-        raise ValueError(f"linear_options.featurizer: {e}") from None
 
 
 def pixel_options(cfg) -> dict[str, Any]:
