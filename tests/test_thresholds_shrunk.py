@@ -40,3 +40,9 @@ def test_strength_must_be_a_number_at_least_zero(bad):
     y, s = _data()
     with pytest.raises(ValueError, match="strength"):
         tune_shrunk_thresholds(y, s, strength=bad)
+
+
+def test_a_global_threshold_given_is_the_one_tuned_here():
+    y, s = _data(2)
+    g = tune_global_threshold(y, s)
+    np.testing.assert_array_equal(tune_shrunk_thresholds(y, s, global_threshold=g), tune_shrunk_thresholds(y, s))

@@ -306,7 +306,11 @@ DEFAULT_SHRINK_STRENGTH = 3.0
 
 
 def tune_shrunk_thresholds(
-    y_true_val: Any, scores_val: Any, strength: float = DEFAULT_SHRINK_STRENGTH, grid: Any = None
+    y_true_val: Any,
+    scores_val: Any,
+    strength: float = DEFAULT_SHRINK_STRENGTH,
+    grid: Any = None,
+    global_threshold: float | None = None,
 ) -> np.ndarray:
     """Per-label thresholds shrunk towards the global one by the label's number of validation positives.
 
@@ -325,6 +329,8 @@ def tune_shrunk_thresholds(
         scores_val: ``[n, C]`` validation scores.
         strength: validation positives at which both thresholds weigh the same (>= 0).
         grid: as in :func:`tune_global_threshold`.
+        global_threshold: ``tune_global_threshold(y_true_val, scores_val, grid)`` when the caller
+            has it already (None: tuned here).
 
     Returns:
         A float64 array ``[C]``; predict label ``j`` iff ``score[:, j] >= t[j]``.
@@ -349,7 +355,7 @@ def tune_shrunk_thresholds(
     if not k >= 0:
         raise ValueError(f"strength must be a number >= 0, got {strength!r}")
     y, s = _validate_pair(y_true_val, scores_val, "y_true_val", "scores_val")
-    t_global = tune_global_threshold(y, s, grid)
+    t_global = tune_global_threshold(y, s, grid) if global_threshold is None else float(global_threshold)
     if np.isinf(k):
         return np.full(y.shape[1], t_global, dtype=np.float64)
     own = tune_per_label_thresholds(y, s, grid, fallback=t_global)

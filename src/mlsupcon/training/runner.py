@@ -170,7 +170,8 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
         t_macro = tune_global_threshold_macro_f1(val_y, val_scores)
         metrics["threshold_macro_f1"] = float(t_macro)
         metrics["macro_f1_macro_threshold"] = float(macro_f1(test_y, test_scores, t_macro))
-        shrunk = per_label if per_label is not None else tune_shrunk_thresholds(val_y, val_scores)
+        shrunk = per_label if per_label is not None else tune_shrunk_thresholds(val_y, val_scores,
+                                                                                global_threshold=threshold)
         metrics["micro_f1_global_threshold"] = float(micro_f1(test_y, test_scores, threshold))
         metrics["macro_f1_global_threshold"] = float(macro_f1(test_y, test_scores, threshold))
         metrics["micro_f1_per_label_thresholds"] = float(micro_f1(test_y, test_scores, shrunk))
@@ -224,7 +225,7 @@ def decision_rule(cfg: TrainConfig, method, val_y: np.ndarray, val_scores: np.nd
     threshold = tune_global_threshold(val_y, val_scores)
     if cfg.threshold == "tune":
         return threshold, None, "validation micro-F1", True
-    per_label = tune_shrunk_thresholds(val_y, val_scores)
+    per_label = tune_shrunk_thresholds(val_y, val_scores, global_threshold=threshold)
     return threshold, per_label, "validation F1 per label, shrunk towards the micro-F1 threshold", True
 
 
