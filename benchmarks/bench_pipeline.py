@@ -166,26 +166,27 @@ def _embed(src: Path, dataset: str, n: int, threads: int | None) -> dict[str, fl
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _first_run(src: Path, dataset: str, n: int, threads: int | None) -> dict[str, float]:
-    sys.path.insert(0, str(src / "src"))
+def write_texts(path: Path, dataset: str, n: int) -> Path:
+    """The first texts of each split of ``dataset``, ``n`` in all in the splits' proportions, as
+    a JSONL file with ``text``, ``labels`` and ``split`` (written once, read by every tree)."""
     from mlsupcon.data import load_dataset
 
     ds = load_dataset(dataset)
+    total = sum(len(ds.splits[k]) for k in ("train", "validation", "test"))
+    with path.open("w", encoding="utf-8") as f:
+        for split in ("train", "validation", "test"):
+            sp = ds.splits[split]
+            rows = sp.labels.tocsr()
+            for i in range(min(len(sp), round(n * len(sp) / total))):
+                labels = [ds.label_names[j] for j in rows[i].indices]
+                f.write(json.dumps({"text": sp.inputs[i], "labels": labels, "split": split}) + "\n")
+    return path
+
+
+def _first_run(src: Path, texts: Path, threads: int | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "texts.jsonl"
-        with path.open("w", encoding="utf-8") as f:
-            count = 0
-            for split in ("train", "validation", "test"):
-                sp = ds.splits[split]
-                rows = sp.labels.tocsr()
-                for text, r in zip(sp.inputs, rows):
-                    if count >= n:
-                        break
-                    f.write(json.dumps({"text": text, "labels": [ds.label_names[j] for j in r.indices],
-                                        "split": split}) + "\n")
-                    count += 1
         out = Path(tmp) / "run"
-        wall, _ = _run([sys.executable, "-m", "mlsupcon.cli.main", "train", "--dataset", f"jsonl:{path}",
+        wall, _ = _run([sys.executable, "-m", "mlsupcon.cli.main", "train", "--dataset", f"jsonl:{texts}",
                         "--output", str(out), "--no-progress"], _env(src, tmp, threads), src)
         metrics = json.loads((out / "metrics.json").read_text())
     return {"wall_s": wall, "map": metrics["map"], "micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"]}
@@ -217,12 +218,15 @@ def main() -> None:
         results.setdefault(part, {}).setdefault(who, []).append(row)
         print(f"{part:9s} {who:28s} " + "  ".join(f"{k} {v:.4g}" for k, v in row.items()), flush=True)
 
+    sys.path.insert(0, str(ROOT / "src"))  # this tree's mlsupcon writes the inputs every tree reads
     texts: list[str] = []
     if "load" in parts:
-        sys.path.insert(0, str(ROOT / "src"))
         from mlsupcon.data import load_dataset
 
         texts = list(load_dataset(args.dataset).splits["test"].inputs[: args.predict_texts])
+    scratch = tempfile.TemporaryDirectory()
+    first_run_texts = (write_texts(Path(scratch.name) / "texts.jsonl", args.dataset, args.first_run_texts)
+                       if "first-run" in parts else None)
     for _ in range(args.repeats):  # interleaved: every contender once per repeat
         for part in parts:
             if part == "linear":
@@ -244,7 +248,7 @@ def main() -> None:
                     add(part, f"frozen MiniLM {name}", _embed(tree, args.dataset, args.embed_texts, args.threads))
             elif part == "first-run":
                 for name, tree in trees.items():
-                    add(part, f"defaults {name}", _first_run(tree, args.dataset, args.first_run_texts, args.threads))
+                    add(part, f"defaults {name}", _first_run(tree, first_run_texts, args.threads))
             else:
                 raise SystemExit(f"--parts: unknown part {part!r}; expected linear, load, embed, first-run")
     medians = {part: {who: _median(rows) for who, rows in by.items()} for part, by in results.items()}
