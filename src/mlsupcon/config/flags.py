@@ -85,6 +85,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--head", str, "head", "linear | attention (label-wise attention, text encoders) | kmcl"),
     Flag("--max-examples", int, "dataset_options.max_examples_per_split",
          "deterministic subsample per split (quick runs)"),
+    Flag("--max-train-examples", int, "dataset_options.max_train_examples",
+         "deterministic subsample of the training split only (learning curves, few labelled texts)"),
     Flag("--top-k-labels", int, "dataset_options.top_k_labels",
          "keep the k most frequent training labels (MIMIC-50 style)"),
     # Your own training data: options of the loaders (mlsupcon.data.text), so load_dataset reports a

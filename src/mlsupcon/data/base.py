@@ -355,3 +355,25 @@ def subsample(ds: MultiLabelDataset, max_examples: int, seed: int = 0) -> MultiL
     info = dict(ds.info)
     info["max_examples_per_split"] = {"max": int(max_examples), "sizes_before_after": report}
     return MultiLabelDataset(ds.name, ds.modality, ds.label_names, splits, ds.hierarchy, info)
+
+
+def subsample_train(ds: MultiLabelDataset, max_examples: int, seed: int = 0) -> MultiLabelDataset:
+    """Keep at most ``max_examples`` training examples (seeded, in original order); other splits as
+    they are. The subsets are nested: a permutation drawn once per seed is cut at ``max_examples``.
+
+    Example:
+        >>> from mlsupcon.data.registry import load_dataset
+        >>> ds = load_dataset("yeast", max_train_examples=100)
+        >>> len(ds.splits["train"]), len(ds.splits["test"])
+        (100, 917)
+    """
+    if isinstance(max_examples, bool) or not isinstance(max_examples, (int, np.integer)) or max_examples < 1:
+        raise ValueError(f"max_train_examples must be a positive integer, got {max_examples!r}")
+    train = ds.splits["train"]
+    splits = dict(ds.splits)
+    if len(train) > max_examples:
+        order = split_seed(seed, "train-prefix").permutation(len(train))
+        splits["train"] = train.subset(np.sort(order[: int(max_examples)]))
+    info = dict(ds.info)
+    info["max_train_examples"] = {"max": int(max_examples), "train_before_after": [len(train), len(splits["train"])]}
+    return MultiLabelDataset(ds.name, ds.modality, ds.label_names, splits, ds.hierarchy, info)

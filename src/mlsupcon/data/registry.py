@@ -24,6 +24,9 @@ Options every dataset accepts:
   ``ds.info["top_k_labels"]``.
 * ``max_examples_per_split`` (int): deterministic seeded subsample of each split
   (after ``top_k_labels``; the label vocabulary is the full data's), for quick runs.
+* ``max_train_examples`` (int): a deterministic seeded subsample of the training split only
+  (validation and test untouched), for learning curves and few-label settings; nested: the
+  500 kept of a split are among the 2,000 kept with the same seed.
 
 Dataset-specific options are the keyword arguments of the loader functions
 (:func:`~mlsupcon.data.text.load_jsonl`, :func:`~mlsupcon.data.mimic.load_mimic_repro`…);
@@ -42,7 +45,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .base import MultiLabelDataset, subsample, top_k_restrict
+from .base import MultiLabelDataset, subsample, subsample_train, top_k_restrict
 
 __all__ = ["load_dataset", "available_datasets", "dataset_options", "dataset_option_defaults"]
 
@@ -73,7 +76,7 @@ def _loaders() -> dict[str, tuple[Callable[..., MultiLabelDataset], str, str]]:
     }
 
 
-_COMMON = ("seed", "top_k_labels", "max_examples_per_split")
+_COMMON = ("seed", "top_k_labels", "max_examples_per_split", "max_train_examples")
 
 
 def available_datasets() -> dict[str, str]:
@@ -118,7 +121,7 @@ def load_dataset(spec: str, **options: Any) -> MultiLabelDataset:
             ``"csv:PATH"``, ``"mimic-caml:DIR"``, ``"mimic-repro:DIR"`` or
             ``"coco:ANNOTATION_JSON[:IMAGE_DIR]"``.
         **options: Common options (``seed``, ``top_k_labels``,
-            ``max_examples_per_split``) and the dataset's own (e.g. ``label_field``,
+            ``max_examples_per_split``, ``max_train_examples``) and the dataset's own (e.g. ``label_field``,
             ``text_field``, ``split_field``, ``image_size``).
 
     Returns:
@@ -157,6 +160,7 @@ def load_dataset(spec: str, **options: Any) -> MultiLabelDataset:
 
     top_k = options.pop("top_k_labels", None)
     max_n = options.pop("max_examples_per_split", None)
+    max_train = options.pop("max_train_examples", None)
     seed = options.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
@@ -170,9 +174,12 @@ def load_dataset(spec: str, **options: Any) -> MultiLabelDataset:
         **{k: v for k, v in options.items()},
         "top_k_labels": top_k,
         "max_examples_per_split": max_n,
+        **({"max_train_examples": max_train} if max_train is not None else {}),
     }
     if top_k is not None:
         ds = top_k_restrict(ds, top_k)
     if max_n is not None:
         ds = subsample(ds, max_n, seed)
+    if max_train is not None:
+        ds = subsample_train(ds, max_train, seed)
     return ds
