@@ -31,3 +31,16 @@ def test_more_than_the_split_keeps_it_whole_and_bad_values_name_the_option():
     assert "max_train_examples" in dataset_options("jsonl")
     with pytest.raises(ValueError, match="max_train_examples must be a positive integer"):
         load_dataset("yeast", max_train_examples=0)
+
+
+def test_a_contrastive_stage_scores_its_logged_validation_loss_on_the_first_1024_examples_only():
+    from types import SimpleNamespace
+
+    from mlsupcon.training.stages import CONTRASTIVE_VALIDATION_EXAMPLES, _val_batch_limit
+
+    assert CONTRASTIVE_VALIDATION_EXAMPLES == 1024
+    assert _val_batch_limit("contrastive", SimpleNamespace(batch_size=64)) == 16
+    assert _val_batch_limit("contrastive", SimpleNamespace(batch_size=1000)) == 2
+    assert _val_batch_limit("contrastive", SimpleNamespace(batch_size=4096)) == 1
+    assert _val_batch_limit("classifier", SimpleNamespace(batch_size=64)) == 1.0  # selection needs all of it
+    assert _val_batch_limit("end-to-end", SimpleNamespace(batch_size=64)) == 1.0
