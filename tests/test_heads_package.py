@@ -24,7 +24,7 @@ from mlsupcon.models.heads import (
 
 
 def test_every_registered_head_derives_from_the_base_class_under_its_kind():
-    assert tuple(HEADS) == ("linear", "attention", "kmcl", "scores", "knn", "blend", "slice")
+    assert tuple(HEADS) == ("linear", "attention", "kmcl", "scores", "knn", "blend", "slice", "label-names")
     for kind, cls in HEADS.items():
         assert issubclass(cls, ClassifierHead) and cls.kind == kind
 

@@ -41,7 +41,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from ..models.knn_head import knn_search, knn_vote
+from ..models.heads.knn import knn_search, knn_vote
 from .blend import Metric, check_metric, selection_metric
 from .metrics import _validate_y
 

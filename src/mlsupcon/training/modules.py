@@ -323,6 +323,9 @@ class ClassifierModule(_Base):
                 feats = embed_views(self.encoder, self.projection, c["view_fn"], inputs, c["views"])
                 con = self.contrastive_fn(feats, c["loss_labels"](y))
             loss = cls + c["weight"] * con
+        penalty = getattr(self.head, "penalty", None)
+        if callable(penalty):  # a head's pull towards its initial state (label-names prototypes)
+            loss = loss + penalty()
         if self._finite_or_skip(loss) is None:
             return None
         self.log("train/classifier_loss", cls, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.shape[0])

@@ -9,8 +9,9 @@ run (:func:`build_head`) and to rebuild one from a saved config (:func:`head_fro
 One module per head: ``linear``, ``attention`` (label-wise attention over token states:
 CAML / LAAT / PLM-ICD), ``kmcl`` (per-class Gaussian kernels), ``scores`` (the encoder's
 output is the logits), ``knn`` (votes of the nearest training examples), ``blend`` (two heads
-mixed as probabilities), ``slice`` (a head on a column range of the features). The import
-order below is the order of :data:`HEADS`.
+mixed as probabilities), ``slice`` (a head on a column range of the features), ``label-names``
+(cosine prototypes that start at the label names' embeddings). The import order below is the
+order of :data:`HEADS`.
 
 Example:
     >>> import torch
@@ -24,7 +25,7 @@ Example:
     >>> LabelWiseAttention(16, 5)(seq, mask).shape
     torch.Size([4, 5])
     >>> tuple(HEADS)
-    ('linear', 'attention', 'kmcl', 'scores', 'knn', 'blend', 'slice')
+    ('linear', 'attention', 'kmcl', 'scores', 'knn', 'blend', 'slice', 'label-names')
 """
 
 # Each head module registers its class when imported: this order is that of HEADS.
@@ -39,6 +40,7 @@ from .scores import ScoresHead
 from .knn import KNNHead, knn_search, knn_vote
 from .blend import BlendHead
 from .slice import SliceHead
+from .label_names import LabelNameHead, label_name_text
 # isort: on
 
 __all__ = [
@@ -58,6 +60,8 @@ __all__ = [
     "KMCLClassifier",
     "ScoresHead",
     "KNNHead",
+    "LabelNameHead",
+    "label_name_text",
     "knn_search",
     "knn_vote",
     "BlendHead",

@@ -354,4 +354,7 @@ def make_head(ctx: FitContext, kind: str | None = None, options: dict[str, Any] 
     init = getattr(head, "init_prior", None)
     if init is not None:
         init(label_prior_logits(ctx.dataset))
+    names = getattr(head, "init_label_names", None)
+    if names is not None:  # prototypes that start at the label names' embeddings (text encoders)
+        names(ctx.dataset.label_names, encoder or ctx.encoder)
     return head
