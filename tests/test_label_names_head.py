@@ -86,3 +86,17 @@ def test_a_run_starts_at_the_names_embeddings_and_its_model_reloads_them(tmp_pat
     logits = np.log(model.predict_proba(texts, progress=False)) - np.log1p(-model.predict_proba(texts,
                                                                                               progress=False))
     np.testing.assert_allclose(logits - head.bias.detach().numpy(), head.log_scale.exp().item() * cos, atol=1e-3)
+
+
+def test_one_stage_methods_train_the_encoder_at_encoder_lr_ratio_times_the_heads_rate():
+    from mlsupcon.config.methods import METHOD_OPTIONS
+    from mlsupcon.training.modules import ClassifierModule
+
+    for method in ("bce", "asl", "zlpr", "end-to-end", "two-stage"):
+        assert "encoder_lr_ratio" in METHOD_OPTIONS[method]
+    enc = build_encoder("mlp", in_dim=6, hidden_dims=(8,))
+    module = ClassifierModule(enc, build_head("linear", enc, 3), 1e-2, 0.0, encoder_lr_ratio=0.1)
+    groups = module.param_groups()
+    enc_ids = {id(p) for p in enc.parameters()}
+    assert {id(p) for p in groups[1]["params"]} == enc_ids and groups[1]["lr"] == pytest.approx(1e-3)
+    assert not enc_ids & {id(p) for p in groups[0]["params"]}

@@ -76,8 +76,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--patience", int, "patience", "epochs without validation improvement before a stage stops early"),
     Flag("--batch-size", int, "batch_size"),
     Flag("--lr", float, "lr"),
-    Flag("--encoder-lr-ratio", float, "encoder_lr_ratio", "two-stage fine-tuning: the encoder's rate as a "
-         "fraction of the classifier's (0.1 in the MulSupCon authors' code)"),
+    Flag("--encoder-lr-ratio", float, "encoder_lr_ratio", "the encoder's learning rate as a fraction of the "
+         "head's (two-stage fine-tuning: 0.1 in the MulSupCon authors' code)"),
     Flag("--lr-schedule", str, "lr_schedule", "cosine (warm-up, then cosine decay per step) | constant"),
     Flag("--warmup-epochs", float, "warmup_epochs", "epochs of linear learning-rate warm-up per stage "
                                                     "(default: a tenth of the stage, at most 1)"),

@@ -29,12 +29,12 @@ METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
                                         "encoder_lr_ratio", "finetune_encoder", "probe_batch_size", "head",
                                         "patience", "stage1_selection"),
     "end-to-end": CONTRASTIVE_OPTIONS + ("epochs", "contrastive_weight", "head", "patience", "classifier_loss",
-                                         "classifier_loss_options"),
-    "bce": ("epochs", "head", "patience"),
-    "asl": ("epochs", "head", "patience", "classifier_loss_options"),
+                                         "classifier_loss_options", "encoder_lr_ratio"),
+    "bce": ("epochs", "head", "patience", "encoder_lr_ratio"),
+    "asl": ("epochs", "head", "patience", "classifier_loss_options", "encoder_lr_ratio"),
     "kmcl": ("epochs", "loss_options", "head_options", "patience"),
     "linear": ("linear_options",),
-    "zlpr": ("epochs", "head", "patience"),
+    "zlpr": ("epochs", "head", "patience", "encoder_lr_ratio"),
 }
 
 #: The built-in methods by name (the config's ``method``).

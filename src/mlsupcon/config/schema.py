@@ -42,7 +42,9 @@ class TrainConfig:
         lr: learning rate (AdamW) of every stage but two-stage's classifier (``classifier_lr``).
         encoder_lr_ratio: two-stage with ``finetune_encoder``: the pretrained encoder's learning
             rate in stage 2 as a fraction of ``classifier_lr`` (the MulSupCon authors fine-tune it
-            at 0.1 × the classifier's, ``lrp``); 1 trains both at ``classifier_lr``.
+            at 0.1 × the classifier's, ``lrp``); 1 trains both at ``classifier_lr``. ``bce``, ``asl``,
+            ``zlpr`` and ``end-to-end``: the encoder's rate as a fraction of ``lr`` (a pretrained
+            encoder under a fresh head).
         lr_schedule: ``cosine`` (linear warm-up, then cosine decay to ``min_lr_ratio`` × lr at a
             stage's epoch cap, per step; :mod:`mlsupcon.training.schedule`) or ``constant``.
         warmup_epochs: epochs of linear warm-up at the start of every stage (fractions allowed;

@@ -26,7 +26,8 @@ class ClassifierOnly(Method):
             head = make_head(ctx)
             module = ClassifierModule(ctx.encoder, head, cfg.lr, cfg.weight_decay,
                                       classifier_loss=self.classifier_loss or "bce",
-                                      classifier_loss_options=cfg.classifier_loss_options)
+                                      classifier_loss_options=cfg.classifier_loss_options,
+                                      encoder_lr_ratio=cfg.encoder_lr_ratio)
             ctx.fit_stage("end_to_end", module, ctx.loaders["train"], ctx.loaders["validation"], cfg.epochs,
                           early_stop=True)
             module.restore_best()

@@ -44,7 +44,7 @@ class EndToEnd(ContrastiveMethod):
             module = ClassifierModule(ctx.encoder, head, cfg.lr, cfg.weight_decay,
                                       classifier_loss=self.classification_loss(cfg),
                                       classifier_loss_options=cfg.classifier_loss_options,
-                                      contrastive=self.contrastive)
+                                      contrastive=self.contrastive, encoder_lr_ratio=cfg.encoder_lr_ratio)
             ctx.fit_stage("end_to_end", module, ctx.loaders["train"], ctx.loaders["validation"], cfg.epochs,
                           early_stop=True)
             module.restore_best()
