@@ -65,7 +65,8 @@ def test_options_and_encoders_are_checked():
 def test_a_run_starts_at_the_names_embeddings_and_its_model_reloads_them(tmp_path, monkeypatch):
     monkeypatch.setenv("MLSUPCON_CACHE", str(tmp_path / "cache"))
     data = fp.write_jsonl(tmp_path / "docs.jsonl", n=40)
-    cfg = fp.write_yaml(tmp_path / "c.yaml", {"encoder_options": {"hidden_dims": [], "max_length": 32,
+    cfg = fp.write_yaml(tmp_path / "c.yaml", {"head_options": {"prior_strength": 3e-5},
+                                              "encoder_options": {"hidden_dims": [], "max_length": 32,
                                                                     "progress": False}})
     rc, _, err = run_cli(["train", "--config", str(cfg), "--dataset", f"jsonl:{data}", "--encoder", "frozen",
                           "--method", "bce", "--head", "label-names", "--epochs", "1", "--lr", "1e-12", "--output",
@@ -79,6 +80,7 @@ def test_a_run_starts_at_the_names_embeddings_and_its_model_reloads_them(tmp_pat
     expected = model.embed(names, space="encoder", progress=False)
     expected = expected / np.linalg.norm(expected, axis=1, keepdims=True)
     np.testing.assert_allclose(head.anchors.numpy(), expected, atol=1e-5)
+    assert head.prior_strength == 3e-5  # head_options reach the head
     # untrained (one step of lr 1e-12): a text scores highest on the label whose name it is closest to
     texts = list(ds.splits["test"].inputs)
     emb = model.embed(texts, space="encoder", progress=False)
@@ -100,3 +102,15 @@ def test_one_stage_methods_train_the_encoder_at_encoder_lr_ratio_times_the_heads
     enc_ids = {id(p) for p in enc.parameters()}
     assert {id(p) for p in groups[1]["params"]} == enc_ids and groups[1]["lr"] == pytest.approx(1e-3)
     assert not enc_ids & {id(p) for p in groups[0]["params"]}
+
+
+def test_head_options_reach_the_head_and_unknown_ones_are_one_line_before_any_work():
+    from mlsupcon.config.schema import TrainConfig
+    from mlsupcon.training.run_config import check_method_options
+
+    ok = TrainConfig(method="bce", head="label-names", head_options={"prior_strength": 1e-5})
+    assert check_method_options(ok) is ok
+    with pytest.raises(ValueError, match=r"head_options: \['strength'\] are not options of the 'label-names' head"):
+        check_method_options(TrainConfig(method="bce", head="label-names", head_options={"strength": 1}))
+    with pytest.raises(ValueError, match="head_options: the 'linear' method has no head option"):
+        check_method_options(TrainConfig(method="linear", head_options={"dropout": 0.1}))

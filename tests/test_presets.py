@@ -258,12 +258,14 @@ def test_cli_run_on_jsonl_chooses_from_the_data_and_resumes(tmp_path):
     assert rc == 0, err
     block = [line for line in err.splitlines() if line.startswith("mlsupcon: no config given")]
     assert len(block) == 1 and "short texts" in block[0]
-    assert "encoder=frozen" in err and "method=end-to-end" in err and "kept as you set them: epochs=1" in err
+    # few texts whose label names are words: the label-names head on the sentence embeddings, BCE
+    assert "encoder=frozen" in err and "method=bce" in err and "head=label-names" in err
+    assert "kept as you set them: epochs=1" in err
     saved = fp.read_config_yaml(out)
     assert saved["encoder"] == "frozen" and saved["auto"] is False and saved["preset"] is None
-    assert saved["method"] == "end-to-end" and saved["blend_linear"] is True and saved["knn"] == "off"
-    assert saved["epochs"] == 1 and saved["encoder_options"]["hidden_dims"] == [1024]
-    # the method chosen is the one that ran: one end-to-end stage, no contrastive pretraining stage
+    assert saved["method"] == "bce" and saved["blend_linear"] is True and saved["knn"] == "off"
+    assert saved["epochs"] == 1 and saved["encoder_options"]["hidden_dims"] == [] and saved["head"] == "label-names"
+    # the method chosen is the one that ran: one stage, no contrastive pretraining stage
     assert (out / "logs" / "end_to_end").is_dir() and not (out / "logs" / "contrastive").exists()
     n_train = len(load_dataset(f"jsonl:{data}").splits["train"])
     assert 64 <= n_train < 128 and saved["batch_size"] == 8  # min(256, n_train // 8) rounded down to 8
@@ -310,3 +312,29 @@ def test_cli_run_on_unspaced_text_trains_the_sparse_encoder_end_to_end(tmp_path)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["timings"]["train_s"] > 0 and "contrastive_s" not in metrics["timings"]  # one stage
     assert 0.0 <= metrics["map"] <= 1.0 and "blend_linear" in metrics["chosen_on_validation"]
+
+
+def test_the_label_names_head_for_few_texts_with_worded_labels_only(text_sets, tmp_path):
+    worded = fp.write_jsonl(tmp_path / "worded.jsonl", n=120)  # labels such as sports, politics
+    ds = load_dataset(f"jsonl:{worded}")
+    assert auto.data_statistics(ds)["label_words_share"] == 1.0
+    o, reasons = auto.auto_settings(ds)
+    assert (o["encoder"], o["method"], o["head"], o["encoder_options.hidden_dims"]) == ("frozen", "bce",
+                                                                                       "label-names", [])
+    assert o["blend_linear"] is True and "contrastive_weight" not in o and o["epochs"] == 100
+    assert any(r.startswith("head=label-names") and "100% of the label names are words" in r for r in reasons)
+    # labels l0..l5 are no words: the Debtags recipe
+    assert auto.auto_settings(text_sets["short"])[0]["encoder_options.hidden_dims"] == [1024]
+    # not when a contrastive method, a head or the caller rules it out, nor above NAMES_MAX_TRAIN texts
+    for kwargs in ({"method": "end-to-end"}, {"method": "two-stage"}, {"label_names_head": False}):
+        assert "head" not in auto.auto_settings(ds, **kwargs)[0], kwargs
+    assert auto.auto_settings(ds, method="asl")[0]["head"] == "label-names"
+    small = auto.NAMES_MAX_TRAIN
+    try:
+        auto.NAMES_MAX_TRAIN = len(ds.splits["train"]) - 1
+        assert "head" not in auto.auto_settings(ds)[0]
+    finally:
+        auto.NAMES_MAX_TRAIN = small
+    user = load_config(None, {"dataset": f"jsonl:{worded}", "head": "linear"})
+    cfg, _ = auto.apply_auto_settings(user, ds, stream=io.StringIO())
+    assert cfg.head == "linear" and cfg.encoder_options["hidden_dims"] == [1024] and cfg.method == "end-to-end"

@@ -92,6 +92,11 @@ FROZEN_MAX_TEXTS = 60_000
 #: The Debtags recipe (src/mlsupcon/config/presets.py) that auto settings reuse with ``frozen``.
 _FROZEN = {"hidden_dims": [1024], "dropout": 0.2}
 _FROZEN_RECIPE = {"lr": 0.003, "epochs": 30, "patience": 5}
+#: Label names with words (share of labels, :func:`label_words_share`) from which a frozen text
+#: encoder gets the ``label-names`` head, and the training texts up to which it does (docs/results.md,
+#: issue 22: Debtags with 500 and 2,000 training texts, EUR-Lex summaries).
+NAMES_MIN_WORDS_SHARE = 0.5
+NAMES_MAX_TRAIN = 5000
 #: Training examples a stage that trains the encoder sees (epochs within MIN_EPOCHS..MAX_EPOCHS):
 #: a TF-IDF encoder step is costly on a CPU (two views), so a count of steps, not of examples,
 #: would make small data slow. The probe on cached embeddings aims at TARGET_STEPS steps.
@@ -106,6 +111,8 @@ _METHOD_FIELDS = {"view_options", "epochs", "classifier_epochs", "classifier_lr"
                   "finetune_encoder", "patience", "contrastive_weight"}
 #: Texts measured (evenly spaced) for the length statistics.
 _SAMPLE = 20_000
+# Three letters in a row (\w minus digits and underscore): a word in a label name.
+_LABEL_WORD = re.compile(r"[^\W\d_]{3,}")
 # Words and single punctuation marks: what a word tokenizer's pre-tokenizer makes of a text.
 _WORDS = re.compile(r"\w+|[^\w\s]")
 # Sub-word pieces per word of a byte-level BPE on code, identifiers, URLs (a rough, safe factor).
@@ -121,11 +128,26 @@ def _sample(items: list[Any], k: int = _SAMPLE) -> list[Any]:
     return [items[int(i * step)] for i in range(k)]
 
 
+def label_words_share(label_names: list[str]) -> float:
+    """The share of label names that hold a word (a run of three or more letters, any script):
+    names a sentence encoder can read (``works-with::image``, ``Agriculture``), not codes (``l3``,
+    ``401.9``).
+
+    Example:
+        >>> label_words_share(["works-with::image", "acq", "401.9", "l3"])
+        0.5
+    """
+    if not label_names:
+        return 0.0
+    return float(np.mean([bool(_LABEL_WORD.search(str(name))) for name in label_names]))
+
+
 def data_statistics(dataset: MultiLabelDataset) -> dict[str, Any]:
     """What the choices depend on, measured on the training split.
 
     Returns:
-        ``{"modality", "n_train", "num_labels", "labels_per_example"}``; text adds
+        ``{"modality", "n_train", "num_labels", "labels_per_example", "n_all",
+        "label_words_share"}``; text adds
         ``"tokenizer"`` (kind), ``"tokenizer_reason"``, ``"unspaced_script_share"``,
         ``"symbol_share"``, ``"chars_median"``, ``"words_median"`` and ``"tokens_p95"`` (tokens of
         that kind); vectors add ``"num_features"``.
@@ -138,6 +160,7 @@ def data_statistics(dataset: MultiLabelDataset) -> dict[str, Any]:
         "num_labels": int(dataset.num_labels),
         "labels_per_example": float(train.labels.nnz / n) if n else 0.0,
         "n_all": int(sum(len(part) for part in dataset.splits.values())),
+        "label_words_share": label_words_share(dataset.label_names),
     }
     if dataset.modality == "text":
         texts = [t if isinstance(t, str) else "" for t in _sample(list(train.inputs))]
@@ -178,7 +201,8 @@ def _describe(s: dict[str, Any]) -> str:
 
 
 def auto_settings(dataset: MultiLabelDataset, encoder: str | None = None,
-                  finetune_encoder: bool | None = None, method: str | None = None) -> tuple[dict[str, Any], list[str]]:
+                  finetune_encoder: bool | None = None, method: str | None = None,
+                  label_names_head: bool = True) -> tuple[dict[str, Any], list[str]]:
     """Settings for ``dataset`` chosen from its training split (rules in the module docstring).
 
     Args:
@@ -187,13 +211,15 @@ def auto_settings(dataset: MultiLabelDataset, encoder: str | None = None,
             no encoder is chosen.
         finetune_encoder: The user's choice of stage 2, if any (the stage-2 settings follow it).
         method: The method the user chose, if any (else one may be chosen with the encoder).
+        label_names_head: Whether the ``label-names`` head may be chosen (not when the user chose a
+            head or the encoder's MLP, nor for a table whose rows add contrastive terms to one network).
 
     Returns:
         ``(overrides, reasons)``: overrides as :func:`~mlsupcon.config.loading.load_config`
         takes them (``field`` or ``field.option``: value); ``reasons``: the first line describes
         the data, each further one gives one or more choices and why (``"encoder=sparse: ..."``).
     """
-    overrides, why, description = _choose(dataset, encoder, finetune_encoder, method)
+    overrides, why, description = _choose(dataset, encoder, finetune_encoder, method, label_names_head)
     return overrides, [description, *_reason_lines(overrides, why)] if description else []
 
 
@@ -222,16 +248,16 @@ class _Choices:
 
 
 def _choose(dataset: MultiLabelDataset, encoder: str | None, finetune: bool | None,
-            method: str | None = None) -> tuple[dict[str, Any], dict[str, str], str]:
+            method: str | None = None, label_names_head: bool = True) -> tuple[dict[str, Any], dict[str, str], str]:
     """(overrides, why per key, description of the data): see :func:`auto_settings`."""
-    s = data_statistics(dataset)
+    s = {**data_statistics(dataset), "label_names_head": label_names_head}
     n, modality = s["n_train"], s["modality"]
     if modality not in ("text", "vector") or n == 0:
         return {}, {}, _describe(s) if n else ""
     c = _Choices()
     enc = ""
     if modality == "text":
-        enc = _choose_text_encoder(c, s, encoder)
+        enc = _choose_text_encoder(c, s, encoder, method)
         _choose_text_training(c, s, enc, method)
     else:
         finetune = _choose_vector_model(c, encoder, finetune)
@@ -245,7 +271,7 @@ def _spaced(s: dict[str, Any]) -> bool:
     return s["unspaced_script_share"] < 0.3 and s["symbol_share"] < 0.25
 
 
-def _choose_text_encoder(c: _Choices, s: dict[str, Any], encoder: str | None) -> str:
+def _choose_text_encoder(c: _Choices, s: dict[str, Any], encoder: str | None, method: str | None = None) -> str:
     """The text encoder (unless the user chose one), its options and its views; returns its name."""
     spaced = _spaced(s)
     chosen = "frozen" if spaced and s["n_all"] <= FROZEN_MAX_TEXTS else "sparse"
@@ -261,7 +287,14 @@ def _choose_text_encoder(c: _Choices, s: dict[str, Any], encoder: str | None) ->
                    "would dominate a first run; TF-IDF n-grams under one trained layer")
         c.set("encoder", chosen, why)
     enc = (encoder or chosen).strip().lower()
-    if enc == "frozen":
+    if enc == "frozen" and _label_names_recipe(s, method):
+        c.set("encoder_options.hidden_dims", [], "the sentence embeddings themselves: the label-names head compares "
+                                                 "them with the label names' embeddings")
+        c.set("encoder_options.dropout", 0.0, "no MLP")
+        c.set("head", "label-names", f"{s['label_words_share']:.0%} of the label names are words and "
+              f"{s['n_train']:,} training texts (<= {NAMES_MAX_TRAIN:,}) leave most labels few examples: each "
+              "label's prototype starts at its name's embedding")
+    elif enc == "frozen":
         for k, v in _FROZEN.items():
             c.set(f"encoder_options.{k}", v, "the Debtags recipe's MLP")
         c.set("view_options", {"p_mask": 0.2, "noise_std": 0.01},
@@ -271,6 +304,13 @@ def _choose_text_encoder(c: _Choices, s: dict[str, Any], encoder: str | None) ->
     elif enc == "sparse":
         _choose_sparse_options(c, s)
     return enc
+
+
+def _label_names_recipe(s: dict[str, Any], method: str | None) -> bool:
+    """Few training texts, label names a sentence encoder can read, and a method that trains only a
+    head (a contrastive method needs the MLP below it)."""
+    one_head = method is None or method.strip().lower() in ("bce", "asl", "zlpr")
+    return one_head and s.get("label_names_head", True) and s.get("label_words_share", 0.0) >= NAMES_MIN_WORDS_SHARE and s["n_train"] <= NAMES_MAX_TRAIN
 
 
 def _choose_cnn_options(c: _Choices, s: dict[str, Any]) -> None:
@@ -306,12 +346,23 @@ def _choose_text_training(c: _Choices, s: dict[str, Any], enc: str, method: str 
     ``frozen``, ``sparse`` and ``cnn`` encoders."""
     if enc not in ("frozen", "sparse", "cnn"):
         return
-    if method is None:
+    names = enc == "frozen" and _label_names_recipe(s, method)
+    if method is None and names:
+        c.set("method", "bce", "the label-names head on fixed sentence embeddings: nothing below the head to "
+                               "train contrastively")
+    elif method is None:
         c.set("method", "end-to-end", "BCE + a small contrastive term on the same batches (the Debtags recipe)"
               if enc == "frozen" else ("BCE + a small contrastive term on the same batches (a linear probe on "
                                        "contrastive features trained from scratch lost to TF-IDF + linear)"))
         c.set("contrastive_weight", 0.01, "the Debtags recipe: a larger weight drowns the BCE term")
     if (method or "end-to-end").strip().lower() == "two-stage":
+        return
+    if enc == "frozen" and names:
+        n = s["n_train"]
+        c.set("lr", 0.003, "a head on cached embeddings learns fast (the frozen recipe's rate)")
+        c.set("epochs", int(min(MAX_EPOCHS, max(30, math.ceil(TARGET_EXAMPLES / n)))),
+              f"about {TARGET_EXAMPLES:,} examples seen at {n:,} per epoch, within 30..{MAX_EPOCHS} (500 "
+              "Debtags texts took 50-90 epochs; early stopping ends it sooner)")
         return
     if enc == "frozen":
         for k, v in _FROZEN_RECIPE.items():
@@ -403,7 +454,8 @@ def user_set_fields(cfg: TrainConfig) -> frozenset[str]:
 
 def apply_auto_settings(cfg: TrainConfig, dataset: MultiLabelDataset, stream: TextIO | None = None, *,
                         methods: MethodLookup = method_rules,
-                        check: Callable[[TrainConfig], object] | None = None) -> tuple[TrainConfig, MultiLabelDataset]:
+                        check: Callable[[TrainConfig], object] | None = None,
+                        label_names_head: bool = True) -> tuple[TrainConfig, MultiLabelDataset]:
     """``cfg`` with the settings :func:`auto_settings` chooses for ``dataset`` in the fields the user
     did not set, and the dataset (reloaded when a dataset option was chosen).
 
@@ -420,6 +472,9 @@ def apply_auto_settings(cfg: TrainConfig, dataset: MultiLabelDataset, stream: Te
             registry's lookup.
         check: Called on the new config before the choices are printed (e.g. the method's own
             checks); its exception leaves nothing printed.
+        label_names_head: False: never the ``label-names`` head (``compare`` with contrastive rows,
+            which need a trainable network under the head). Also off when the user chose the head
+            or the encoder's ``hidden_dims``.
 
     Returns:
         ``(config, dataset)``; the config has ``auto`` false (its values are chosen valid; the
@@ -432,7 +487,9 @@ def apply_auto_settings(cfg: TrainConfig, dataset: MultiLabelDataset, stream: Te
     user = user_set_fields(cfg)
     overrides, why, description = _choose(dataset, cfg.encoder if "encoder" in user else None,
                                           cfg.finetune_encoder if "finetune_encoder" in user else None,
-                                          cfg.method if "method" in user else None)
+                                          cfg.method if "method" in user else None,
+                                          label_names_head and "head" not in user
+                                          and "encoder_options.hidden_dims" not in user)
     if "method" in overrides:  # the fields to keep are those of the method chosen
         method = methods(overrides["method"])
     changes: dict[str, Any] = {}

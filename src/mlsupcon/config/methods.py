@@ -27,14 +27,15 @@ CONTRASTIVE_OPTIONS = ("loss", "loss_options", "projection_dim", "projection_hid
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "two-stage": CONTRASTIVE_OPTIONS + ("momentum", "epochs", "classifier_epochs", "classifier_lr",
                                         "encoder_lr_ratio", "finetune_encoder", "probe_batch_size", "head",
-                                        "patience", "stage1_selection"),
-    "end-to-end": CONTRASTIVE_OPTIONS + ("epochs", "contrastive_weight", "head", "patience", "classifier_loss",
+                                        "head_options", "patience", "stage1_selection"),
+    "end-to-end": CONTRASTIVE_OPTIONS + ("epochs", "contrastive_weight", "head", "head_options", "patience",
+                                         "classifier_loss",
                                          "classifier_loss_options", "encoder_lr_ratio"),
-    "bce": ("epochs", "head", "patience", "encoder_lr_ratio"),
-    "asl": ("epochs", "head", "patience", "classifier_loss_options", "encoder_lr_ratio"),
+    "bce": ("epochs", "head", "head_options", "patience", "encoder_lr_ratio"),
+    "asl": ("epochs", "head", "head_options", "patience", "classifier_loss_options", "encoder_lr_ratio"),
     "kmcl": ("epochs", "loss_options", "head_options", "patience"),
     "linear": ("linear_options",),
-    "zlpr": ("epochs", "head", "patience", "encoder_lr_ratio"),
+    "zlpr": ("epochs", "head", "head_options", "patience", "encoder_lr_ratio"),
 }
 
 #: The built-in methods by name (the config's ``method``).

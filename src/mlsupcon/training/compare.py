@@ -127,7 +127,10 @@ def run_compare(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], 
         from mlsupcon.training.methods import get_method
         from mlsupcon.training.run_config import check_method_options
 
-        base, ds = apply_auto_settings(base, ds, methods=get_method, check=check_method_options)
+        # Contrastive rows add their term to one network: not the label-names head on fixed embeddings.
+        contrastive_rows = any(loss not in method_rows() for loss in losses)
+        base, ds = apply_auto_settings(base, ds, methods=get_method, check=check_method_options,
+                                       label_names_head=not contrastive_rows)
     for loss in losses:  # every row's configuration, before any run (e.g. cl_jspcl needs end-to-end)
         try:
             validate_run_config(run_config_for(base, loss, seeds[0] if seeds else 0, out / loss))

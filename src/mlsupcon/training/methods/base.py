@@ -187,7 +187,15 @@ class Method:
         if "head" in cls.options:
             from mlsupcon.models.classifier import head_class
 
-            head_class(cfg.head)
+            head = head_class(cfg.head)
+            if not isinstance(cfg.head_options, dict):
+                raise ValueError(f"head_options: expected a mapping of option: value, got {cfg.head_options!r}")
+            unknown = sorted(set(cfg.head_options) - set(head.options))
+            if unknown:
+                raise ValueError(f"head_options: {unknown} are not options of the '{cfg.head}' head; it takes "
+                                 f"{list(head.options)}")
+        elif cfg.head_options and "head_options" not in cls.options:
+            raise ValueError(f"head_options: the {cls.name!r} method has no head option to configure; leave it unset")
         fixed = cls.decision_threshold(cfg)
         if fixed is not None and cfg.threshold != "tune" and float(cfg.threshold) != fixed[0]:
             raise ValueError(f"threshold: this run decides by its classification loss ({fixed[1]}, threshold "
@@ -348,6 +356,8 @@ def make_head(ctx: FitContext, kind: str | None = None, options: dict[str, Any] 
     each label's logit starting at its training prior."""
     from mlsupcon.models import build_head
 
+    if kind is None and options is None:  # the run's own head: its head_options
+        options = ctx.cfg.head_options
     head = build_head(kind or ctx.cfg.head, encoder or ctx.encoder, ctx.dataset.num_labels, **(options or {}))
     # With hundreds of rare labels, a zero bias spends the first epochs only learning that most
     # labels are absent.
