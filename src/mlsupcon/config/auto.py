@@ -310,7 +310,8 @@ def _label_names_recipe(s: dict[str, Any], method: str | None) -> bool:
     """Few training texts, label names a sentence encoder can read, and a method that trains only a
     head (a contrastive method needs the MLP below it)."""
     one_head = method is None or method.strip().lower() in ("bce", "asl", "zlpr")
-    return one_head and s.get("label_names_head", True) and s.get("label_words_share", 0.0) >= NAMES_MIN_WORDS_SHARE and s["n_train"] <= NAMES_MAX_TRAIN
+    worded = s.get("label_words_share", 0.0) >= NAMES_MIN_WORDS_SHARE
+    return one_head and s.get("label_names_head", True) and worded and s["n_train"] <= NAMES_MAX_TRAIN
 
 
 def _choose_cnn_options(c: _Choices, s: dict[str, Any]) -> None:
