@@ -62,8 +62,8 @@ Example:
     >>> ds = MultiLabelDataset("toy", "text", ["cat", "dog"],
     ...                        {s: Split(s, texts, y, ids) for s in ("train", "validation", "test")})
     >>> overrides, reasons = auto_settings(ds)
-    >>> overrides["encoder"], overrides["method"], overrides["batch_size"], overrides["epochs"]
-    ('frozen', 'end-to-end', 32, 30)
+    >>> overrides["encoder"], overrides["method"], overrides["head"], overrides["batch_size"], overrides["epochs"]
+    ('frozen', 'bce', 'label-names', 32, 100)
 """
 
 from __future__ import annotations
