@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,10 +59,12 @@ def main(argv: list[str] | None = None) -> dict:
     model = SetFitModel.from_pretrained(args.body or minilm_path(), multi_target_strategy="one-vs-rest")
     model.model_body.max_seq_length = args.max_length
     train_ds = Dataset.from_dict({"text": list(train.inputs), "label": [list(map(int, r)) for r in y_train]})
-    targs = TrainingArguments(batch_size=args.batch_size, num_epochs=1, max_steps=args.max_steps, seed=args.seed,
-                              report_to="none", show_progress_bar=False)
-    trainer = Trainer(model=model, args=targs, train_dataset=train_ds)
-    trainer.train()
+    # SetFit saves checkpoints under ./checkpoints by default: none here, and its scratch folder is ours.
+    with tempfile.TemporaryDirectory(prefix="setfit-") as scratch:
+        targs = TrainingArguments(output_dir=scratch, save_strategy="no", batch_size=args.batch_size, num_epochs=1,
+                                  max_steps=args.max_steps, seed=args.seed, report_to="none", show_progress_bar=False)
+        trainer = Trainer(model=model, args=targs, train_dataset=train_ds)
+        trainer.train()
     train_s = time.perf_counter() - t0
 
     def proba(split):
