@@ -72,8 +72,9 @@ class TrainConfig:
             on validation mAP.
         linear_options: options of method ``linear`` (``estimator``: svm/logreg, ``C``, ``class_weight``,
             ``featurizer``: TF-IDF options such as ``max_features``).
-        head_options: options of the KMCL head of method ``kmcl`` (``mode``: isotropic/anisotropic,
-            ``reduce_dim``, ``isotropic_mean``).
+        head_options: options of the run's head (``head``; the KMCL head for method ``kmcl``:
+            ``mode`` isotropic/anisotropic, ``reduce_dim``, ``isotropic_mean``; ``label-names``:
+            ``prior_strength``, ``scale``).
         threshold: ``"tune"`` (one global threshold maximising validation micro-F1),
             ``"tune-per-label"`` (one per label, each label's F1-optimal validation threshold shrunk
             towards the global one by its validation positives: rare labels keep nearly the

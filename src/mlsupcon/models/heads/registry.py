@@ -16,7 +16,8 @@ from torch import nn
 
 from .base import ClassifierHead
 
-__all__ = ["HEADS", "register_head", "head_class", "build_head", "head_from_config", "nested_head_config"]
+__all__ = ["HEADS", "register_head", "head_class", "build_head", "check_head_options", "head_from_config",
+           "nested_head_config"]
 
 #: Classifier head classes by kind (``head`` of a run config, ``head.kind`` of an export).
 HEADS: dict[str, type[ClassifierHead]] = {}
@@ -58,11 +59,27 @@ def build_head(kind: str, encoder: nn.Module, num_labels: int, **options: Any) -
     cls = head_class(kind)
     if cls.built_by_method:
         raise ValueError(f"head: '{kind}' is built by its training method, not from a run's head option")
-    accepted = tuple(cls.options)
+    check_head_options(kind, options)
+    return cls.create(encoder, num_labels, **options)
+
+
+def check_head_options(kind: str, options: Any) -> None:
+    """Raises ValueError (one line naming ``head_options``) unless ``options`` is a mapping of
+    options the ``kind`` head takes (its ``options`` attribute).
+
+    Example:
+        >>> check_head_options("linear", {"dropout": 0.1})
+        >>> check_head_options("linear", {"dropuot": 0.1})
+        Traceback (most recent call last):
+        ...
+        ValueError: head_options: ['dropuot'] are not options of the 'linear' head; it takes ['dropout']
+    """
+    if not isinstance(options, Mapping):
+        raise ValueError(f"head_options: expected a mapping of option: value, got {options!r}")
+    accepted = list(head_class(kind).options)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ValueError(f"head_options: {unknown} are not options of the '{kind}' head; it takes {list(accepted)}")
-    return cls.create(encoder, num_labels, **options)
+        raise ValueError(f"head_options: {unknown} are not options of the '{kind}' head; it takes {accepted}")
 
 
 def head_from_config(

@@ -185,15 +185,9 @@ class Method:
                 raise ValueError(f"{name}: only the {', '.join(users)} method uses it (this run's method is "
                                  f"{cls.name!r}); leave it unset")
         if "head" in cls.options:
-            from mlsupcon.models.classifier import head_class
+            from mlsupcon.models.heads.registry import check_head_options
 
-            head = head_class(cfg.head)
-            if not isinstance(cfg.head_options, dict):
-                raise ValueError(f"head_options: expected a mapping of option: value, got {cfg.head_options!r}")
-            unknown = sorted(set(cfg.head_options) - set(head.options))
-            if unknown:
-                raise ValueError(f"head_options: {unknown} are not options of the '{cfg.head}' head; it takes "
-                                 f"{list(head.options)}")
+            check_head_options(cfg.head, cfg.head_options)
         elif cfg.head_options and "head_options" not in cls.options:
             raise ValueError(f"head_options: the {cls.name!r} method has no head option to configure; leave it unset")
         fixed = cls.decision_threshold(cfg)

@@ -20,14 +20,9 @@ class KMCL(Method):
     @classmethod
     def validate(cls, cfg) -> None:
         super().validate(cfg)
-        from mlsupcon.models import KMCLClassifier
+        from mlsupcon.models.heads.registry import check_head_options
 
-        if not isinstance(cfg.head_options, dict):
-            raise ValueError(f"head_options: expected a mapping of option: value, got {cfg.head_options!r}")
-        unknown = sorted(set(cfg.head_options) - set(KMCLClassifier.options))
-        if unknown:
-            raise ValueError(f"head_options: {unknown} are not options of the KMCL head; it takes "
-                             f"{list(KMCLClassifier.options)}")
+        check_head_options("kmcl", cfg.head_options)
 
     @classmethod
     def compare_overrides(cls, base) -> dict:
