@@ -257,15 +257,16 @@ class _Choices:
 def _choose(dataset: MultiLabelDataset, encoder: str | None, finetune: bool | None,
             method: str | None = None, label_names_head: bool = True) -> tuple[dict[str, Any], dict[str, str], str]:
     """(overrides, why per key, description of the data): see :func:`auto_settings`."""
-    s = {**data_statistics(dataset), "label_names_head": label_names_head}
+    s = data_statistics(dataset)
     n, modality = s["n_train"], s["modality"]
     if modality not in ("text", "vector") or n == 0:
         return {}, {}, _describe(s) if n else ""
     c = _Choices()
     enc = ""
     if modality == "text":
-        enc = _choose_text_encoder(c, s, encoder, method)
-        _choose_text_training(c, s, enc, method)
+        names = label_names_head and _label_names_recipe(s, method)
+        enc = _choose_text_encoder(c, s, encoder, names)
+        _choose_text_training(c, s, enc, method, names)
     else:
         finetune = _choose_vector_model(c, encoder, finetune)
     _choose_blends(c, modality, enc, method)
@@ -278,8 +279,9 @@ def _spaced(s: dict[str, Any]) -> bool:
     return s["unspaced_script_share"] < 0.3 and s["symbol_share"] < 0.25
 
 
-def _choose_text_encoder(c: _Choices, s: dict[str, Any], encoder: str | None, method: str | None = None) -> str:
-    """The text encoder (unless the user chose one), its options and its views; returns its name."""
+def _choose_text_encoder(c: _Choices, s: dict[str, Any], encoder: str | None, names: bool = False) -> str:
+    """The text encoder (unless the user chose one), its options and its views; returns its name.
+    ``names``: a frozen encoder gets the ``label-names`` head (:func:`_label_names_recipe`)."""
     spaced = _spaced(s)
     chosen = "frozen" if spaced and s["n_all"] <= FROZEN_MAX_TEXTS else "sparse"
     if encoder is None:
@@ -294,7 +296,7 @@ def _choose_text_encoder(c: _Choices, s: dict[str, Any], encoder: str | None, me
                    "would dominate a first run; TF-IDF n-grams under one trained layer")
         c.set("encoder", chosen, why)
     enc = (encoder or chosen).strip().lower()
-    if enc == "frozen" and _label_names_recipe(s, method):
+    if enc == "frozen" and names:
         c.set("encoder_options.hidden_dims", [], "the sentence embeddings themselves: the label-names head compares "
                                                  "them with the label names' embeddings")
         c.set("encoder_options.dropout", 0.0, "no MLP")
@@ -318,7 +320,7 @@ def _label_names_recipe(s: dict[str, Any], method: str | None) -> bool:
     head (a contrastive method needs the MLP below it)."""
     one_head = method is None or method.strip().lower() in ("bce", "asl", "zlpr")
     worded = s.get("label_words_share", 0.0) >= NAMES_MIN_WORDS_SHARE
-    return one_head and s.get("label_names_head", True) and worded and s["n_train"] <= NAMES_MAX_TRAIN
+    return one_head and worded and s["n_train"] <= NAMES_MAX_TRAIN
 
 
 def _choose_cnn_options(c: _Choices, s: dict[str, Any]) -> None:
@@ -349,12 +351,13 @@ def _choose_sparse_options(c: _Choices, s: dict[str, Any]) -> None:
     c.set("view_options", {"p_drop": 0.2}, "feature views: drop 20 % of each text's n-grams")
 
 
-def _choose_text_training(c: _Choices, s: dict[str, Any], enc: str, method: str | None) -> None:
+def _choose_text_training(c: _Choices, s: dict[str, Any], enc: str, method: str | None,
+                          names: bool = False) -> None:
     """The method (end to end, unless the user chose one) and the one-stage schedule of the
     ``frozen``, ``sparse`` and ``cnn`` encoders."""
     if enc not in ("frozen", "sparse", "cnn"):
         return
-    names = enc == "frozen" and _label_names_recipe(s, method)
+    names = names and enc == "frozen"
     if method is None and names:
         c.set("method", "bce", "the label-names head on fixed sentence embeddings: nothing below the head to "
                                "train contrastively")
@@ -365,7 +368,7 @@ def _choose_text_training(c: _Choices, s: dict[str, Any], enc: str, method: str 
         c.set("contrastive_weight", 0.01, "the Debtags recipe: a larger weight drowns the BCE term")
     if (method or "end-to-end").strip().lower() == "two-stage":
         return
-    if enc == "frozen" and names:
+    if names:
         n = s["n_train"]
         c.set("lr", 0.003, "a head on cached embeddings learns fast (the frozen recipe's rate)")
         c.set("epochs", int(min(MAX_EPOCHS, max(30, math.ceil(TARGET_EXAMPLES / n)))),
