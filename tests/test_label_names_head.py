@@ -85,8 +85,8 @@ def test_a_run_starts_at_the_names_embeddings_and_its_model_reloads_them(tmp_pat
     texts = list(ds.splits["test"].inputs)
     emb = model.embed(texts, space="encoder", progress=False)
     cos = (emb / np.linalg.norm(emb, axis=1, keepdims=True)) @ expected.T
-    logits = np.log(model.predict_proba(texts, progress=False)) - np.log1p(-model.predict_proba(texts,
-                                                                                              progress=False))
+    proba = model.predict_proba(texts, progress=False)
+    logits = np.log(proba) - np.log1p(-proba)
     np.testing.assert_allclose(logits - head.bias.detach().numpy(), head.log_scale.exp().item() * cos, atol=1e-3)
 
 

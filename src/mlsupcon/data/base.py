@@ -339,10 +339,14 @@ def top_k_restrict(ds: MultiLabelDataset, k: int) -> MultiLabelDataset:
     return out
 
 
+def _check_count(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def subsample(ds: MultiLabelDataset, max_examples: int, seed: int = 0) -> MultiLabelDataset:
     """Keep at most ``max_examples`` per split: a seeded random subset, in original order."""
-    if isinstance(max_examples, bool) or not isinstance(max_examples, (int, np.integer)) or max_examples < 1:
-        raise ValueError(f"max_examples_per_split must be a positive integer, got {max_examples!r}")
+    _check_count(max_examples, "max_examples_per_split")
     splits = {}
     report = {}
     for name, s in ds.splits.items():
@@ -367,8 +371,7 @@ def subsample_train(ds: MultiLabelDataset, max_examples: int, seed: int = 0) -> 
         >>> len(ds.splits["train"]), len(ds.splits["test"])
         (100, 917)
     """
-    if isinstance(max_examples, bool) or not isinstance(max_examples, (int, np.integer)) or max_examples < 1:
-        raise ValueError(f"max_train_examples must be a positive integer, got {max_examples!r}")
+    _check_count(max_examples, "max_train_examples")
     train = ds.splits["train"]
     splits = dict(ds.splits)
     if len(train) > max_examples:
