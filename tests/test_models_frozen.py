@@ -1,6 +1,8 @@
 """The ``frozen`` encoder: offline MiniLM embeddings computed once, cached on disk, MLP on top.
 
 A handful of short texts; every test uses its own cache folder (tmp_path), never ~/.cache.
+These tests pin ``runtime="torch"`` (PyTorch's fp32 values, compared exactly with the
+transformer encoder); the ONNX runtimes are tested in test_onnx_runtime.py.
 """
 
 import json
@@ -27,7 +29,8 @@ TEXTS = sorted({t for v in SPLITS.values() for t in v})
 
 
 def frozen(tmp_path, **opts):
-    opts = {"hidden_dims": (16,), "progress": False, "cache_dir": str(tmp_path / "cache"), "batch_size": 2, **opts}
+    opts = {"hidden_dims": (16,), "progress": False, "cache_dir": str(tmp_path / "cache"), "batch_size": 2,
+            "runtime": "torch", **opts}
     return build_encoder("frozen", **opts)
 
 

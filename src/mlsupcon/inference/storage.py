@@ -159,6 +159,7 @@ def load_classifier(folder: str | Path) -> tuple[Classifier, dict[str, Any]]:
         source = {**meta, "encoder": resolve_encoder_assets(meta["encoder"], assets, folder)}
     try:
         config = _config_v1(source) if meta["format"] == "mlsupcon-model/1" else source
+        config = {**config, "encoder": _runtime_of_older_exports(config["encoder"])}
         with _no_weight_init():  # every parameter is then read from weights.safetensors (strict)
             model = Classifier.from_config(config)
         if "label_names" in meta and not isinstance(meta["label_names"], list):
@@ -182,6 +183,19 @@ def load_classifier(folder: str | Path) -> tuple[Classifier, dict[str, Any]]:
                          "replaced or tampered with); re-export it by rerunning the training run")
     load_weights(weights, _parts(model))
     return model.eval(), meta
+
+
+def _runtime_of_older_exports(encoder: Any) -> Any:
+    """A ``frozen`` encoder saved before it had a ``runtime`` embedded with PyTorch: say so, or
+    it would be rebuilt with today's default (int8 ONNX) and see slightly other features."""
+    if not isinstance(encoder, dict):
+        return encoder
+    out = dict(encoder)
+    if out.get("name") == "frozen":
+        out.setdefault("runtime", "torch")
+    if isinstance(out.get("encoders"), list):  # fusion: its branches
+        out["encoders"] = [_runtime_of_older_exports(e) for e in out["encoders"]]
+    return out
 
 
 @contextlib.contextmanager

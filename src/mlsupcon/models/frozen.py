@@ -16,7 +16,10 @@ then costs what the ``mlp`` encoder costs on yeast. :class:`FrozenEncoder` does 
 
 Embedding = mean of the last hidden states over the real tokens ([CLS]/[SEP] included, as
 sentence-transformers pools all-MiniLM-L6-v2), truncated to ``max_length`` tokens, then
-L2-normalised (``normalize``).
+L2-normalised (``normalize``). Texts are embedded in batches of similar token counts (little
+padding); on a CPU the transformer runs in ONNX Runtime with int8 weights by default
+(``runtime``, :mod:`mlsupcon.models.onnx_backbone`: ~3.5x faster than PyTorch on 2 cores, cosine
+>= 0.99 to its fp32 embeddings); ``runtime="torch"`` gives PyTorch's fp32 values.
 
 Example:
     >>> from mlsupcon.models import build_encoder
@@ -29,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -69,7 +73,13 @@ class FrozenEncoder(Encoder):
             the embeddings themselves.
         dropout: Dropout after each MLP block.
         final_activation: ReLU (and dropout) after the last MLP layer too (default True).
-        batch_size: Texts per transformer forward pass when embedding.
+        batch_size: Texts per transformer forward pass when embedding (default 32: on a CPU,
+            larger batches of sorted texts are no faster).
+        runtime: What runs the transformer: ``"torch"`` (eager PyTorch, fp32), ``"onnx"``
+            (ONNX Runtime, fp32, same values to ~1e-6), ``"onnx-int8"`` (ONNX Runtime, int8
+            weights), or ``"auto"`` (default: ``"onnx-int8"`` on a CPU when onnxruntime is
+            installed, else ``"torch"``). The choice is part of the cache key and of ``config()``
+            (which records the resolved value, so a saved model embeds as it was trained).
         cache_dir: Folder of the feature tables (default: ``$MLSUPCON_CACHE/features`` or
             ``~/.cache/mlsupcon/features``).
         device: Where the transformer runs when embedding: ``"cpu"``, ``"cuda"``... or None
@@ -106,7 +116,8 @@ class FrozenEncoder(Encoder):
         hidden_dims: Sequence[int] = (512,),
         dropout: float = 0.1,
         final_activation: bool = True,
-        batch_size: int = 64,
+        batch_size: int = 32,
+        runtime: str = "auto",
         cache_dir: str | os.PathLike | None = None,
         device: str | None = None,
         progress: bool = True,
@@ -124,6 +135,14 @@ class FrozenEncoder(Encoder):
         if device is not None and not isinstance(device, str):
             raise ValueError(f"device must be a string such as 'cpu' or 'cuda', or None, got {device!r}")
         self.embed_device = device
+        from .onnx_backbone import resolve_runtime
+
+        if save_backbone and runtime == "auto":
+            runtime = "torch"  # the weights travel in state_dict(): a PyTorch module
+        self.runtime = resolve_runtime(runtime, device)
+        if save_backbone and self.runtime != "torch":
+            raise ValueError(f"save_backbone needs runtime 'torch' (the weights are saved as a PyTorch module), "
+                             f"got runtime {self.runtime!r}")
         self._model_path_arg = None if model_path is None else str(model_path)
         self._cache_dir_arg = None if cache_dir is None else str(cache_dir)
         self.model_dir = _resolve_model_path(model_path)
@@ -166,19 +185,34 @@ class FrozenEncoder(Encoder):
             self.backbone = self._load_backbone()
 
     # ------------------------------------------------------------------ the transformer
+    def _torch_transformer(self) -> nn.Module:
+        from .transformer import TransformerEncoder
+
+        return TransformerEncoder(
+            model_path=self.model_dir,
+            pooling=self.pooling,
+            segment_length=self._segment_length,
+            max_length=self.max_length,
+            freeze=True,
+        )
+
+    def source_model(self) -> nn.Module:
+        """The Hugging Face model (PyTorch) whose embeddings these are; with an ONNX runtime it is
+        loaded again from ``model_path`` (exports copy it)."""
+        enc = self._load_backbone()
+        if self.runtime == "torch":
+            return enc.backbone
+        return self._torch_transformer().backbone
+
     def _load_backbone(self) -> nn.Module:
         if "backbone" in self._modules:
             return self._modules["backbone"]
         if self.__dict__["_frozen"] is None:
-            from .transformer import TransformerEncoder
+            enc = self._torch_transformer()
+            if self.runtime != "torch":
+                from .onnx_backbone import OnnxBackbone
 
-            enc = TransformerEncoder(
-                model_path=self.model_dir,
-                pooling=self.pooling,
-                segment_length=self._segment_length,
-                max_length=self.max_length,
-                freeze=True,
-            )
+                enc.backbone = OnnxBackbone.from_model(enc.backbone, self.runtime, model_fingerprint(self.model_dir))
             enc.eval()
             self.__dict__["_frozen"] = enc
         return self.__dict__["_frozen"]
@@ -198,19 +232,24 @@ class FrozenEncoder(Encoder):
 
     def identity(self) -> dict[str, Any]:
         """What decides the embeddings: the model files and the options (part of the cache key)."""
-        return {
+        identity = {
             "model": model_fingerprint(self.model_dir),
             "max_length": self.max_length,
             "pooling": self.pooling,
             "normalize": self.normalize,
         }
+        if self.runtime != "torch":  # torch's key is unchanged: tables cached before runtimes existed stay valid
+            from .onnx_backbone import runtime_versions
+
+            identity.update(runtime=self.runtime, **runtime_versions())
+        return identity
 
     @torch.no_grad()
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Run the transformer on ``texts`` -> ``float32 [n, embedding_dim]`` (no cache involved).
 
-        Texts are batched by similar length (less padding); the transformer is in eval mode
-        and no autograd graph is built.
+        Texts are batched by similar token counts (less padding); the transformer is in eval
+        mode and no autograd graph is built.
         """
         texts = [_as_text(t) for t in texts]
         out = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
@@ -221,19 +260,23 @@ class FrozenEncoder(Encoder):
         dev = self._device(enc)
         if not self.save_backbone:
             enc.to(dev)
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        # Sorted by token count (truncated at max_length), so a batch pads to little more than its
+        # texts: tokenising first costs ~1 % of the transformer's time.
+        order = np.argsort([len(ids) for ids in enc._token_cache(texts)], kind="stable")
         name = Path(self._model_path_arg).name if self._model_path_arg else "all-MiniLM-L6-v2"
         bar = progress_bar(len(texts), f"embedding with {name}", "texts", enabled=self.progress)
+        release = getattr(enc.backbone, "torch_threads_released", contextlib.nullcontext)
         try:
-            for start in range(0, len(texts), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                batch = enc.preprocess([texts[i] for i in idx])
-                h = enc({k: v.to(dev) for k, v in batch.items()}).float()
-                if self.normalize:
-                    h = F.normalize(h, dim=-1)
-                out[idx] = h.cpu().numpy()
-                self.backbone_batches += 1
-                bar.update(len(idx))
+            with release():
+                for start in range(0, len(texts), self.batch_size):
+                    idx = order[start : start + self.batch_size]
+                    batch = enc.preprocess([texts[i] for i in idx])
+                    h = enc({k: v.to(dev) for k, v in batch.items()}).float()
+                    if self.normalize:
+                        h = F.normalize(h, dim=-1)
+                    out[idx] = h.cpu().numpy()
+                    self.backbone_batches += 1
+                    bar.update(len(idx))
         finally:
             bar.close()
         return out
@@ -354,6 +397,7 @@ class FrozenEncoder(Encoder):
             "dropout": self.dropout,
             "final_activation": self.final_activation,
             "batch_size": self.batch_size,
+            "runtime": self.runtime,
             "cache_dir": self._cache_dir_arg,
             "device": self.embed_device,
             "progress": self.progress,

@@ -135,7 +135,7 @@ def _write_frozen(encoder: nn.Module, dest: Path, backbone: str) -> dict[str, An
     transformer = encoder._load_backbone()  # the TransformerEncoder the embeddings come from
     save_hf_tokenizer(transformer.tokenizer, encoder.model_dir, dest)
     with quiet_transformers():
-        transformer.backbone.save_pretrained(str(dest), safe_serialization=True)
+        encoder.source_model().save_pretrained(str(dest), safe_serialization=True)
     return {"kind": "hf-model"}
 
 

@@ -398,7 +398,7 @@ class TransformerEncoder(Encoder):
         real = seg_mask.any(dim=1)
         idx = real.nonzero(as_tuple=True)[0]
         H = self.hidden_size
-        dtype = next(self.backbone.parameters()).dtype
+        dtype = next(self.backbone.parameters(), torch.empty(0)).dtype  # an ONNX backbone has none: float32
         if idx.numel() == 0:
             states = torch.zeros(n, n_seg * seg_len, H, device=ids.device, dtype=dtype)
             return states, mask, n_seg, seg_len
