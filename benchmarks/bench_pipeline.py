@@ -11,7 +11,10 @@ and prints medians and ratios measured in this one run):
 * ``load``: ``mlsupcon.load(RUN)`` in a fresh process (imports included) and ``predict`` of 10
   and of ``--predict-texts`` test texts, for each run folder given with ``--runs``.
 * ``embed``: texts per second of the frozen MiniLM encoder (``--embed-texts`` training texts,
-  an empty cache each time).
+  an empty feature cache each time; the ONNX export cache is kept, as a user's is after the
+  first run) with each runtime of the current tree (``--runtimes``) and the other trees'
+  defaults, and the cosine of each text's embedding to the first ``--src`` tree's (else to the
+  current tree's ``torch`` runtime): min, 1st percentile and mean.
 * ``first-run``: ``mlsupcon train --dataset jsonl:FILE`` with no config on the first
   ``--first-run-texts`` texts of the dataset written as a JSONL file, caches cold.
 
@@ -149,21 +152,33 @@ def _load(src: Path, run: Path, texts: list[str], threads: int | None) -> dict[s
 
 EMBED = r"""
 import json, sys, time
+import numpy as np
 from mlsupcon.data import load_dataset
 from mlsupcon.models import build_encoder
 texts = list(load_dataset(sys.argv[1]).splits["train"].inputs[: int(sys.argv[2])])
-enc = build_encoder("frozen", hidden_dims=(), progress=False)
+opts = {"runtime": sys.argv[4]} if sys.argv[4] != "default" else {}
+enc = build_encoder("frozen", hidden_dims=(), progress=False, cache_dir=sys.argv[5], **opts)
+enc._load_backbone()  # loading the model is timed by the load part, not here
 t0 = time.perf_counter()
-enc.prepare(texts) if getattr(enc, "prepare", None) else enc.encode(texts)
+enc.prepare(texts)
 t1 = time.perf_counter()
+np.save(sys.argv[3], enc.preprocess(texts)["x"].numpy())
 print(json.dumps({"embed_s": t1 - t0, "texts_per_s": len(texts) / (t1 - t0)}))
 """
 
 
-def _embed(src: Path, dataset: str, n: int, threads: int | None) -> dict[str, float]:
+def _embed(src: Path, dataset: str, n: int, threads: int | None, runtime: str, vectors: Path) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        _, out = _run([sys.executable, "-c", EMBED, dataset, str(n)], _env(src, tmp, threads), src)
+        _, out = _run([sys.executable, "-c", EMBED, dataset, str(n), str(vectors), runtime, tmp],
+                      _env(src, os.environ.get("MLSUPCON_CACHE", tmp), threads), src)
     return json.loads(out.strip().splitlines()[-1])
+
+
+def _cosine(a: Path, b: Path) -> dict[str, float]:
+    import numpy as np
+
+    cos = (np.load(a) * np.load(b)).sum(1)
+    return {"cos_min": float(cos.min()), "cos_p1": float(np.percentile(cos, 1)), "cos_mean": float(cos.mean())}
 
 
 def write_texts(path: Path, dataset: str, n: int) -> Path:
@@ -206,6 +221,7 @@ def main() -> None:
     p.add_argument("--runs", type=Path, nargs="*", default=[], help="run folders for the load part")
     p.add_argument("--predict-texts", type=int, default=400)
     p.add_argument("--embed-texts", type=int, default=512)
+    p.add_argument("--runtimes", default="torch,onnx,onnx-int8", help="embed: the current tree's runtimes to time")
     p.add_argument("--first-run-texts", type=int, default=10_000)
     p.add_argument("--json", type=Path, default=None, help="write the medians here")
     p.add_argument("--anchors-only", action="store_true", help="linear: time the anchors, not mlsupcon")
@@ -244,8 +260,14 @@ def main() -> None:
                     for name, tree in trees.items():
                         add(part, f"{run.name} {name}", _load(tree, run.resolve(), texts, args.threads))
             elif part == "embed":
-                for name, tree in trees.items():
-                    add(part, f"frozen MiniLM {name}", _embed(tree, args.dataset, args.embed_texts, args.threads))
+                contenders = [(f"current {rt}", ROOT, rt) for rt in args.runtimes.split(",")]
+                contenders += [(name, tree, "default") for name, tree in trees.items() if name != "current"]
+                vec = {who: Path(scratch.name) / f"{i}.npy" for i, (who, _, _) in enumerate(contenders)}
+                ref = vec[contenders[-1][0]] if args.src else vec.get("current torch")
+                rows = {who: _embed(tree, args.dataset, args.embed_texts, args.threads, rt, vec[who])
+                        for who, tree, rt in contenders}
+                for who, row in rows.items():
+                    add(part, f"frozen MiniLM {who}", {**row, **(_cosine(vec[who], ref) if ref else {})})
             elif part == "first-run":
                 for name, tree in trees.items():
                     add(part, f"defaults {name}", _first_run(tree, first_run_texts, args.threads))

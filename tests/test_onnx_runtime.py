@@ -15,7 +15,7 @@ import torch
 
 pytest.importorskip("onnxruntime", reason="the onnx runtimes need onnxruntime (pip install 'mlsupcon[text]')")
 
-from mlsupcon.models import build_encoder  # noqa: E402
+from mlsupcon.models import TransformerEncoder, build_encoder  # noqa: E402
 from mlsupcon.models import onnx_backbone as ob  # noqa: E402
 from mlsupcon.models.feature_cache import cache_key  # noqa: E402
 
@@ -82,8 +82,9 @@ def test_export_is_cached_and_a_damaged_file_is_exported_again(tmp_path, monkeyp
     first = enc.embed(TEXTS[:2])
     files = list((tmp_path / "cache" / "onnx").iterdir())
     assert len(files) == 1 and files[0].name.endswith("-onnx-int8.onnx")  # no temporary folder left
-    # A second encoder reuses the file: exporting again would fail the test.
+    # A second encoder reuses the file: exporting again, or even loading the PyTorch model, fails the test.
     monkeypatch.setattr(ob, "_export", lambda *a, **k: pytest.fail("exported again"))
+    monkeypatch.setattr(TransformerEncoder, "_build_backbone", lambda *a, **k: pytest.fail("PyTorch model loaded"))
     ob._SESSIONS.clear()
     np.testing.assert_array_equal(frozen(tmp_path, "onnx-int8").embed(TEXTS[:2]), first)
     monkeypatch.undo()

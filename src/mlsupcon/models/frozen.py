@@ -51,7 +51,7 @@ from .factory import register_encoder
 from .feature_cache import cache_key, default_cache_dir, model_fingerprint, read_table, write_table
 from .mlp import MLPEncoder
 from .tokenization import _as_text, distinct_texts
-from .transformer import _resolve_model_path, quiet_transformers
+from .transformer import TransformerEncoder, _resolve_model_path
 
 __all__ = ["FrozenEncoder"]
 
@@ -147,18 +147,14 @@ class FrozenEncoder(Encoder):
         self._cache_dir_arg = None if cache_dir is None else str(cache_dir)
         self.model_dir = _resolve_model_path(model_path)
 
-        from transformers import AutoConfig
-
-        with quiet_transformers():
-            try:
-                cfg = AutoConfig.from_pretrained(self.model_dir, local_files_only=True)
-            except (OSError, ValueError) as e:
-                raise ValueError(f"model_path {self.model_dir!r} is not a Hugging Face model directory: {e}") from None
-        dim = getattr(cfg, "hidden_size", None) or getattr(cfg, "dim", None)
+        # config.json read directly: importing transformers costs seconds, and a cached ONNX export
+        # (or a cached table) never needs it.
+        self.model_config = _read_model_config(self.model_dir)
+        dim = self.model_config.get("hidden_size") or self.model_config.get("dim")
         if not isinstance(dim, int):
             raise ValueError(f"model_path {self.model_dir!r}: its config.json has no hidden_size")
         self.embedding_dim = int(dim)
-        max_pos = getattr(cfg, "max_position_embeddings", None)
+        max_pos = self.model_config.get("max_position_embeddings")
         self._segment_length = min(self.max_length, max_pos) if isinstance(max_pos, int) else self.max_length
 
         if isinstance(hidden_dims, (int, np.integer)):
@@ -185,16 +181,14 @@ class FrozenEncoder(Encoder):
             self.backbone = self._load_backbone()
 
     # ------------------------------------------------------------------ the transformer
+    def _transformer_options(self) -> dict[str, Any]:
+        return {"model_path": self.model_dir, "pooling": self.pooling, "segment_length": self._segment_length,
+                "max_length": self.max_length, "freeze": True}
+
     def _torch_transformer(self) -> nn.Module:
         from .transformer import TransformerEncoder
 
-        return TransformerEncoder(
-            model_path=self.model_dir,
-            pooling=self.pooling,
-            segment_length=self._segment_length,
-            max_length=self.max_length,
-            freeze=True,
-        )
+        return TransformerEncoder(**self._transformer_options())
 
     def source_model(self) -> nn.Module:
         """The Hugging Face model (PyTorch) whose embeddings these are; with an ONNX runtime it is
@@ -208,11 +202,11 @@ class FrozenEncoder(Encoder):
         if "backbone" in self._modules:
             return self._modules["backbone"]
         if self.__dict__["_frozen"] is None:
-            enc = self._torch_transformer()
-            if self.runtime != "torch":
-                from .onnx_backbone import OnnxBackbone
-
-                enc.backbone = OnnxBackbone.from_model(enc.backbone, self.runtime, model_fingerprint(self.model_dir))
+            if self.runtime == "torch":
+                enc = self._torch_transformer()
+            else:
+                enc = _OnnxTransformer(self.runtime, model_fingerprint(self.model_dir), self.model_config,
+                                       **self._transformer_options())
             enc.eval()
             self.__dict__["_frozen"] = enc
         return self.__dict__["_frozen"]
@@ -406,3 +400,42 @@ class FrozenEncoder(Encoder):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, model={Path(self.model_dir).name!r}, cached_texts={self._rows}"
+
+
+def _read_model_config(model_dir: str) -> dict[str, Any]:
+    """The model's ``config.json`` as a dict; a ValueError when it is missing or not JSON."""
+    import json
+
+    path = Path(model_dir) / "config.json"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"model_path {model_dir!r} is not a Hugging Face model directory: {path} "
+                         f"cannot be read as JSON ({type(e).__name__})") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"model_path {model_dir!r} is not a Hugging Face model directory: {path} is not an object")
+    return cfg
+
+
+class _OnnxTransformer(TransformerEncoder):
+    """The frozen transformer with its backbone run by ONNX Runtime. When the export is cached, neither
+    transformers nor the PyTorch weights are loaded (a later run or a ``predict`` starts in well under a
+    second); otherwise the model is loaded once and exported (:mod:`~mlsupcon.models.onnx_backbone`)."""
+
+    def __init__(self, runtime: str, fingerprint: dict[str, Any], model_config: dict[str, Any], **opts: Any):
+        # Read by _build_backbone, which TransformerEncoder.__init__ calls (nn.Module attributes
+        # cannot be set before Module.__init__ runs, hence object.__setattr__).
+        object.__setattr__(self, "_onnx_spec", (runtime, fingerprint, model_config))
+        super().__init__(**opts)
+
+    def _build_backbone(self, path: str | None, config: Mapping[str, Any] | None) -> nn.Module:
+        from types import SimpleNamespace
+
+        from .onnx_backbone import OnnxBackbone
+
+        runtime, fingerprint, model_config = self.__dict__["_onnx_spec"]
+        cached = OnnxBackbone.cached(fingerprint, runtime, SimpleNamespace(**model_config))
+        if cached is not None:
+            return cached
+        model = super()._build_backbone(path, config).eval()
+        return OnnxBackbone.from_model(model, runtime, fingerprint)

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["RUNTIMES", "OnnxBackbone", "onnx_available", "onnx_cache_dir", "resolve_runtime"]
+__all__ = ["RUNTIMES", "OnnxBackbone", "onnx_available", "onnx_cache_dir", "onnx_path", "resolve_runtime"]
 
 logger = logging.getLogger("mlsupcon.models")
 
@@ -108,6 +108,14 @@ def runtime_versions() -> dict[str, str]:
 
     return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
             "opset": str(_OPSET)}
+
+
+def onnx_path(fingerprint: dict[str, Any], runtime: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the export of the model identified by ``fingerprint`` for ``runtime`` is cached."""
+    folder = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
+    key = hashlib.sha256(json.dumps({"model": fingerprint, "runtime": runtime, **runtime_versions()},
+                                    sort_keys=True, default=str).encode()).hexdigest()[:40]
+    return folder / f"{key}-{runtime}.onnx"
 
 
 class _LastHidden(nn.Module):
@@ -203,21 +211,14 @@ class OnnxBackbone(nn.Module):
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
             fingerprint = {"weights_sha256": h.hexdigest(),
                            "config": model.config.to_json_string() if hasattr(model, "config") else None}
-        folder = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
-        key = hashlib.sha256(json.dumps({"model": fingerprint, "runtime": runtime, **runtime_versions()},
-                                        sort_keys=True, default=str).encode()).hexdigest()[:40]
-        path = folder / f"{key}-{runtime}.onnx"
-        out = cls(path, runtime)
-        out.config = getattr(model, "config", None)
+        path = onnx_path(fingerprint, runtime, cache_dir)
+        folder = path.parent
         with _LOCK:
-            if path.is_file():
-                try:
-                    out._load()
-                    return out
-                except Exception as e:  # noqa: BLE001 - any unreadable file is rebuilt, not trusted
-                    logger.warning("ONNX model %s ignored and exported again: it cannot be loaded (%s)", path,
-                                   str(e).splitlines()[0][:200])
-                    _SESSIONS.pop((str(path), out.threads), None)
+            out = cls.cached(fingerprint, runtime, getattr(model, "config", None), cache_dir)
+            if out is not None:
+                return out
+            out = cls(path, runtime)
+            out.config = getattr(model, "config", None)
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
                 fp32 = Path(tmp) / "model.onnx"
@@ -229,6 +230,34 @@ class OnnxBackbone(nn.Module):
                 os.replace(final, path)  # same folder: atomic, a killed export leaves no file under this name
             out._load()
         return out
+
+    @classmethod
+    def cached(cls, fingerprint: dict[str, Any], runtime: str, config: Any = None,
+               cache_dir: str | os.PathLike | None = None) -> OnnxBackbone | None:
+        """The cached export for ``fingerprint`` and ``runtime`` when there is one that ONNX Runtime
+        loads, else None (a file it cannot load is logged and left for :meth:`from_model` to replace).
+        Needs neither transformers nor the model's weights: this is what makes a later load fast.
+
+        Args:
+            config: What ``backbone.config`` should be (the model's ``config.json`` values).
+        """
+        path = onnx_path(fingerprint, runtime, cache_dir)
+        if not path.is_file():
+            return None
+        out = cls(path, runtime)
+        out.config = config
+        try:
+            out._load()
+        except Exception as e:  # noqa: BLE001 - any unreadable file is rebuilt, not trusted
+            logger.warning("ONNX model %s ignored and exported again: it cannot be loaded (%s)", path,
+                           str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+            _SESSIONS.pop((str(path), out.threads), None)
+            return None
+        return out
+
+    def get_input_embeddings(self) -> None:
+        """No embedding table to inspect (the graph holds it)."""
+        return None
 
     def _load(self) -> Any:
         if self._session is None:

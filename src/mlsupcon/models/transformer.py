@@ -162,8 +162,6 @@ class TransformerEncoder(Encoder):
         self.freeze = bool(freeze)
         self.gradient_checkpointing = bool(gradient_checkpointing)
 
-        from transformers import AutoConfig, AutoModel
-
         if config is None:
             path = _resolve_model_path(model_path)
             tok_path = path if tokenizer_path is None else _resolve_model_path(tokenizer_path, "tokenizer_path")
@@ -173,7 +171,7 @@ class TransformerEncoder(Encoder):
                         else _resolve_model_path(tokenizer_path, "tokenizer_path"))
         self.tokenizer = TextTokenizer.from_path(tok_path)
 
-        self.backbone = self._build_backbone(path, config, AutoConfig, AutoModel)
+        self.backbone = self._build_backbone(path, config)
         self._check_backbone()
         self._set_segments()
         if self.freeze:
@@ -183,10 +181,10 @@ class TransformerEncoder(Encoder):
         if self.gradient_checkpointing:
             self._enable_gradient_checkpointing()
 
-    def _build_backbone(self, path: str | None, config: Mapping[str, Any] | None, AutoConfig: type,
-                        AutoModel: type) -> torch.nn.Module:
-        """The pretrained model at ``path``, or a random one from ``config``, in train mode
-        (``AutoConfig``/``AutoModel``: those of transformers, imported by the caller)."""
+    def _build_backbone(self, path: str | None, config: Mapping[str, Any] | None) -> torch.nn.Module:
+        """The pretrained model at ``path``, or a random one from ``config``, in train mode."""
+        from transformers import AutoConfig, AutoModel
+
         with quiet_transformers():
             if path is not None:
                 try:
