@@ -9,7 +9,9 @@ and prints medians and ratios measured in this one run):
   both cores), and, when ``libmultilabel`` is importable, LibMultiLabel's ``linear`` one-vs-rest
   on its TF-IDF. Seconds from reading the data to a fitted model, and test mAP.
 * ``load``: ``mlsupcon.load(RUN)`` in a fresh process (imports included) and ``predict`` of 10
-  and of ``--predict-texts`` test texts, for each run folder given with ``--runs``.
+  and of ``--predict-texts`` test texts, for each run folder given with ``--runs``; the
+  ``--src`` trees load ``--src-runs`` instead when given (runs they trained themselves: a tree
+  may not read a newer tree's runs).
 * ``embed``: texts per second of the frozen MiniLM encoder (``--embed-texts`` training texts,
   an empty feature cache each time; the ONNX export cache is kept, as a user's is after the
   first run) with each runtime of the current tree (``--runtimes``) and the other trees'
@@ -219,6 +221,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of every contender")
     p.add_argument("--src", type=Path, action="append", default=[], help="another source tree to time as well")
     p.add_argument("--runs", type=Path, nargs="*", default=[], help="run folders for the load part")
+    p.add_argument("--src-runs", type=Path, nargs="*", default=None,
+                   help="load: the run folders the --src trees load, in the order of --runs (default: --runs)")
     p.add_argument("--predict-texts", type=int, default=400)
     p.add_argument("--embed-texts", type=int, default=512)
     p.add_argument("--runtimes", default="torch,onnx,onnx-int8", help="embed: the current tree's runtimes to time")
@@ -256,9 +260,13 @@ def main() -> None:
                 else:
                     add(part, "LibMultiLabel linear", _script(LIBMULTILABEL_LINEAR, ROOT, args.dataset, args.threads))
             elif part == "load":
-                for run in args.runs:
+                src_runs = args.runs if args.src_runs is None else args.src_runs
+                if len(src_runs) != len(args.runs):
+                    raise SystemExit("--src-runs: give one run folder per --runs folder")
+                for run, src_run in zip(args.runs, src_runs):
                     for name, tree in trees.items():
-                        add(part, f"{run.name} {name}", _load(tree, run.resolve(), texts, args.threads))
+                        chosen = run if name == "current" else src_run
+                        add(part, f"{chosen.name} {name}", _load(tree, chosen.resolve(), texts, args.threads))
             elif part == "embed":
                 contenders = [(f"current {rt}", ROOT, rt) for rt in args.runtimes.split(",")]
                 contenders += [(name, tree, "default") for name, tree in trees.items() if name != "current"]
