@@ -136,7 +136,7 @@ t0 = time.perf_counter()
 import mlsupcon
 model = mlsupcon.load(sys.argv[1])
 t1 = time.perf_counter()
-texts = json.loads(sys.argv[2])
+texts = json.loads(open(sys.argv[2], encoding="utf-8").read())
 model.predict(texts[:10], progress=False)
 t2 = time.perf_counter()
 model.predict(texts, progress=False)
@@ -147,7 +147,9 @@ print(json.dumps({"load_s": t1 - t0, "predict10_s": t2 - t1, "predict_n_s": t3 -
 
 def _load(src: Path, run: Path, texts: list[str], threads: int | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        _, out = _run([sys.executable, "-c", LOAD_AND_PREDICT, str(run), json.dumps(texts)],
+        inputs = Path(tmp) / "texts.json"  # a file: 400 long texts exceed the argument list's limit
+        inputs.write_text(json.dumps(texts), encoding="utf-8")
+        _, out = _run([sys.executable, "-c", LOAD_AND_PREDICT, str(run), str(inputs)],
                       _env(src, os.environ.get("MLSUPCON_CACHE", tmp), threads), src)
     return json.loads(out.strip().splitlines()[-1])
 
