@@ -55,6 +55,11 @@ def test_int8_embedding_of_a_text_does_not_depend_on_its_batch(tmp_path, embeddi
     enc = frozen(tmp_path, "onnx-int8", batch_size=4)
     alone = np.concatenate([enc.embed([t]) for t in TEXTS])
     np.testing.assert_allclose(alone, embeddings["onnx-int8"], atol=1e-6, rtol=0)
+    # Texts run one per call, on a pool of calls when torch has several threads, else in turn: same values.
+    backbone = enc._load_backbone().backbone
+    for threads in (1, 3):
+        backbone.threads = threads
+        np.testing.assert_allclose(enc.embed(TEXTS), embeddings["onnx-int8"], atol=1e-6, rtol=0)
     # Long texts cut into two 512-token segments: the segments are pooled as with torch.
     long = ["word " * 900]
     a = frozen(tmp_path, "onnx", max_length=1024).embed(long)
