@@ -1,7 +1,8 @@
 """Hashed TF-IDF text features (word 1-2-grams + character n-grams) with a compact, pickle-free state.
 
-:class:`TextFeaturizer` hashes each n-gram family with scikit-learn's ``HashingVectorizer``
-(stateless, so nothing but a few numbers has to be saved), keeps the hashed columns whose
+:class:`TextFeaturizer` hashes each n-gram family as scikit-learn's ``HashingVectorizer`` does
+(:mod:`~mlsupcon.models.ngram_hashing`: the same columns, without importing scikit-learn;
+stateless, so nothing but a few numbers has to be saved), keeps the hashed columns whose
 document frequency in the training texts is at least ``min_df`` (optionally only the
 ``max_features`` most frequent), remaps them to ``0..K-1`` and weights them with sublinear tf
 times a smoothed idf fitted on the training texts. Each family's block is L2-normalised and
@@ -60,7 +61,7 @@ def _hash_chunk(vectorizers: Sequence[Any], texts: list[str]):
     """Raw counts of ``texts`` over the vectorizers' concatenated hash spaces (CSR, summed, sorted)."""
     import scipy.sparse as sp
 
-    blocks = [v.transform(texts) for v in vectorizers]
+    blocks = [v(texts) for v in vectorizers]
     X = sp.hstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else blocks[0].tocsr()
     X.sum_duplicates()  # also sorts indices, so the family blocks are contiguous per row
     return X
@@ -127,7 +128,7 @@ class TextFeaturizer:
         self.idf: np.ndarray | None = None  # float32 [K]
         self.n_train: int = 0
         self._lut: np.ndarray | None = None  # hashed id -> compact column, -1 if dropped
-        self._vectorizer_list: list[Any] | None = None  # built on first use: importing scikit-learn takes seconds
+        self._vectorizer_list: list[Any] | None = None  # built on first use
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None) -> TextFeaturizer:
@@ -151,15 +152,13 @@ class TextFeaturizer:
         return self._vectorizer_list
 
     def _make_vectorizers(self) -> list[Any]:
-        from sklearn.feature_extraction.text import HashingVectorizer
+        from .ngram_hashing import NgramHasher
 
-        common = {"n_features": self.n_features, "alternate_sign": False, "norm": None,
-                  "lowercase": self.lowercase, "dtype": np.float32}
         vecs = []
         if self.word_ngram_range is not None:
-            vecs.append(HashingVectorizer(analyzer="word", ngram_range=self.word_ngram_range, **common))
+            vecs.append(NgramHasher("word", self.word_ngram_range, self.lowercase, self.n_features))
         if self.char_ngram_range is not None:
-            vecs.append(HashingVectorizer(analyzer=self.char_analyzer, ngram_range=self.char_ngram_range, **common))
+            vecs.append(NgramHasher(self.char_analyzer, self.char_ngram_range, self.lowercase, self.n_features))
         return vecs
 
     @property
