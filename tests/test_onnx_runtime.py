@@ -133,3 +133,27 @@ def test_models_saved_before_runtimes_existed_load_with_torch():
     assert "runtime" not in old["encoders"][1]  # the saved dict is not modified
     assert _runtime_of_older_exports({"name": "frozen", "runtime": "onnx"})["runtime"] == "onnx"
     assert torch.get_num_threads() >= 1
+
+
+def test_a_runs_config_records_the_runtime_that_ran(tmp_path, monkeypatch):
+    import fixtures_pipeline as fp
+    import yaml
+    from fixtures_pipeline import run_cli
+
+    import mlsupcon
+
+    monkeypatch.setenv("MLSUPCON_CACHE", str(tmp_path / "cache"))
+    data = fp.write_jsonl(tmp_path / "docs.jsonl", n=30)
+    cfg = fp.write_yaml(tmp_path / "c.yaml", {"encoder_options": {"hidden_dims": [8], "max_length": 32,
+                                                                    "progress": False}})
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["train", "--config", str(cfg), "--dataset", f"jsonl:{data}", "--encoder", "frozen",
+                          "--method", "bce", "--epochs", "1", "--output", str(out), "--no-progress"])
+    assert rc == 0, err
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["encoder_options"]["runtime"] == "onnx-int8"  # "auto", resolved on this CPU machine
+    assert mlsupcon.load(out).classifier.encoder.runtime == "onnx-int8"
+    # Resuming with the same command on the same machine sees the same configuration.
+    rc, _, err = run_cli(["train", "--config", str(cfg), "--dataset", f"jsonl:{data}", "--encoder", "frozen",
+                          "--method", "bce", "--epochs", "1", "--output", str(out), "--no-progress", "--resume"])
+    assert rc == 0, err

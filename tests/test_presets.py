@@ -248,6 +248,7 @@ def test_auto_vectors_standardise_and_reload(tmp_path):
 
 
 def test_cli_run_on_jsonl_chooses_from_the_data_and_resumes(tmp_path):
+    from mlsupcon.training import runner
     from mlsupcon.training.run_folder import check_resume_config
 
     data = fp.write_jsonl(tmp_path / "d.jsonl", n=120)
@@ -274,7 +275,8 @@ def test_cli_run_on_jsonl_chooses_from_the_data_and_resumes(tmp_path):
     again = load_config(None, {"dataset": f"jsonl:{data}", "epochs": 1, "classifier_epochs": 1, "progress": False,
                                "output": str(out), "resume": True})
     ds = load_dataset(again.dataset)
-    check_resume_config(auto.apply_auto_settings(again, ds, stream=io.StringIO())[0], out)
+    chosen = auto.apply_auto_settings(again, ds, stream=io.StringIO())[0]
+    check_resume_config(runner.with_resolved_encoder_options(chosen), out)  # as run_training does
     check_resume_config(load_config(out / "config.yaml", {"resume": True}), out)
 
 

@@ -82,6 +82,26 @@ def make_encoder(cfg: TrainConfig, ds: MultiLabelDataset):
     return encoder
 
 
+def with_resolved_encoder_options(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with the choices an encoder would make on this machine written in, so config.yaml
+    says what ran: a ``frozen`` encoder's ``runtime: auto`` becomes the runtime it resolves to
+    (with ``--resume`` elsewhere, a different choice is then a configuration change, not a silent one).
+
+    Example:
+        >>> from mlsupcon.config import TrainConfig
+        >>> with_resolved_encoder_options(TrainConfig(encoder="mlp")).encoder_options
+        {}
+    """
+    opts = cfg.encoder_options
+    if cfg.encoder != "frozen" or opts.get("runtime", "auto") != "auto":
+        return cfg
+    from mlsupcon.models.onnx_backbone import resolve_runtime
+
+    # As FrozenEncoder decides: save_backbone keeps PyTorch (its weights go into state_dict()).
+    runtime = "torch" if opts.get("save_backbone") else resolve_runtime("auto", opts.get("device"))
+    return dataclasses.replace(cfg, encoder_options={**opts, "runtime": runtime})
+
+
 def prepare_encoder(encoder, ds: MultiLabelDataset, splits=("train", "validation", "test")) -> None:
     """Calls the encoder's optional ``prepare({split: inputs})`` hook once, before it is used
     (e.g. a frozen encoder that embeds every text once and caches the embeddings)."""
@@ -128,6 +148,7 @@ def run_training(cfg: TrainConfig, dataset: MultiLabelDataset | None = None, *,
     if cfg.auto:  # jsonl:/csv:/vectors: data without a config: settings chosen from the data, printed
         # The chosen config is a new one: the method's checks run on it (its fields are chosen valid).
         cfg, ds = apply_auto_settings(cfg, ds, methods=get_method, check=check_method_options)
+    cfg = with_resolved_encoder_options(cfg)
     method = get_method(cfg.method)()
     if method.builds_own_encoder:  # e.g. linear: its featurizer is its encoder
         encoder, loaders = None, {}
