@@ -157,3 +157,12 @@ def test_a_runs_config_records_the_runtime_that_ran(tmp_path, monkeypatch):
     rc, _, err = run_cli(["train", "--config", str(cfg), "--dataset", f"jsonl:{data}", "--encoder", "frozen",
                           "--method", "bce", "--epochs", "1", "--output", str(out), "--no-progress", "--resume"])
     assert rc == 0, err
+
+
+def test_an_onnx_model_embeds_on_the_cpu_of_a_cuda_machine(tmp_path, monkeypatch, embeddings):
+    # A run trained with onnx-int8 on a CPU machine, loaded where CUDA is present (device None).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    enc = frozen(tmp_path, "onnx-int8")
+    assert enc.runtime == "onnx-int8" and enc._device(None).type == "cpu"
+    np.testing.assert_allclose(enc.embed(TEXTS[:3]), embeddings["onnx-int8"][:3], atol=1e-6, rtol=0)
+    assert frozen(tmp_path, "auto").runtime == "torch"  # a new run there uses the GPU

@@ -219,6 +219,8 @@ class FrozenEncoder(Encoder):
     def _device(self, enc: nn.Module) -> torch.device:
         if self.save_backbone:  # it moves with the module
             return next(enc.parameters()).device
+        if self.runtime != "torch":  # ONNX Runtime computes on the CPU: the batches stay there
+            return torch.device("cpu")
         if self.embed_device is not None:
             return torch.device(self.embed_device)
         in_worker = torch.utils.data.get_worker_info() is not None

@@ -65,11 +65,13 @@ def onnx_available() -> bool:
 
 
 def resolve_runtime(runtime: str, device: str | None) -> str:
-    """``"auto"`` -> ``"onnx-int8"`` on a CPU when ONNX Runtime is installed, else ``"torch"``;
-    any other value is checked and returned.
+    """``"auto"`` -> ``"onnx-int8"`` when the transformer will run on a CPU (``device`` ``"cpu"``, or
+    None without CUDA) and ONNX Runtime is installed, else ``"torch"``; any other value is checked
+    and returned. An ONNX runtime with ``device`` None runs on the CPU even where CUDA is present
+    (a model trained with it embeds the same way on a GPU machine).
 
     Raises:
-        ValueError: An unknown runtime, an ONNX runtime on a non-CPU device, or an ONNX
+        ValueError: An unknown runtime, an ONNX runtime with a non-CPU ``device``, or an ONNX
             runtime without onnxruntime/onnx installed (the message says what to install).
 
     Example:
@@ -82,11 +84,11 @@ def resolve_runtime(runtime: str, device: str | None) -> str:
     """
     if runtime not in (*RUNTIMES, "auto"):
         raise ValueError(f"runtime must be one of {['auto', *RUNTIMES]}, got {runtime!r}")
-    on_cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
     if runtime == "auto":
+        on_cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
         return "onnx-int8" if on_cpu and onnx_available() else "torch"
     if runtime != "torch":
-        if not on_cpu:
+        if device is not None and device != "cpu":
             raise ValueError(f"runtime {runtime!r} runs on the CPU only; use runtime 'torch' with device {device!r}")
         if not onnx_available():
             raise ValueError(f"runtime {runtime!r} needs onnxruntime and onnx (pip install 'mlsupcon[text]'), "
