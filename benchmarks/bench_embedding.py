@@ -1,12 +1,14 @@
 """How fast the frozen MiniLM embeds texts, per variant, and how close each variant's embeddings are.
 
 Variants (each one embeds the same texts, repeats interleaved, medians; read the ratios):
-  * ``fp32``: mlsupcon's frozen encoder as it is (texts batched by length, fp32);
+  * ``fp32``: mlsupcon's frozen encoder with ``runtime="torch"`` (PyTorch, texts batched by length, fp32);
   * ``int8-dynamic``: torch's dynamic int8 quantisation of every ``nn.Linear`` of the transformer
     (``torch.ao.quantization.quantize_dynamic``), weights int8, activations quantised per batch.
 
 Quality is the cosine between a variant's embedding and fp32's for the same text (issue 23 asks
-for >= 0.99); speed is texts per second and the ratio to fp32.
+for >= 0.99); speed is texts per second and the ratio to fp32. The ONNX Runtime variants that the
+frozen encoder now uses by default (``runtime: onnx`` / ``onnx-int8``) are timed by
+``bench_pipeline.py --parts embed``.
 
 Usage:
     python benchmarks/bench_embedding.py --dataset reuters --texts 512 --repeats 3
@@ -41,7 +43,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from mlsupcon.models import build_encoder
 
-    enc = build_encoder("frozen", hidden_dims=(), progress=False)
+    enc = build_encoder("frozen", hidden_dims=(), progress=False, runtime="torch")
     texts = _texts(args.dataset, args.texts)
     fp32 = enc._load_backbone()
     int8 = copy.deepcopy(fp32)
