@@ -83,6 +83,10 @@ class NgramHasher:
             raise ValueError(f"analyzer must be one of {sorted(_ANALYZERS)}, got {analyzer!r}")
         self.analyzer, self.ngram_range = analyzer, (int(ngram_range[0]), int(ngram_range[1]))
         self.lowercase, self.n_features = bool(lowercase), int(n_features)
+        self._word_cache: dict[str, tuple[int, ...]] = {}  # char_wb: a word's n-gram hashes
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_word_cache": {}}  # processes that hash chunks start empty
 
     def __call__(self, texts: Sequence[str]) -> Any:
         import scipy.sparse as sp
@@ -92,20 +96,52 @@ class NgramHasher:
         except ImportError:
             return self._sklearn(texts)
         lo, hi = self.ngram_range
-        grams_of = _ANALYZERS[self.analyzer]
-        hash32, indptr, chunks = mmh3.hash, [0], []
-        for doc in texts:
-            grams = grams_of(doc.lower() if self.lowercase else doc, lo, hi)
-            chunks.append(np.fromiter(map(hash32, grams), dtype=np.int64, count=len(grams)))
-            indptr.append(indptr[-1] + len(grams))
-        h = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
-        nf = self.n_features
-        # |h| mod n_features; |-2**31| overflows int32 in scikit-learn's code, which maps it as below.
-        cols = np.where(h == -(2**31), (2**31 - 1 - (nf - 1)) % nf, np.abs(h) % nf)
-        X = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), cols.astype(np.int32), np.asarray(indptr)),
-                          shape=(len(texts), nf))
+        if self.analyzer == "char_wb":
+            cols, indptr = self._char_wb_columns(texts, mmh3.hash)
+        else:
+            grams_of = _ANALYZERS[self.analyzer]
+            hash32, indptr, chunks = mmh3.hash, [0], []
+            for doc in texts:
+                grams = grams_of(doc.lower() if self.lowercase else doc, lo, hi)
+                chunks.append(np.fromiter(map(hash32, grams), dtype=np.int64, count=len(grams)))
+                indptr.append(indptr[-1] + len(grams))
+            cols = self._columns(np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64))
+        X = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), cols, np.asarray(indptr)),
+                          shape=(len(texts), self.n_features))
         X.sum_duplicates()  # counts; sorts the indices
         return X
+
+    def _columns(self, h: np.ndarray) -> np.ndarray:
+        """Signed 32-bit hashes -> columns: ``|h| mod n_features``, with scikit-learn's value for
+        ``h = -2**31`` (whose ``abs`` overflows int32 in its code)."""
+        nf = self.n_features
+        return np.where(h == -(2**31), (2**31 - 1 - (nf - 1)) % nf, np.abs(h) % nf).astype(np.int32)
+
+    #: Words whose columns are kept (a word's n-grams never change; frequent words recur in every text).
+    WORD_CACHE_SIZE = 200_000
+
+    def _char_wb_columns(self, texts: Sequence[str], hash32: Any) -> tuple[np.ndarray, list[int]]:
+        """char_wb n-grams are those of each white-space-separated word on its own, so each distinct
+        word is analysed and hashed once and its hashes reused."""
+        from itertools import chain
+
+        lo, hi = self.ngram_range
+        cache = self._word_cache
+        if len(cache) > self.WORD_CACHE_SIZE:
+            cache.clear()
+        indptr, parts = [0], []
+        total = 0
+        for doc in texts:
+            doc = doc.lower() if self.lowercase else doc
+            for w in doc.split():  # split() collapses white-space runs as the analyzer's \s\s+ -> " " does
+                hashes = cache.get(w)
+                if hashes is None:
+                    hashes = cache[w] = tuple(map(hash32, _char_wb_ngrams(w, lo, hi)))
+                parts.append(hashes)
+                total += len(hashes)
+            indptr.append(total)
+        h = np.fromiter(chain.from_iterable(parts), dtype=np.int64, count=total)
+        return self._columns(h), indptr
 
     def _sklearn(self, texts: Sequence[str]) -> Any:
         from sklearn.feature_extraction.text import HashingVectorizer
