@@ -137,12 +137,7 @@ class FrozenEncoder(Encoder):
         self.embed_device = device
         from .onnx_backbone import resolve_runtime
 
-        if save_backbone and runtime == "auto":
-            runtime = "torch"  # the weights travel in state_dict(): a PyTorch module
-        self.runtime = resolve_runtime(runtime, device)
-        if save_backbone and self.runtime != "torch":
-            raise ValueError(f"save_backbone needs runtime 'torch' (the weights are saved as a PyTorch module), "
-                             f"got runtime {self.runtime!r}")
+        self.runtime = resolve_runtime(runtime, device, save_backbone)
         self._model_path_arg = None if model_path is None else str(model_path)
         self._cache_dir_arg = None if cache_dir is None else str(cache_dir)
         self.model_dir = _resolve_model_path(model_path)

@@ -64,15 +64,17 @@ def onnx_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
 
 
-def resolve_runtime(runtime: str, device: str | None) -> str:
+def resolve_runtime(runtime: str, device: str | None, save_backbone: bool = False) -> str:
     """``"auto"`` -> ``"onnx-int8"`` when the transformer will run on a CPU (``device`` ``"cpu"``, or
     None without CUDA) and ONNX Runtime is installed, else ``"torch"``; any other value is checked
     and returned. An ONNX runtime with ``device`` None runs on the CPU even where CUDA is present
-    (a model trained with it embeds the same way on a GPU machine).
+    (a model trained with it embeds the same way on a GPU machine). With ``save_backbone`` (the
+    frozen encoder's weights saved in its ``state_dict()``, as a PyTorch module) it is ``"torch"``.
 
     Raises:
-        ValueError: An unknown runtime, an ONNX runtime with a non-CPU ``device``, or an ONNX
-            runtime without onnxruntime/onnx installed (the message says what to install).
+        ValueError: An unknown runtime, an ONNX runtime with a non-CPU ``device`` or with
+            ``save_backbone``, or an ONNX runtime without onnxruntime/onnx installed (the message
+            says what to install).
 
     Example:
         >>> resolve_runtime("torch", None)
@@ -84,6 +86,11 @@ def resolve_runtime(runtime: str, device: str | None) -> str:
     """
     if runtime not in (*RUNTIMES, "auto"):
         raise ValueError(f"runtime must be one of {['auto', *RUNTIMES]}, got {runtime!r}")
+    if save_backbone:
+        if runtime not in ("auto", "torch"):
+            raise ValueError(f"save_backbone needs runtime 'torch' (the weights are saved as a PyTorch module), "
+                             f"got runtime {runtime!r}")
+        return "torch"
     if runtime == "auto":
         on_cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
         return "onnx-int8" if on_cpu and onnx_available() else "torch"

@@ -95,10 +95,9 @@ def with_resolved_encoder_options(cfg: TrainConfig) -> TrainConfig:
     opts = cfg.encoder_options
     if cfg.encoder != "frozen" or opts.get("runtime", "auto") != "auto":
         return cfg
-    from mlsupcon.models.onnx_backbone import resolve_runtime
+    from mlsupcon.models.onnx_backbone import resolve_runtime  # what FrozenEncoder resolves it to
 
-    # As FrozenEncoder decides: save_backbone keeps PyTorch (its weights go into state_dict()).
-    runtime = "torch" if opts.get("save_backbone") else resolve_runtime("auto", opts.get("device"))
+    runtime = resolve_runtime("auto", opts.get("device"), bool(opts.get("save_backbone")))
     return dataclasses.replace(cfg, encoder_options={**opts, "runtime": runtime})
 
 
