@@ -181,16 +181,13 @@ class FrozenEncoder(Encoder):
                 "max_length": self.max_length, "freeze": True}
 
     def _torch_transformer(self) -> nn.Module:
-        from .transformer import TransformerEncoder
-
         return TransformerEncoder(**self._transformer_options())
 
     def source_model(self) -> nn.Module:
         """The Hugging Face model (PyTorch) whose embeddings these are; with an ONNX runtime it is
         loaded again from ``model_path`` (exports copy it)."""
-        enc = self._load_backbone()
         if self.runtime == "torch":
-            return enc.backbone
+            return self._load_backbone().backbone
         return self._torch_transformer().backbone
 
     def _load_backbone(self) -> nn.Module:
@@ -252,8 +249,9 @@ class FrozenEncoder(Encoder):
         if not self.save_backbone:
             enc.to(dev)
         # Sorted by token count (truncated at max_length), so a batch pads to little more than its
-        # texts: tokenising first costs ~1 % of the transformer's time.
-        order = np.argsort([len(ids) for ids in enc._token_cache(texts)], kind="stable")
+        # texts; tokenised once, here, and laid out per batch (what enc.preprocess does).
+        token_ids = enc._token_cache(texts)
+        order = np.argsort([len(ids) for ids in token_ids], kind="stable")
         name = Path(self._model_path_arg).name if self._model_path_arg else "all-MiniLM-L6-v2"
         bar = progress_bar(len(texts), f"embedding with {name}", "texts", enabled=self.progress)
         release = getattr(enc.backbone, "torch_threads_released", contextlib.nullcontext)
@@ -261,7 +259,7 @@ class FrozenEncoder(Encoder):
             with release():
                 for start in range(0, len(texts), self.batch_size):
                     idx = order[start : start + self.batch_size]
-                    batch = enc.preprocess([texts[i] for i in idx])
+                    batch = enc.layout([token_ids[i].tolist() for i in idx])
                     h = enc({k: v.to(dev) for k, v in batch.items()}).float()
                     if self.normalize:
                         h = F.normalize(h, dim=-1)
