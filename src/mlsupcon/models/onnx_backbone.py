@@ -22,9 +22,11 @@ onnxruntime (which decide the graph and its numbers); it is written atomically, 
 that ONNX Runtime cannot load is logged and exported again.
 
 Example:
-    >>> from mlsupcon.models import TransformerEncoder
+    >>> from mlsupcon.models import TransformerEncoder, minilm_path
     >>> enc = TransformerEncoder(max_length=32, freeze=True)              # doctest: +SKIP
-    >>> enc.backbone = OnnxBackbone.from_model(enc.backbone, "onnx")     # doctest: +SKIP
+    >>> from mlsupcon.models.feature_cache import model_fingerprint
+    >>> enc.backbone = OnnxBackbone.from_model(enc.backbone, "onnx",     # doctest: +SKIP
+    ...                                        model_fingerprint(minilm_path()))
 """
 
 from __future__ import annotations
@@ -198,27 +200,19 @@ class OnnxBackbone(nn.Module):
         self._session: Any = None
 
     @classmethod
-    def from_model(cls, model: nn.Module, runtime: str, fingerprint: dict[str, Any] | None = None,
+    def from_model(cls, model: nn.Module, runtime: str, fingerprint: dict[str, Any],
                    cache_dir: str | os.PathLike | None = None) -> OnnxBackbone:
         """The ONNX version of ``model`` (exported once, then read from the cache).
 
         Args:
             model: A Hugging Face encoder (``AutoModel``) whose output has ``last_hidden_state``.
             runtime: ``"onnx"`` or ``"onnx-int8"``.
-            fingerprint: What identifies the model's weights (e.g.
-                :func:`~mlsupcon.models.feature_cache.model_fingerprint`); None = a hash of the
-                weights themselves (for models without a directory).
+            fingerprint: What identifies the model's weights
+                (:func:`~mlsupcon.models.feature_cache.model_fingerprint` of its directory).
             cache_dir: Folder of the exported files (default :func:`onnx_cache_dir`).
         """
         if runtime not in RUNTIMES[1:]:
             raise ValueError(f"runtime must be 'onnx' or 'onnx-int8', got {runtime!r}")
-        if fingerprint is None:
-            h = hashlib.sha256()
-            for k, v in model.state_dict().items():
-                h.update(k.encode())
-                h.update(v.detach().cpu().contiguous().numpy().tobytes())
-            fingerprint = {"weights_sha256": h.hexdigest(),
-                           "config": model.config.to_json_string() if hasattr(model, "config") else None}
         path = onnx_path(fingerprint, runtime, cache_dir)
         folder = path.parent
         with _LOCK:
