@@ -38,19 +38,20 @@ def _word_ngrams(doc: str, lo: int, hi: int) -> list[str]:
     return grams
 
 
-def _char_wb_ngrams(doc: str, lo: int, hi: int) -> list[str]:
+def _word_wb_ngrams(word: str, lo: int, hi: int) -> list[str]:
+    """The ``char_wb`` n-grams of one white-space-free word, padded with a space on each side (a
+    text's are those of its words in turn: :meth:`NgramHasher._char_wb_columns`)."""
     grams: list[str] = []
-    for w in _WHITE_SPACES.sub(" ", doc).split():
-        w = f" {w} "
-        size = len(w)
-        for n in range(lo, hi + 1):
-            offset = 0
-            grams.append(w[:n])
-            while offset + n < size:
-                offset += 1
-                grams.append(w[offset : offset + n])
-            if offset == 0:  # a word shorter than n counts once
-                break
+    w = f" {word} "
+    size = len(w)
+    for n in range(lo, hi + 1):
+        offset = 0
+        grams.append(w[:n])
+        while offset + n < size:
+            offset += 1
+            grams.append(w[offset : offset + n])
+        if offset == 0:  # a word shorter than n counts once
+            break
     return grams
 
 
@@ -62,13 +63,14 @@ def _char_ngrams(doc: str, lo: int, hi: int) -> list[str]:
     return grams
 
 
-_ANALYZERS = {"word": _word_ngrams, "char_wb": _char_wb_ngrams, "char": _char_ngrams}
+_ANALYZERS = {"word": _word_ngrams, "char": _char_ngrams}  # char_wb: per word, NgramHasher._char_wb_columns
 
 
 class NgramHasher:
     """Texts -> raw n-gram counts, ``scipy.sparse.csr_matrix`` float32 ``[n, n_features]``
     (duplicates summed, indices sorted), as ``HashingVectorizer`` with ``alternate_sign=False``
-    and ``norm=None`` gives them. Picklable (it holds only its options).
+    and ``norm=None`` gives them. Picklable: its options travel, its cache of words' ``char_wb``
+    hashes does not.
 
     Args:
         analyzer: ``"word"``, ``"char_wb"`` or ``"char"``.
@@ -79,8 +81,8 @@ class NgramHasher:
 
     def __init__(self, analyzer: str, ngram_range: Sequence[int], lowercase: bool = True,
                  n_features: int = 2**20) -> None:
-        if analyzer not in _ANALYZERS:
-            raise ValueError(f"analyzer must be one of {sorted(_ANALYZERS)}, got {analyzer!r}")
+        if analyzer not in (*_ANALYZERS, "char_wb"):
+            raise ValueError(f"analyzer must be one of {sorted([*_ANALYZERS, 'char_wb'])}, got {analyzer!r}")
         self.analyzer, self.ngram_range = analyzer, (int(ngram_range[0]), int(ngram_range[1]))
         self.lowercase, self.n_features = bool(lowercase), int(n_features)
         self._word_cache: dict[str, tuple[int, ...]] = {}  # char_wb: a word's n-gram hashes
@@ -136,7 +138,7 @@ class NgramHasher:
             for w in doc.split():  # split() collapses white-space runs as the analyzer's \s\s+ -> " " does
                 hashes = cache.get(w)
                 if hashes is None:
-                    hashes = cache[w] = tuple(map(hash32, _char_wb_ngrams(w, lo, hi)))
+                    hashes = cache[w] = tuple(map(hash32, _word_wb_ngrams(w, lo, hi)))
                 parts.append(hashes)
                 total += len(hashes)
             indptr.append(total)
