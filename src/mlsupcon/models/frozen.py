@@ -18,7 +18,7 @@ Embedding = mean of the last hidden states over the real tokens ([CLS]/[SEP] inc
 sentence-transformers pools all-MiniLM-L6-v2), truncated to ``max_length`` tokens, then
 L2-normalised (``normalize``). Texts are embedded in batches of similar token counts (little
 padding); on a CPU the transformer runs in ONNX Runtime with int8 weights by default
-(``runtime``, :mod:`mlsupcon.models.onnx_backbone`: ~3.5x faster than PyTorch on 2 cores, cosine
+(``runtime``, :mod:`mlsupcon.models.onnx_backbone`: 2.5x PyTorch's speed on 2 cores, cosine
 >= 0.99 to its fp32 embeddings); ``runtime="torch"`` gives PyTorch's fp32 values.
 
 Example:

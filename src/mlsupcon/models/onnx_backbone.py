@@ -1,9 +1,10 @@
 """A frozen Hugging Face encoder run by ONNX Runtime on the CPU, in fp32 or with int8 weights.
 
 Embedding texts once with a frozen transformer is the first cost of every text run. On a
-2-core CPU, ONNX Runtime runs all-MiniLM-L6-v2 about 2.5x faster than eager PyTorch at the
-same fp32 values, and with dynamically quantised int8 weights about 3.5x faster (see
-docs/benchmarks.md). :class:`OnnxBackbone` stands in for the Hugging Face model inside
+2-core CPU, ONNX Runtime runs all-MiniLM-L6-v2 1.9x as fast as eager PyTorch at the same
+fp32 values, and with dynamically quantised int8 weights 2.5x as fast (3.0x the speed of the
+PyTorch path it replaced, which padded batches of 64 sorted by characters; docs/benchmarks.md).
+:class:`OnnxBackbone` stands in for the Hugging Face model inside
 :class:`~mlsupcon.models.transformer.TransformerEncoder`: ``backbone(input_ids=...,
 attention_mask=...).last_hidden_state``, so segment pooling and everything above it is shared.
 
