@@ -335,6 +335,7 @@ def _worker(rank, world, port, outdir):
     finally:
         with open(os.path.join(outdir, f"rank{rank}.json"), "w") as fh:
             json.dump(results, fh)
+        dist.barrier()  # both ranks done before the group is torn down (see test_distributed._worker)
         dist.destroy_process_group()
 
 
