@@ -27,7 +27,7 @@ EXPECTED = {
     "jaccard_weight": "multi_hot", "zlpr": "logits",
     "msc": "multi_hot", "proto_only": "multi_hot", "mscwrg": "multi_hot", "mscrg": "multi_hot",
     "cl_scl": "multi_hot", "cl_jscl": "multi_hot", "cl_slcl": "multi_hot", "multisupcon_wz": "multi_hot",
-    "cl_jspcl": "logits", "cl_icl": "label_embeddings",
+    "cl_jspcl": "logits", "cl_icl": "label_embeddings", "label_nce": "logits",
 }
 
 

@@ -156,7 +156,7 @@ def kmcl_inputs(batch: int, classes: int = 3, dim: int = 4, seed: int = 0, dtype
 def call_with_batch(name: str, batch: int, labels=None):
     """Calls loss ``name`` on a batch of ``batch`` samples (labels in its format unless given)."""
     loss_fn = build(name)
-    if name in ("asl", "zlpr", "cl_jspcl"):
+    if name in ("asl", "zlpr", "cl_jspcl", "label_nce"):
         y = torch.zeros(batch, 3) if labels is None else labels
         return loss_fn(torch.randn(batch, 3), y)
     if name == "cl_icl":
@@ -175,7 +175,7 @@ def call_with_batch(name: str, batch: int, labels=None):
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_empty_batch_is_a_value_error(name):
     # Every loss, flat, hierarchical or classifier: B = 0 is a ValueError naming the input.
-    first = {"asl": "logits", "zlpr": "logits", "cl_jspcl": "logits", "kmcl": "x",
+    first = {"asl": "logits", "zlpr": "logits", "cl_jspcl": "logits", "label_nce": "logits", "kmcl": "x",
              "cl_icl": "label_embeddings"}.get(name, "features")
     with pytest.raises(ValueError, match=rf"^{first}: empty batch \(B = 0\)$"):
         call_with_batch(name, 0)

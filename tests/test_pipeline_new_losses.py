@@ -150,6 +150,17 @@ def test_end_to_end_with_zlpr_and_cl_scl(data, tmp_path):
     assert_user_error(rc, err, "classifier_loss: expected one of ('bce', 'asl', 'zlpr')")
 
 
+def test_label_nce_on_end_to_end_logits(data, tmp_path):
+    run = tmp_path / "lnce"
+    rc, err = train(data, run, "--method", "end-to-end", "--loss", "label_nce", "--temperature", "0.5")
+    assert rc == 0, err
+    assert metrics(run)["loss"] == "label_nce"
+    assert fp.read_config_yaml(run)["loss_options"] == {"temperature": 0.5}
+    assert mlsupcon.load(run).classifier.projection is None  # on the logits: no projection head
+    rc, err = train(data, tmp_path / "x", "--method", "two-stage", "--loss", "label_nce")
+    assert_user_error(rc, err, "'label_nce' is a contrastive loss on a classifier's logits", "--method end-to-end")
+
+
 def test_cl_jspcl_on_end_to_end_logits_and_cl_icl_refused(data, tmp_path):
     run = tmp_path / "jspcl"
     rc, err = train(data, run, "--method", "end-to-end", "--loss", "cl_jspcl")

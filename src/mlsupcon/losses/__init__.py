@@ -38,6 +38,7 @@ from mlsupcon.losses.flat import (
 )
 from mlsupcon.losses.hierarchical import HiConELoss, HierarchicalLoss, HiMulConELoss, HiMulConLoss
 from mlsupcon.losses.kmcl import KMCLLoss
+from mlsupcon.losses.label_nce import LabelNCELoss, label_nce_loss
 from mlsupcon.losses.multisupcon_wz import MultiSupConWZLoss
 from mlsupcon.losses.prototypes import (
     BoundPrototypeLoss,
@@ -94,6 +95,8 @@ __all__ = [
     "KMCLLoss",
     "ZLPRLoss",
     "zlpr_loss",
+    "LabelNCELoss",
+    "label_nce_loss",
     "PROTOTYPE_LOSSES",
     "LabelPrototypes",
     "PrototypeContrastiveLoss",

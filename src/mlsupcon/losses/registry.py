@@ -16,6 +16,7 @@ from mlsupcon.losses.clmtc import CLICLLoss, CLJSPCLLoss
 from mlsupcon.losses.flat_registry import FLAT_LOSSES
 from mlsupcon.losses.hierarchical import HiConELoss, HiMulConELoss, HiMulConLoss
 from mlsupcon.losses.kmcl import KMCLLoss
+from mlsupcon.losses.label_nce import LabelNCELoss
 from mlsupcon.losses.prototypes import MSCLoss, MSCRGLoss, MSCWRGLoss, ProtoOnlyLoss
 from mlsupcon.losses.zlpr import ZLPRLoss
 
@@ -40,7 +41,7 @@ HIERARCHICAL_LOSSES: dict[str, type[nn.Module]] = {
 CONTRASTIVE_LOSSES: dict[str, type[nn.Module]] = {**FLAT_LOSSES, **HIERARCHICAL_LOSSES}
 #: Losses on a classifier's outputs (the methods asl and kmcl train with them).
 CLASSIFIER_LOSSES: dict[str, type[nn.Module]] = {
-    "asl": AsymmetricLoss, "kmcl": KMCLLoss, "zlpr": ZLPRLoss, "cl_jspcl": CLJSPCLLoss,
+    "asl": AsymmetricLoss, "kmcl": KMCLLoss, "zlpr": ZLPRLoss, "cl_jspcl": CLJSPCLLoss, "label_nce": LabelNCELoss,
 }
 #: Losses on per-label embeddings ``[B, C, D]`` + multi-hot labels (``label_format =
 #: "label_embeddings"``): built by name, not trained by ``train --loss``.

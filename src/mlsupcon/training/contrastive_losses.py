@@ -12,7 +12,7 @@ __all__ = ["LOGIT_CONTRASTIVE_LOSSES", "contrastive_term_losses"]
 #: Classifier-output losses (``label_format = "logits"``) that are contrastive terms: a method with
 #: a classification term (``end-to-end``) adds them, as its ``loss``, on the classifier's logits
 #: (CL-MTC's JSPCL), instead of on projected views.
-LOGIT_CONTRASTIVE_LOSSES = ("cl_jspcl",)
+LOGIT_CONTRASTIVE_LOSSES = ("cl_jspcl", "label_nce")
 
 
 def contrastive_term_losses() -> dict[str, type]:
