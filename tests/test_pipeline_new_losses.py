@@ -132,6 +132,10 @@ def test_zlpr_method_decides_at_logit_zero(data, tmp_path):
     rc, _, err = run_cli(["train", "--config", str(bad), "--method", "zlpr", "--dataset", f"vectors:{data[0]}",
                           "--output", str(tmp_path / "bad")])
     assert_user_error(rc, err, "threshold:", "zlpr decision: logit 0", "0.3")
+    bad = fp.write_yaml(tmp_path / "bad.yaml", {"threshold": "tune-per-label"})
+    rc, _, err = run_cli(["train", "--config", str(bad), "--method", "zlpr", "--dataset", f"vectors:{data[0]}",
+                          "--output", str(tmp_path / "bad")])
+    assert_user_error(rc, err, "threshold:", "zlpr decision: logit 0", "'tune-per-label'")
 
 
 def test_end_to_end_with_zlpr_and_cl_scl(data, tmp_path):

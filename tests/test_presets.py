@@ -194,6 +194,24 @@ def test_auto_settings_sparse_features_when_too_many_texts_to_embed(text_sets, m
     assert "lr" not in o and o["epochs"] == 100
 
 
+def test_auto_settings_read_long_texts_further_within_the_embedding_budget(text_sets, monkeypatch):
+    import importlib.util
+
+    short, _ = auto.auto_settings(text_sets["short"])
+    assert "encoder_options.max_length" not in short  # the encoder's 128 tokens
+    o, reasons = auto.auto_settings(text_sets["long"])  # 1,100-1,500 words, 300 texts: 512 fits the budget
+    assert o["encoder_options.max_length"] == 512
+    assert any(r.startswith("encoder_options.max_length=512: long texts") for r in reasons), reasons
+    # 300 texts x 0.026 s fit 10 s at 256 tokens, not at 384 (0.048 s) or 512
+    monkeypatch.setattr(auto, "FROZEN_LONG_EMBED_BUDGET_S", 10)
+    assert auto.auto_settings(text_sets["long"])[0]["encoder_options.max_length"] == 256
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    assert "encoder_options.max_length" not in auto.auto_settings(text_sets["long"])[0]  # PyTorch: 2.5x slower
+    # the user's encoder options are theirs; a sparse encoder has no max_length
+    assert "encoder_options.max_length" not in auto.auto_settings(text_sets["long"], encoder="sparse")[0]
+
+
 def test_auto_settings_for_a_cnn_the_user_chose(text_sets):
     lengths = {}
     for kind, ds in text_sets.items():
@@ -270,7 +288,14 @@ def test_cli_run_on_jsonl_chooses_from_the_data_and_resumes(tmp_path):
     assert (out / "logs" / "end_to_end").is_dir() and not (out / "logs" / "contrastive").exists()
     n_train = len(load_dataset(f"jsonl:{data}").splits["train"])
     assert 64 <= n_train < 128 and saved["batch_size"] == 8  # min(256, n_train // 8) rounded down to 8
-    fp.check_run_folder(out)
+    m = fp.check_run_folder(out)
+    # the decision rule chosen by cross-validation on validation, and said so; per-label thresholds saved
+    assert saved["threshold"] == "auto"
+    rule = m["chosen_on_validation"]["threshold_rule"]
+    assert rule["rule"] in ("tune", "tune-per-label") and rule["cross_validated"]["folds"] == 5
+    assert "5-fold cross-validation on validation" in m["threshold_source"]
+    model_json = json.loads((out / "model" / "model.json").read_text())
+    assert ("thresholds" in model_json) == ("thresholds" in m) == (rule["rule"] == "tune-per-label")
     # --resume with the same flags chooses the same settings; so does the saved config.yaml
     again = load_config(None, {"dataset": f"jsonl:{data}", "epochs": 1, "classifier_epochs": 1, "progress": False,
                                "output": str(out), "resume": True})

@@ -26,7 +26,9 @@ field              choice
                    most :data:`NAMES_MAX_TRAIN` training texts (Debtags with 500 / 2,000 texts:
                    test mAP 32.8 / 39.3 against 13.2 / 27.9 for TF-IDF + linear; issue 22);
                    not with a contrastive method, a head or MLP the user chose
-``encoder_options`` cnn (when asked for): ``max_length`` = 95th percentile of the token counts
+``encoder_options`` frozen: long texts (median > :data:`LONG_TEXT_WORDS` words) read 512, 384 or 256
+                   tokens, the longest whose embedding fits :data:`FROZEN_LONG_EMBED_BUDGET_S`
+                   (else 128); cnn (when asked for): ``max_length`` = 95th percentile of the token counts
                    (the tokenizer kind :func:`~mlsupcon.models.tokenizer_choice.choose_tokenizer`
                    expects: words, sub-words or characters), the Debtags recipe's sizes; sparse:
                    character 1-3-grams only for scripts without spaces or symbol text,
@@ -46,6 +48,9 @@ stage 2            two-stage text: a linear probe on the frozen encoder (the Deb
                    ``classifier_epochs``: about 1,000 probe steps (fine-tuning: as
                    ``epochs``), 30 to 100 epochs
 vectors            ``dataset_options.standardize`` (the training split's mean and std)
+``threshold``      ``auto``: per-label thresholds shrunk towards the global one where 5-fold
+                   cross-validation on the validation split shows they keep micro-F1 and raise
+                   macro-F1 (Reuters, EUR-Lex), else one global threshold (Debtags; issue 22)
 =================  =========================================================================
 
 :func:`apply_auto_settings` (called by ``mlsupcon.training.runner.run_training`` and
@@ -96,6 +101,16 @@ E2E_MAX_EPOCHS = 20
 #: them is slow on a CPU (once: cached afterwards); above, a first run would spend too long
 #: embedding, so a CNN or TF-IDF encoder is chosen instead.
 FROZEN_MAX_TEXTS = 60_000
+#: Median words per text from which the frozen encoder reads more than its default 128 tokens: EUR-Lex
+#: summaries (median 2,331 words) gained 4.3 mAP at 512 tokens (docs/results.md, issue 22, session 8);
+#: Reuters stories (median 109) gained nothing at 256 (session 11).
+LONG_TEXT_WORDS = 300
+#: Seconds per text of the frozen MiniLM by ``max_length`` with the int8 ONNX runtime (2 CPU cores, full
+#: EUR-Lex documents, another job running; PyTorch: :data:`_TORCH_SLOWER` times more), and the embedding
+#: time a first run may spend reading long texts further (the longest length that fits is chosen).
+_FROZEN_SECONDS_PER_TEXT = ((512, 0.075), (384, 0.048), (256, 0.026))
+_TORCH_SLOWER = 2.5
+FROZEN_LONG_EMBED_BUDGET_S = 600
 #: The Debtags recipe (src/mlsupcon/config/presets.py) that auto settings reuse with ``frozen``.
 _FROZEN = {"hidden_dims": [1024], "dropout": 0.2}
 _FROZEN_RECIPE = {"lr": 0.003, "epochs": 30, "patience": 5}
@@ -271,6 +286,9 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None, finetune: bool | No
         finetune = _choose_vector_model(c, encoder, finetune)
     _choose_blends(c, modality, enc, method)
     _choose_schedule(c, n, finetune)
+    c.set("threshold", "auto", "one threshold per label (shrunk towards the global one) where 5-fold cross-"
+                               "validation on the validation split shows it keeps micro-F1 and raises macro-F1, "
+                               "else one global threshold")
     return c.values, c.why, _describe(s)
 
 
@@ -296,6 +314,8 @@ def _choose_text_encoder(c: _Choices, s: dict[str, Any], encoder: str | None, na
                    "would dominate a first run; TF-IDF n-grams under one trained layer")
         c.set("encoder", chosen, why)
     enc = (encoder or chosen).strip().lower()
+    if enc == "frozen":
+        _choose_frozen_length(c, s)
     if enc == "frozen" and names:
         c.set("encoder_options.hidden_dims", [], "the sentence embeddings themselves: the label-names head compares "
                                                  "them with the label names' embeddings")
@@ -313,6 +333,23 @@ def _choose_text_encoder(c: _Choices, s: dict[str, Any], encoder: str | None, na
     elif enc == "sparse":
         _choose_sparse_options(c, s)
     return enc
+
+
+def _choose_frozen_length(c: _Choices, s: dict[str, Any]) -> None:
+    """Long documents (median above :data:`LONG_TEXT_WORDS` words): the frozen encoder reads the longest of
+    512 / 384 / 256 tokens whose embedding of every text fits :data:`FROZEN_LONG_EMBED_BUDGET_S`."""
+    if s["words_median"] <= LONG_TEXT_WORDS:
+        return
+    import importlib.util
+
+    slower = 1.0 if importlib.util.find_spec("onnxruntime") is not None else _TORCH_SLOWER
+    for length, seconds in _FROZEN_SECONDS_PER_TEXT:
+        estimate = s["n_all"] * seconds * slower
+        if estimate <= FROZEN_LONG_EMBED_BUDGET_S:
+            c.set("encoder_options.max_length", length,
+                  f"long texts (median {s['words_median']:,} words): the first {length} tokens of each, not 128 "
+                  f"(embedding the {s['n_all']:,} texts: ~{estimate / 60:.0f} min on 2 CPU cores, once)")
+            return
 
 
 def _label_names_recipe(s: dict[str, Any], method: str | None) -> bool:

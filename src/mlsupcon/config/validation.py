@@ -75,9 +75,10 @@ def check_learning_rates(cfg: Any) -> None:
         raise ValueError(f"min_lr_ratio: expected a number in [0, 1], got {cfg.min_lr_ratio!r}")
 
 
-#: Decision rules tuned on the validation split: one global threshold (best micro-F1), or one per
-#: label shrunk towards it (:func:`mlsupcon.evaluation.tune_shrunk_thresholds`).
-THRESHOLD_RULES = ("tune", "tune-per-label")
+#: Decision rules tuned on the validation split: one global threshold (best micro-F1), one per
+#: label shrunk towards it (:func:`mlsupcon.evaluation.tune_shrunk_thresholds`), or the one of the two
+#: that cross-validation on the validation split prefers (:func:`mlsupcon.evaluation.choose_threshold_rule`).
+THRESHOLD_RULES = ("tune", "tune-per-label", "auto")
 
 def check_stopping_and_threshold(cfg: Any) -> None:
     """Early stopping's patience and the decision threshold (a number is stored as a float)."""
@@ -85,7 +86,7 @@ def check_stopping_and_threshold(cfg: Any) -> None:
         raise ValueError(f"patience: expected an integer >= 0, got {cfg.patience!r}")
     if cfg.threshold in THRESHOLD_RULES:
         return
-    expected = f"threshold: expected 'tune', 'tune-per-label' or a number in (0, 1), got {cfg.threshold!r}"
+    expected = f"threshold: expected 'tune', 'tune-per-label', 'auto' or a number in (0, 1), got {cfg.threshold!r}"
     try:
         threshold = float(cfg.threshold)
     except (TypeError, ValueError):

@@ -49,6 +49,7 @@ from .metrics import (
     subset_accuracy,
 )
 from .thresholds import (
+    choose_threshold_rule,
     tune_global_threshold,
     tune_global_threshold_macro_f1,
     tune_per_label_thresholds,
@@ -83,6 +84,7 @@ __all__ = [
     "tune_global_threshold_macro_f1",
     "tune_per_label_thresholds",
     "tune_shrunk_thresholds",
+    "choose_threshold_rule",
     "knn_scores",
     "tune_knn",
     "choose_blend_weight",

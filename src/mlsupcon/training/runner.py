@@ -34,8 +34,10 @@ import numpy as np
 
 from mlsupcon.config.auto import apply_auto_settings
 from mlsupcon.config.schema import TrainConfig
+from mlsupcon.config.validation import THRESHOLD_RULES
 from mlsupcon.data import MultiLabelDataset, load_dataset
 from mlsupcon.evaluation import (
+    choose_threshold_rule,
     compute_metrics,
     macro_f1,
     micro_f1,
@@ -43,6 +45,7 @@ from mlsupcon.evaluation import (
     tune_global_threshold_macro_f1,
     tune_shrunk_thresholds,
 )
+from mlsupcon.evaluation.thresholds import RULE_CV_FOLDS
 from mlsupcon.inference.scoring import predict_scores
 from mlsupcon.inference.storage import save_classifier
 from mlsupcon.models import Classifier, build_encoder
@@ -180,7 +183,7 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
         val_scores, val_y = predict_scores(model, ctx.eval_loader("validation", model.preprocess))
         test_scores, test_y, test_emb = predict_scores(model, ctx.eval_loader("test", model.preprocess),
                                                        want_embeddings=True)
-    threshold, per_label, threshold_source, tuned = decision_rule(cfg, method, val_y, val_scores)
+    threshold, per_label, threshold_source, tuned = decision_rule(cfg, method, val_y, val_scores, ctx.extra)
     rule = threshold if per_label is None else per_label
     metrics = compute_metrics(test_y, test_scores, rule, ks=tuple(cfg.ks))
     val_metrics = compute_metrics(val_y, val_scores, rule, ks=tuple(cfg.ks))
@@ -227,26 +230,37 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
     return result
 
 
-def decision_rule(cfg: TrainConfig, method, val_y: np.ndarray, val_scores: np.ndarray):
+def decision_rule(cfg: TrainConfig, method, val_y: np.ndarray, val_scores: np.ndarray,
+                  chosen: dict[str, Any] | None = None):
     """The run's decision rule from the validation split only: ``(global threshold, per-label
     thresholds or None, where they come from, whether they were tuned)``.
 
     A loss with a rule of its own keeps it (zlpr: logit 0); ``threshold: tune`` is the global
     threshold best for validation micro-F1; ``tune-per-label`` adds one threshold per label,
-    shrunk towards that global one (:func:`~mlsupcon.evaluation.tune_shrunk_thresholds`); a
-    number is used as given."""
+    shrunk towards that global one (:func:`~mlsupcon.evaluation.tune_shrunk_thresholds`);
+    ``auto`` takes the per-label rule where cross-validation on the validation split shows it keeps
+    micro-F1 and raises macro-F1 (:func:`~mlsupcon.evaluation.choose_threshold_rule`; its table goes
+    into ``chosen``, the run's ``chosen_on_validation``); a number is used as given."""
     decision = method.decision_threshold(cfg)
     if decision is not None:
         return float(decision[0]), None, decision[1], False
-    if cfg.threshold not in ("tune", "tune-per-label"):
+    if cfg.threshold not in THRESHOLD_RULES:
         return float(cfg.threshold), None, "fixed", False
     if val_y.sum() == 0:  # nothing to tune on: keep 0.5 and say so in metrics.json
         return 0.5, None, "fixed 0.5 (validation split has no positive labels)", False
     threshold = tune_global_threshold(val_y, val_scores)
-    if cfg.threshold == "tune":
-        return threshold, None, "validation micro-F1", True
+    rule = cfg.threshold
+    how = ""
+    if rule == "auto":
+        rule, table = (choose_threshold_rule(val_y, val_scores) if len(val_y) >= RULE_CV_FOLDS
+                       else ("tune", {"folds": 0}))
+        if chosen is not None:
+            chosen["threshold_rule"] = {"rule": rule, "cross_validated": table}
+        how = f" (chosen by {table['folds']}-fold cross-validation on validation)" if table["folds"] else ""
+    if rule == "tune":
+        return threshold, None, "validation micro-F1" + how, True
     per_label = tune_shrunk_thresholds(val_y, val_scores, global_threshold=threshold)
-    return threshold, per_label, "validation F1 per label, shrunk towards the micro-F1 threshold", True
+    return threshold, per_label, "validation F1 per label, shrunk towards the micro-F1 threshold" + how, True
 
 
 def export_model(out: Path, cfg: TrainConfig, ds: MultiLabelDataset, model: Classifier, threshold: float,

@@ -191,9 +191,11 @@ class Method:
         elif cfg.head_options and "head_options" not in cls.options:
             raise ValueError(f"head_options: the {cls.name!r} method has no head option to configure; leave it unset")
         fixed = cls.decision_threshold(cfg)
-        if fixed is not None and cfg.threshold != "tune" and float(cfg.threshold) != fixed[0]:
+        # "tune" and "auto" leave the choice to the run: the loss's own rule then
+        if fixed is not None and cfg.threshold not in ("tune", "auto") and (
+                isinstance(cfg.threshold, str) or float(cfg.threshold) != fixed[0]):
             raise ValueError(f"threshold: this run decides by its classification loss ({fixed[1]}, threshold "
-                             f"{fixed[0]} on the scores); leave threshold at tune or set {fixed[0]}, "
+                             f"{fixed[0]} on the scores); leave threshold at tune or auto or set {fixed[0]}, "
                              f"got {cfg.threshold!r}")
 
     @classmethod
