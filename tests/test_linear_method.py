@@ -26,6 +26,9 @@ def test_linear_text_run_matches_sklearn_and_reloads(tmp_path):
     assert rc == 0, err
     metrics = check_run_folder(out)
     assert metrics["method"] == "linear" and metrics["loss"] == "linear"
+    # your own data: the linear model gets the auto settings' decision rule, and nothing else
+    assert "threshold=auto" in err and "encoder=" not in err
+    assert metrics["chosen_on_validation"]["threshold_rule"]["cross_validated"]["folds"] == 5
 
     ds = load_dataset(f"jsonl:{data}")
     train, test = ds.splits["train"], ds.splits["test"]

@@ -286,10 +286,12 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None, finetune: bool | No
         finetune = _choose_vector_model(c, encoder, finetune)
     _choose_blends(c, modality, enc, method)
     _choose_schedule(c, n, finetune)
-    c.set("threshold", "auto", "one threshold per label (shrunk towards the global one) where 5-fold cross-"
-                               "validation on the validation split shows it keeps micro-F1 and raises macro-F1, "
-                               "else one global threshold")
+    c.set("threshold", "auto", _THRESHOLD_WHY)
     return c.values, c.why, _describe(s)
+
+
+_THRESHOLD_WHY = ("one threshold per label (shrunk towards the global one) where 5-fold cross-validation on the "
+                  "validation split shows it keeps micro-F1 and raises macro-F1, else one global threshold")
 
 
 def _spaced(s: dict[str, Any]) -> bool:
@@ -509,7 +511,8 @@ def apply_auto_settings(cfg: TrainConfig, dataset: MultiLabelDataset, stream: Te
 
     Does nothing (returns its arguments) unless ``cfg.auto`` is true and the dataset is a
     ``jsonl:``/``csv:``/``vectors:`` spec; a method that builds its own model from the data
-    (``linear``) needs no settings. Prints the choices as one block on ``stream`` (stderr).
+    (``linear``) gets only the decision rule (``threshold: auto``). Prints the choices as one block on
+    ``stream`` (stderr).
 
     Args:
         cfg: A validated config.
@@ -530,14 +533,18 @@ def apply_auto_settings(cfg: TrainConfig, dataset: MultiLabelDataset, stream: Te
     """
     kind = cfg.dataset.partition(":")[0].strip().lower() if isinstance(cfg.dataset, str) else ""
     method = methods(cfg.method)
-    if not cfg.auto or kind not in AUTO_SPECS or method.builds_own_encoder:
+    if not cfg.auto or kind not in AUTO_SPECS:
         return cfg, dataset
     user = user_set_fields(cfg)
-    overrides, why, description = _choose(dataset, cfg.encoder if "encoder" in user else None,
-                                          cfg.finetune_encoder if "finetune_encoder" in user else None,
-                                          cfg.method if "method" in user else None,
-                                          label_names_head and "head" not in user
-                                          and "encoder_options.hidden_dims" not in user)
+    if method.builds_own_encoder:  # e.g. linear: its model is its own; only the decision rule is chosen
+        overrides, why = {"threshold": "auto"}, {"threshold": _THRESHOLD_WHY}
+        description = _describe(data_statistics(dataset))
+    else:
+        overrides, why, description = _choose(dataset, cfg.encoder if "encoder" in user else None,
+                                              cfg.finetune_encoder if "finetune_encoder" in user else None,
+                                              cfg.method if "method" in user else None,
+                                              label_names_head and "head" not in user
+                                              and "encoder_options.hidden_dims" not in user)
     if "method" in overrides:  # the fields to keep are those of the method chosen
         method = methods(overrides["method"])
     changes: dict[str, Any] = {}
