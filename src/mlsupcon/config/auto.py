@@ -307,7 +307,8 @@ def _choose_text_encoder(c: _Choices, s: dict[str, Any], encoder: str | None, na
     if encoder is None:
         if chosen == "frozen":
             why = (f"{s['n_all']:,} texts with spaces between words (<= {FROZEN_MAX_TEXTS:,}): "
-                   "MiniLM sentence embeddings, computed once and cached, under a trained MLP")
+                   "MiniLM sentence embeddings, computed once and cached, under a trained "
+                   + ("head" if names else "MLP"))
         elif not spaced:
             why = ("no words to split (a script without spaces, or symbols): "
                    "TF-IDF character n-grams under one trained layer")
