@@ -296,6 +296,13 @@ def test_cli_run_on_jsonl_chooses_from_the_data_and_resumes(tmp_path):
     assert "5-fold cross-validation on validation" in m["threshold_source"]
     model_json = json.loads((out / "model" / "model.json").read_text())
     assert ("thresholds" in model_json) == ("thresholds" in m) == (rule["rule"] == "tune-per-label")
+    # each part of the TF-IDF blend alone, on test: the linear part is the linear method's model
+    parts = m["blend_parts"]
+    assert set(parts) == {"model", "linear"} and all(0 <= v[k] <= 1 for v in parts.values() for k in v)
+    rc, _, err = fp.run_cli(["train", "--dataset", f"jsonl:{data}", "--method", "linear", "--no-progress",
+                             "--output", str(tmp_path / "lin")])
+    assert rc == 0, err
+    assert parts["linear"]["map"] == pytest.approx(fp.check_run_folder(tmp_path / "lin")["map"], abs=1e-6)
     # --resume with the same flags chooses the same settings; so does the saved config.yaml
     again = load_config(None, {"dataset": f"jsonl:{data}", "epochs": 1, "classifier_epochs": 1, "progress": False,
                                "output": str(out), "resume": True})

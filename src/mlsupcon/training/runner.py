@@ -40,6 +40,7 @@ from mlsupcon.evaluation import (
     choose_threshold_rule,
     compute_metrics,
     macro_f1,
+    mean_average_precision,
     micro_f1,
     tune_global_threshold,
     tune_global_threshold_macro_f1,
@@ -199,6 +200,7 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
         metrics["macro_f1_global_threshold"] = float(macro_f1(test_y, test_scores, threshold))
         metrics["micro_f1_per_label_thresholds"] = float(micro_f1(test_y, test_scores, shrunk))
         metrics["macro_f1_per_label_thresholds"] = float(macro_f1(test_y, test_scores, shrunk))
+    parts = _blend_part_metrics(ctx, model) if tuned and "blend_linear" in ctx.extra else None
     timings["total_s"] = time.perf_counter() - t_start
     run = ctx.run
     result = {
@@ -219,6 +221,7 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
         "timings": timings,
         "validation": val_metrics,
         **({"chosen_on_validation": ctx.extra} if ctx.extra else {}),
+        **({"blend_parts": parts} if parts else {}),
         "notes": list(run.notes),  # what the run told the user (resumes, stages that hit their epoch cap)
     }
     # Each artefact appears whole (atomic writes; model/ as a folder); metrics.json, last, says the run finished.
@@ -228,6 +231,27 @@ def _evaluate_and_export(ctx: FitContext, method, model: Classifier, t_start: fl
         atomic_savez(out / "embeddings_test.npz", embeddings=test_emb[keep], labels=test_y[keep].astype(np.uint8))
     write_json(out / "metrics.json", result)
     return result
+
+
+def _blend_part_metrics(ctx: FitContext, model: Classifier) -> dict[str, dict[str, float]] | None:
+    """Test micro-F1, macro-F1 and mAP of each part of the TF-IDF blend alone (``model``: the trained
+    network, ``linear``: the TF-IDF linear model), each at its own global threshold tuned on validation
+    micro-F1: what the trained network carries by itself, next to the blend. Reported only; nothing is
+    chosen from it."""
+    from mlsupcon.models import BlendHead
+
+    if not isinstance(model.head, BlendHead):
+        return None
+    out = {}
+    for name, part in (("model", model.head.head_a), ("linear", model.head.head_b)):
+        alone = Classifier(model.encoder, part)
+        val_scores, val_y = predict_scores(alone, ctx.eval_loader("validation", alone.preprocess))
+        test_scores, test_y = predict_scores(alone, ctx.eval_loader("test", alone.preprocess))
+        t = tune_global_threshold(val_y, val_scores) if val_y.sum() else 0.5
+        out[name] = {"micro_f1": float(micro_f1(test_y, test_scores, t)),
+                     "macro_f1": float(macro_f1(test_y, test_scores, t)),
+                     "map": float(mean_average_precision(test_y, test_scores)), "threshold": float(t)}
+    return out
 
 
 def decision_rule(cfg: TrainConfig, method, val_y: np.ndarray, val_scores: np.ndarray,
