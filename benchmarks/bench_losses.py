@@ -17,7 +17,7 @@ Debtags labels only and up to ``--new-max-n``) get their natural inputs, built o
   * ``msc``, ``proto_only``, ``mscwrg``, ``mscrg``: the same, plus prototypes P [C, D] (C = 597 for
     Debtags, ``LabelPrototypes(C, D)``, a leaf with requires_grad: their gradient is part of the backward);
     the C prototypes are extra candidates (and, for mscwrg/mscrg, extra anchors);
-  * ``zlpr``, ``cl_jspcl``: logits [B, C] (B = N / V samples, standard normal), the gradient w.r.t. them;
+  * ``zlpr``, ``cl_jspcl``, ``label_nce``: logits [B, C] (B = N / V samples, standard normal), the gradient w.r.t. them;
   * ``cl_icl``: per-label embeddings [B, 11, D] (B = N / V samples; the 11 most frequent labels of the
     batch, as CL-MTC's 11 SemEval emotions) and those 11 label columns.
 ``bare`` stays normalize + z @ z.T over the N = B·V embeddings, so ``× bare`` says what each costs
@@ -50,9 +50,9 @@ from _memory import peak_mib  # benchmarks/_memory.py (scripts run from this fol
 STRATEGIES = ["all", "any", "mulsupcon", "simdis", "jaccard", "mlcl", "supcon", "simclr"]
 #: Losses of issue 21 (docs/spec/LOSSES.md); ``mulsupcon_count`` is mulsupcon(empty_rows="count").
 NEW_LOSSES = ["jaccard_weight", "msc", "proto_only", "mscwrg", "mscrg", "zlpr", "cl_scl", "cl_jscl", "cl_jspcl",
-              "cl_slcl", "cl_icl", "multisupcon_wz", "mulsupcon_count"]
+              "cl_slcl", "cl_icl", "multisupcon_wz", "mulsupcon_count", "label_nce"]
 PROTOTYPE_NAMES = {"msc", "proto_only", "mscwrg", "mscrg"}
-LOGIT_NAMES = {"zlpr", "cl_jspcl"}
+LOGIT_NAMES = {"zlpr", "cl_jspcl", "label_nce"}
 ICL_LABELS = 11  # cl_icl: label embeddings of the 11 most frequent labels (CL-MTC runs on 11 emotions)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -172,7 +172,7 @@ def engine_loss(name: str, chunk_size):
     from mlsupcon.losses import build
 
     if name in NEW_LOSSES:
-        options = {} if name == "zlpr" else {"chunk_size": chunk_size}
+        options = {} if name in ("zlpr", "label_nce") else {"chunk_size": chunk_size}
         fn = build("mulsupcon", empty_rows="count", **options) if name == "mulsupcon_count" else build(name, **options)
 
         def run_new(feats, labels):
