@@ -105,10 +105,11 @@ FROZEN_MAX_TEXTS = 60_000
 #: summaries (median 2,331 words) gained 4.3 mAP at 512 tokens (docs/results.md, issue 22, session 8);
 #: Reuters stories (median 109) gained nothing at 256 (session 11).
 LONG_TEXT_WORDS = 300
-#: Seconds per text of the frozen MiniLM by ``max_length`` with the int8 ONNX runtime (2 CPU cores, full
-#: EUR-Lex documents, another job running; PyTorch: :data:`_TORCH_SLOWER` times more), and the embedding
-#: time a first run may spend reading long texts further (the longest length that fits is chosen).
-_FROZEN_SECONDS_PER_TEXT = ((512, 0.075), (384, 0.048), (256, 0.026))
+#: Seconds per text of the frozen MiniLM by ``max_length`` with the int8 ONNX runtime (2 idle CPU cores,
+#: full-length EUR-Lex documents, runs/i22s11/embed_speed.py: 22 / 33 / 57 texts/s; PyTorch:
+#: :data:`_TORCH_SLOWER` times more), and the embedding time a first run may spend reading long texts
+#: further (the longest length that fits is chosen; 10,528 such texts at 384 tokens took ~350 s in a run).
+_FROZEN_SECONDS_PER_TEXT = ((512, 0.045), (384, 0.030), (256, 0.0175))
 _TORCH_SLOWER = 2.5
 FROZEN_LONG_EMBED_BUDGET_S = 600
 #: The Debtags recipe (src/mlsupcon/config/presets.py) that auto settings reuse with ``frozen``.
