@@ -112,6 +112,9 @@ LONG_TEXT_WORDS = 300
 _FROZEN_SECONDS_PER_TEXT = ((512, 0.045), (384, 0.030), (256, 0.0175))
 _TORCH_SLOWER = 2.5
 FROZEN_LONG_EMBED_BUDGET_S = 600
+#: Why ``threshold: auto`` (printed with the choices; every auto run gets it, ``linear`` too).
+_THRESHOLD_WHY = ("one threshold per label (shrunk towards the global one) where 5-fold cross-validation on the "
+                  "validation split shows it keeps micro-F1 and raises macro-F1, else one global threshold")
 #: The Debtags recipe (src/mlsupcon/config/presets.py) that auto settings reuse with ``frozen``.
 _FROZEN = {"hidden_dims": [1024], "dropout": 0.2}
 _FROZEN_RECIPE = {"lr": 0.003, "epochs": 30, "patience": 5}
@@ -291,10 +294,6 @@ def _choose(dataset: MultiLabelDataset, encoder: str | None, finetune: bool | No
     return c.values, c.why, _describe(s)
 
 
-_THRESHOLD_WHY = ("one threshold per label (shrunk towards the global one) where 5-fold cross-validation on the "
-                  "validation split shows it keeps micro-F1 and raises macro-F1, else one global threshold")
-
-
 def _spaced(s: dict[str, Any]) -> bool:
     """Text with words to split: a script with spaces between words, not mostly symbols."""
     return s["unspaced_script_share"] < 0.3 and s["symbol_share"] < 0.25
@@ -344,9 +343,9 @@ def _choose_frozen_length(c: _Choices, s: dict[str, Any]) -> None:
     512 / 384 / 256 tokens whose embedding of every text fits :data:`FROZEN_LONG_EMBED_BUDGET_S`."""
     if s["words_median"] <= LONG_TEXT_WORDS:
         return
-    import importlib.util
+    from mlsupcon.models.onnx_backbone import onnx_available
 
-    slower = 1.0 if importlib.util.find_spec("onnxruntime") is not None else _TORCH_SLOWER
+    slower = 1.0 if onnx_available() else _TORCH_SLOWER
     for length, seconds in _FROZEN_SECONDS_PER_TEXT:
         estimate = s["n_all"] * seconds * slower
         if estimate <= FROZEN_LONG_EMBED_BUDGET_S:

@@ -238,19 +238,34 @@ def _blend_part_metrics(ctx: FitContext, model: Classifier) -> dict[str, dict[st
     network, ``linear``: the TF-IDF linear model), each at its own global threshold tuned on validation
     micro-F1: what the trained network carries by itself, next to the blend. Reported only; nothing is
     chosen from it."""
+    import torch
+
     from mlsupcon.models import BlendHead
 
-    if not isinstance(model.head, BlendHead):
+    blend = model.head
+    if not isinstance(blend, BlendHead):
         return None
+
+    class BothParts(torch.nn.Module):  # one encoder pass per split scores both parts: [a | b] logits
+        input = "pooled"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.parts = torch.nn.ModuleList([blend.head_a, blend.head_b])
+
+        def forward(self, h: torch.Tensor) -> torch.Tensor:
+            return torch.cat([part(h) for part in self.parts], dim=1)
+
+    both = Classifier(model.encoder, BothParts())
+    val_scores, val_y = predict_scores(both, ctx.eval_loader("validation", both.preprocess))
+    test_scores, test_y = predict_scores(both, ctx.eval_loader("test", both.preprocess))
+    c = val_y.shape[1]
     out = {}
-    for name, part in (("model", model.head.head_a), ("linear", model.head.head_b)):
-        alone = Classifier(model.encoder, part)
-        val_scores, val_y = predict_scores(alone, ctx.eval_loader("validation", alone.preprocess))
-        test_scores, test_y = predict_scores(alone, ctx.eval_loader("test", alone.preprocess))
-        t = tune_global_threshold(val_y, val_scores) if val_y.sum() else 0.5
-        out[name] = {"micro_f1": float(micro_f1(test_y, test_scores, t)),
-                     "macro_f1": float(macro_f1(test_y, test_scores, t)),
-                     "map": float(mean_average_precision(test_y, test_scores)), "threshold": float(t)}
+    for i, name in enumerate(("model", "linear")):  # head_a: the trained network; head_b: the TF-IDF model
+        val, test = val_scores[:, i * c:(i + 1) * c], test_scores[:, i * c:(i + 1) * c]
+        t = tune_global_threshold(val_y, val) if val_y.sum() else 0.5
+        out[name] = {"micro_f1": float(micro_f1(test_y, test, t)), "macro_f1": float(macro_f1(test_y, test, t)),
+                     "map": float(mean_average_precision(test_y, test)), "threshold": float(t)}
     return out
 
 
